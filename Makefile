@@ -1,0 +1,72 @@
+# The vSphere CNS CSI driver. `make run` starts it on the embedded vCenter;
+# `make test` runs every test. Both install what they need first.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN := bin
+# Debian packages the node plugin and its tests run: mount, blkid, losetup,
+# mkfs/fsck/resize for ext4 and xfs.
+DEB_PACKAGES := util-linux mount e2fsprogs xfsprogs
+NEED_CMDS := losetup blkid mkfs.ext4 mkfs.xfs resize2fs xfs_growfs
+RUN_DIR ?= /tmp/vsphere-csi
+TEST_TIMEOUT ?= 12m
+
+.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean
+
+all: build
+
+# deps installs the Debian packages when a command is missing (as root, as
+# on CI) and downloads the Go modules.
+deps:
+	@missing=""; for c in $(NEED_CMDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: missing$$missing; installing $(DEB_PACKAGES)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (apt-get) or install: $(DEB_PACKAGES)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+	fi
+	@$(GO) mod download
+
+build: deps
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/vsphere-csi ./cmd/vsphere-csi
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/vsphere-sim ./cmd/vsphere-sim
+
+# run: the driver (controller and node) on the embedded vCenter, serving CSI
+# on $(RUN_DIR)/csi.sock until Ctrl-C.
+run: build
+	$(BIN)/vsphere-csi --simulator --endpoint unix://$(RUN_DIR)/csi.sock --simulator-dir $(RUN_DIR)/vcenter -v 2
+
+# demo: the seed's story told step by step against the driver on the
+# embedded vCenter (a Gold 5Gi volume: create, attach, format, mount, write,
+# detach, re-attach, read back, delete).
+demo: build
+	$(GO) run ./cmd/vsphere-demo --driver $(BIN)/vsphere-csi
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l cmd pkg test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: deps vet chart-test
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The Helm chart: lint, render, strict decoding, RBAC and image checks, the
+# plain manifests in sync (a module of its own: test/chart).
+chart-test:
+	cd test/chart && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# manifests regenerates deploy/kubernetes from the chart.
+manifests:
+	cd test/chart && $(GO) run ./cmd/render-manifests
+
+verify-manifests:
+	cd test/chart && $(GO) run ./cmd/render-manifests --check
+
+# image needs a Docker engine (none on our machines).
+image:
+	docker build --build-arg VERSION=$(VERSION) -t vsphere-csi:$(VERSION) .
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./pkg/... ./test/...
+
+clean:
+	rm -rf $(BIN)

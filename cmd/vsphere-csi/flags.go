@@ -1,0 +1,78 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+)
+
+type options struct {
+	endpoint          string
+	mode              string
+	configPath        string
+	nodeID            string
+	byIDDir           string
+	maxVolumesPerNode int64
+	metricsAddress    string
+	logFormat         string
+	showVersion       bool
+
+	simulator        bool
+	simulatorDir     string
+	simulatorNodeVMs int
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("vsphere-csi", flag.ContinueOnError)
+	fs.StringVar(&o.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint: unix:///path/csi.sock or tcp://host:port")
+	fs.StringVar(&o.mode, "mode", string(driver.ModeAll), "services to serve: controller, node or all")
+	fs.StringVar(&o.configPath, "config", "/etc/vsphere-csi/csi-vsphere.conf", "path of csi-vsphere.conf (controller)")
+	fs.StringVar(&o.nodeID, "node-id", "", "node ID, the node VM's BIOS UUID (node; default: read from DMI)")
+	fs.StringVar(&o.byIDDir, "by-id-dir", "/dev/disk/by-id", "directory of the wwn-0x<disk UUID> device links (node)")
+	fs.Int64Var(&o.maxVolumesPerNode, "max-volumes-per-node", driver.DefaultMaxVolumesPerNode,
+		"volumes one node VM can attach: 59 = 4 PVSCSI controllers x 15 - the OS disk; up to 255 on vSphere 8 (node)")
+	fs.StringVar(&o.metricsAddress, "metrics-address", "", "address to serve Prometheus metrics on, e.g. :9809 (empty: off)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
+	fs.StringVar(&o.simulatorDir, "simulator-dir", "", "with --simulator: where the embedded vCenter keeps its datastores (default: a temporary directory)")
+	fs.IntVar(&o.simulatorNodeVMs, "simulator-node-vms", 3, "with --simulator: number of node VMs")
+	klog.InitFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	switch driver.Mode(o.mode) {
+	case driver.ModeController, driver.ModeNode, driver.ModeAll:
+	default:
+		return o, fmt.Errorf("--mode %q: want controller, node or all", o.mode)
+	}
+	if o.maxVolumesPerNode < 1 || o.maxVolumesPerNode > 255 {
+		return o, fmt.Errorf("--max-volumes-per-node %d: want 1 to 255", o.maxVolumesPerNode)
+	}
+	return o, setLogFormat(o.logFormat, os.Stderr)
+}
+
+// setLogFormat routes klog through a JSON handler when asked; klog's own
+// text format is the default.
+func setLogFormat(format string, w io.Writer) error {
+	switch format {
+	case "text":
+		return nil
+	case "json":
+		klog.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.Level(-127)})))
+		return nil
+	}
+	return fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,165 @@
+// Package app wires the driver together: configuration, the vCenter client
+// (or the embedded vCenter), the node's mounter, metrics and the CSI server.
+// cmd/vsphere-csi is flags and this; the tests start the same wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/config"
+	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+	"github.com/vsphere-cns/vsphere-csi/pkg/metrics"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// Config is what the process was asked to do (from flags).
+type Config struct {
+	Mode              driver.Mode
+	Version           string
+	Endpoint          string
+	ConfigPath        string
+	NodeID            string
+	ByIDDir           string
+	MaxVolumesPerNode int64
+	MetricsAddress    string
+
+	// Simulator starts the embedded vCenter in-process; the driver talks to
+	// it over SOAP exactly as to a real vCenter.
+	Simulator        bool
+	SimulatorDir     string
+	SimulatorNodeVMs int
+}
+
+// Run serves CSI until ctx ends, then cleans up (logout, loop devices).
+func Run(ctx context.Context, c Config) error {
+	m := metrics.New()
+	if c.MetricsAddress != "" {
+		go func() {
+			if err := m.Serve(ctx, c.MetricsAddress); err != nil {
+				klog.ErrorS(err, "Metrics server stopped", "address", c.MetricsAddress)
+			}
+		}()
+	}
+
+	var vcCfg *config.Config
+	if c.Simulator {
+		s, err := startSimulator(ctx, &c)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := s.Close(); err != nil {
+				klog.ErrorS(err, "Stopping the embedded vCenter")
+			}
+		}()
+		if vcCfg, err = config.Parse(strings.NewReader(s.ConfigINI(SimClusterID)), "embedded vCenter"); err != nil {
+			return err
+		}
+	} else if c.Mode != driver.ModeNode {
+		var err error
+		if vcCfg, err = config.Load(c.ConfigPath); err != nil {
+			return err
+		}
+	}
+
+	d, closeAll, err := New(ctx, c, vcCfg, m)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	l, err := driver.Listen(c.Endpoint)
+	if err != nil {
+		return err
+	}
+	return d.Serve(ctx, l, m)
+}
+
+// SimClusterID is the cluster ID the driver uses with the embedded vCenter.
+const SimClusterID = "vsphere-csi-dev"
+
+// startSimulator starts the embedded vCenter and points the node side at its
+// first node VM, unless the flags chose otherwise.
+func startSimulator(ctx context.Context, c *Config) (*sim.Sim, error) {
+	root := os.Geteuid() == 0
+	if !root && c.Mode != driver.ModeController {
+		klog.InfoS("Not root: the embedded vCenter can't make loop devices, so only the controller runs")
+		c.Mode = driver.ModeController
+	}
+	s, err := sim.Start(ctx, sim.Options{Dir: c.SimulatorDir, NodeVMs: c.SimulatorNodeVMs, Hypervisor: root})
+	if err != nil {
+		return nil, fmt.Errorf("embedded vCenter: %w", err)
+	}
+	vm := s.NodeVMs()[0]
+	if c.NodeID == "" {
+		c.NodeID = vm.UUID
+	}
+	if c.ByIDDir == "" || c.ByIDDir == DefaultByIDDir {
+		c.ByIDDir = vm.ByIDDir
+	}
+	fmt.Println(s.Summary())
+	fmt.Printf("The node plugin plays node VM %s (node ID %s); its disks appear in %s\n", vm.Name, c.NodeID, c.ByIDDir)
+	return s, nil
+}
+
+// DefaultByIDDir is where a node VM's disks appear on a real node.
+const DefaultByIDDir = "/dev/disk/by-id"
+
+// New builds the driver for c: a vCenter client from vcCfg when the mode
+// serves the controller, a mounter when it serves the node. closeAll logs
+// out of vCenter.
+func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observer) (_ *driver.Driver, closeAll func(), err error) {
+	closeAll = func() {}
+	var vc vcenter.Client
+	if c.Mode != driver.ModeNode {
+		if vcCfg == nil {
+			return nil, nil, errors.New("the controller needs a vCenter configuration")
+		}
+		opts := VCenterOptions(vcCfg)
+		opts.UserAgent = "vsphere-csi/" + c.Version
+		opts.Observer = obs
+		if vc, err = vcenter.New(ctx, opts); err != nil {
+			return nil, nil, err
+		}
+		closeAll = func() {
+			if err := vc.Close(context.WithoutCancel(ctx)); err != nil {
+				klog.ErrorS(err, "Logging out of vCenter")
+			}
+		}
+	}
+	var mounter node.Mounter
+	if c.Mode != driver.ModeController {
+		if c.NodeID == "" {
+			if c.NodeID, err = node.NodeIDFromDMI(node.DefaultDMIDir); err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("node ID: %w (set --node-id)", err)
+			}
+		}
+		mounter = NodeMounter(c.Mode)
+	}
+	d, err := driver.NewDriver(driver.Options{
+		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
+		MaxVolumesPerNode: c.MaxVolumesPerNode,
+	}, vc, mounter)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return d, closeAll, nil
+}
+
+// NodeMounter is the mounter of a process in mode: the real one when the
+// mode serves the node, none otherwise.
+func NodeMounter(mode driver.Mode) node.Mounter {
+	if mode == driver.ModeController {
+		return nil
+	}
+	return node.NewMounter()
+}

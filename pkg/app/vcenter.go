@@ -1,0 +1,22 @@
+package app
+
+import (
+	"github.com/vsphere-cns/vsphere-csi/pkg/config"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// VCenterOptions are the vCenter client's options from csi-vsphere.conf.
+func VCenterOptions(c *config.Config) vcenter.Options {
+	vc := c.VirtualCenter
+	return vcenter.Options{
+		Host:        vc.Host,
+		Port:        vc.Port,
+		User:        vc.User,
+		Password:    vc.Password.Reveal(),
+		Insecure:    vc.Insecure,
+		CAFile:      vc.CAFile,
+		Thumbprint:  vc.Thumbprint,
+		Datacenters: vc.Datacenters,
+		ClusterID:   c.ClusterID,
+	}
+}

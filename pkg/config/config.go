@@ -1,0 +1,405 @@
+// Package config reads csi-vsphere.conf, the INI file vSphere admins already
+// have for the upstream vSphere CSI driver:
+//
+//	[Global]
+//	cluster-id = "prod-cluster-1"
+//	insecure-flag = "false"            # defaults for every VirtualCenter
+//	ca-file = /etc/ssl/vcenter/ca.pem
+//	thumbprint = "AA:BB:…"
+//	user = "k8s@vsphere.local"
+//	password = "…"
+//	port = "443"
+//	datacenters = "dc-1, dc-2"
+//
+//	[VirtualCenter "vc.example.com"]  # exactly one, for now
+//	user = …                           # each key here overrides [Global]
+//	password = …
+//	port = …
+//	datacenters = …
+//	insecure-flag = …
+//	ca-file = …
+//	thumbprint = …
+//
+//	[Labels]
+//	topology-categories = "k8s-region, k8s-zone"
+//
+// Values may be quoted or not; key names are case-insensitive. The password
+// never appears in what a Config prints or logs.
+package config
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/ini.v1"
+	"k8s.io/klog/v2"
+)
+
+// Config is what the driver needs from csi-vsphere.conf.
+type Config struct {
+	// Source names where the configuration came from (the file's path).
+	Source string
+	// ClusterID is recorded on every CNS volume this cluster creates.
+	ClusterID string
+	// VirtualCenter is the one vCenter of this cluster.
+	VirtualCenter VirtualCenter
+	// TopologyCategories are the vSphere tag categories that make the
+	// topology (e.g. k8s-region, k8s-zone); empty when there is none.
+	TopologyCategories []string
+}
+
+// VirtualCenter is one [VirtualCenter "host"] section, with the [Global]
+// values it inherits filled in.
+type VirtualCenter struct {
+	Host     string
+	Port     int
+	User     string
+	Password Secret
+	// TLS is verified unless Insecure: against CAFile when set, else against
+	// Thumbprint.
+	Insecure    bool
+	CAFile      string
+	Thumbprint  string
+	Datacenters []string
+}
+
+// DefaultPort is vCenter's HTTPS port.
+const DefaultPort = 443
+
+// Secret is a string that never prints: fmt, klog/logr and slog all show
+// "<redacted>". Reveal gives the value.
+type Secret string
+
+const redacted = "<redacted>"
+
+// Reveal returns the secret's value, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// MarshalLog is what logr (klog's structured logging) shows.
+func (s Secret) MarshalLog() any { return s.String() }
+
+// LogValue is what log/slog shows.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps JSON and YAML encoders from writing the value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// String describes the configuration without the password.
+func (c *Config) String() string {
+	vc := c.VirtualCenter
+	return fmt.Sprintf("cluster-id=%q vCenter=%s:%d user=%q password=%s insecure=%t ca-file=%q thumbprint=%q datacenters=%q topology-categories=%q",
+		c.ClusterID, vc.Host, vc.Port, vc.User, vc.Password, vc.Insecure, vc.CAFile, vc.Thumbprint, vc.Datacenters, c.TopologyCategories)
+}
+
+// LogValue is what log/slog shows of a Config.
+func (c *Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalLog is what logr (klog) shows of a Config.
+func (c *Config) MarshalLog() any { return c.String() }
+
+// Sections and keys.
+const (
+	sectionGlobal        = "Global"
+	sectionVirtualCenter = "VirtualCenter"
+	sectionLabels        = "Labels"
+
+	keyClusterID          = "cluster-id"
+	keyInsecure           = "insecure-flag"
+	keyCAFile             = "ca-file"
+	keyThumbprint         = "thumbprint"
+	keyUser               = "user"
+	keyPassword           = "password"
+	keyPort               = "port"
+	keyDatacenters        = "datacenters"
+	keyTopologyCategories = "topology-categories"
+)
+
+// The keys each section accepts.
+var (
+	vcKeys     = []string{keyUser, keyPassword, keyPort, keyDatacenters, keyInsecure, keyCAFile, keyThumbprint}
+	globalKeys = append([]string{keyClusterID}, vcKeys...)
+	labelKeys  = []string{keyTopologyCategories}
+)
+
+// Keys and sections the upstream driver knows and this one does not use:
+// a file written for it still loads, and they are logged as ignored.
+var (
+	ignoredKeys = map[string][]string{
+		sectionGlobal: {"cluster-distribution", "query-limit", "list-volume-threshold",
+			"cnsregistervolumes-cleanup-intervalinmin", "csi-fetch-preferred-datastores-intervalinmin",
+			"csi-auth-check-intervalinmin", "supervisor-id", "cluster-name"},
+		sectionVirtualCenter: {"targetvsanfilesharedatastoreurls", "targetvsanfileshareclusters",
+			"migration-datastore-url", "vcenter-port"},
+		sectionLabels: {"zone", "region"},
+	}
+	ignoredSections = []string{"NetPermissions", "Snapshot", "TopologyCategory"}
+)
+
+// Load reads and checks the configuration file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("vSphere configuration: %w", err)
+	}
+	defer f.Close()
+	return Parse(f, path)
+}
+
+// Parse reads and checks a configuration; name (the file's path) is what
+// error messages call it.
+func Parse(r io.Reader, name string) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	file, err := ini.LoadSources(ini.LoadOptions{
+		InsensitiveKeys:           true,
+		SpaceBeforeInlineComment:  true, // "pa#ss" is a password, "443 # https" a port and a comment
+		UnescapeValueDoubleQuotes: true,
+		KeyValueDelimiters:        "=",
+		ChildSectionDelimiter:     "\x00", // "VirtualCenter \"10.0.0.1\"" has no parent sections
+	}, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a valid INI file: %w", name, err)
+	}
+	p := parser{name: name}
+	return p.parse(file)
+}
+
+type parser struct{ name string }
+
+// errorf makes an error that names the file, the section and the key.
+func (p parser) errorf(section, key, format string, args ...any) error {
+	where := p.name
+	if section != "" {
+		where += ": [" + section + "]"
+	}
+	if key != "" {
+		where += " " + key
+	}
+	return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
+}
+
+func (p parser) parse(file *ini.File) (*Config, error) {
+	var global, labels *ini.Section
+	var vcs []*ini.Section
+	var vcHosts []string
+	for _, s := range file.Sections() {
+		name := s.Name()
+		kind, arg := splitSectionName(name)
+		switch {
+		case name == ini.DefaultSection:
+			if len(s.Keys()) > 0 {
+				return nil, p.errorf("", s.Keys()[0].Name(), "is outside any section: put it under [Global] or [VirtualCenter \"host\"]")
+			}
+		case strings.EqualFold(kind, sectionGlobal) && arg == "":
+			global = s
+		case strings.EqualFold(kind, sectionLabels) && arg == "":
+			labels = s
+		case strings.EqualFold(kind, sectionVirtualCenter):
+			if arg == "" {
+				return nil, p.errorf(name, "", "names no vCenter: write [VirtualCenter \"vcenter.example.com\"]")
+			}
+			vcs = append(vcs, s)
+			vcHosts = append(vcHosts, arg)
+		case slices.ContainsFunc(ignoredSections, func(k string) bool { return strings.EqualFold(k, kind) }):
+			klog.InfoS("Ignoring a section this driver does not use", "file", p.name, "section", name)
+		default:
+			return nil, p.errorf(name, "", "unknown section: the sections are [Global], [VirtualCenter \"host\"] and [Labels]")
+		}
+	}
+	if global == nil {
+		return nil, p.errorf(sectionGlobal, "", "missing: it must give %s", keyClusterID)
+	}
+	switch len(vcs) {
+	case 0:
+		return nil, p.errorf("", "", "no [VirtualCenter \"host\"] section: name the vCenter to use")
+	case 1:
+	default:
+		return nil, p.errorf("", "", "%d VirtualCenter sections (%s): this driver works with exactly one vCenter for now",
+			len(vcs), strings.Join(vcHosts, ", "))
+	}
+	for _, s := range []struct {
+		sec  *ini.Section
+		kind string
+		keys []string
+	}{{global, sectionGlobal, globalKeys}, {vcs[0], sectionVirtualCenter, vcKeys}, {labels, sectionLabels, labelKeys}} {
+		if err := p.checkKeys(s.sec, s.kind, s.keys); err != nil {
+			return nil, err
+		}
+	}
+
+	c := &Config{Source: p.name}
+	c.ClusterID = value(global, keyClusterID)
+	if c.ClusterID == "" {
+		return nil, p.errorf(sectionGlobal, keyClusterID, "is missing: set it to a name unique to this Kubernetes cluster (CNS records it on every volume)")
+	}
+	vc, err := p.virtualCenter(global, vcs[0], vcHosts[0])
+	if err != nil {
+		return nil, err
+	}
+	c.VirtualCenter = vc
+	if labels != nil {
+		c.TopologyCategories = list(value(labels, keyTopologyCategories))
+	}
+	return c, nil
+}
+
+// splitSectionName splits `VirtualCenter "host"` into its kind and its
+// argument (unquoted).
+func splitSectionName(name string) (kind, arg string) {
+	kind, arg, _ = strings.Cut(strings.TrimSpace(name), " ")
+	arg = strings.TrimSpace(arg)
+	if u, err := strconv.Unquote(arg); err == nil {
+		arg = u
+	}
+	return kind, strings.TrimSpace(arg)
+}
+
+func (p parser) checkKeys(s *ini.Section, kind string, accepted []string) error {
+	if s == nil {
+		return nil
+	}
+	for _, k := range s.Keys() {
+		name := k.Name()
+		switch {
+		case slices.Contains(accepted, name):
+		case slices.Contains(ignoredKeys[kind], name):
+			klog.InfoS("Ignoring a key this driver does not use", "file", p.name, "section", s.Name(), "key", name)
+		default:
+			return p.errorf(s.Name(), name, "unknown key: [%s] accepts %s", kind, strings.Join(accepted, ", "))
+		}
+	}
+	return nil
+}
+
+// value is the key's value, "" when absent.
+func value(s *ini.Section, key string) string {
+	if s == nil {
+		return ""
+	}
+	for _, k := range s.Keys() {
+		if k.Name() == key {
+			return strings.TrimSpace(k.Value())
+		}
+	}
+	return ""
+}
+
+// inherited is the key's value in the VirtualCenter section, else in
+// Global; it says which section it came from.
+func inherited(global, vc *ini.Section, key string) (string, string) {
+	if v := value(vc, key); v != "" {
+		return v, vc.Name()
+	}
+	return value(global, key), global.Name()
+}
+
+func (p parser) virtualCenter(global, s *ini.Section, host string) (VirtualCenter, error) {
+	vc := VirtualCenter{Host: host, Port: DefaultPort}
+	var where string
+	vc.User, where = inherited(global, s, keyUser)
+	if vc.User == "" {
+		return vc, p.errorf(s.Name(), keyUser, "is missing (here or in [Global]): the vCenter user the driver logs in as")
+	}
+	var pw string
+	pw, _ = inherited(global, s, keyPassword)
+	if pw == "" {
+		return vc, p.errorf(s.Name(), keyPassword, "is missing (here or in [Global]): the password of %s", vc.User)
+	}
+	vc.Password = Secret(pw)
+	if v, where := inherited(global, s, keyPort); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return vc, p.errorf(where, keyPort, "%q is not a port number (1-65535)", v)
+		}
+		vc.Port = n
+	}
+	if v, where := inherited(global, s, keyInsecure); v != "" {
+		b, err := parseBool(v)
+		if err != nil {
+			return vc, p.errorf(where, keyInsecure, "%q is not true or false", v)
+		}
+		vc.Insecure = b
+	}
+	vc.CAFile, where = inherited(global, s, keyCAFile)
+	if vc.CAFile != "" {
+		if err := checkCAFile(vc.CAFile); err != nil {
+			return vc, p.errorf(where, keyCAFile, "%v", err)
+		}
+	}
+	vc.Thumbprint, where = inherited(global, s, keyThumbprint)
+	if vc.Thumbprint != "" {
+		if err := checkThumbprint(vc.Thumbprint); err != nil {
+			return vc, p.errorf(where, keyThumbprint, "%q: %v", vc.Thumbprint, err)
+		}
+	}
+	if !vc.Insecure && vc.CAFile == "" && vc.Thumbprint == "" {
+		return vc, p.errorf(s.Name(), "", "nothing to verify vCenter's TLS certificate with: set %s (the CA's PEM file) or %s "+
+			"(the certificate's SHA-1 or SHA-256 fingerprint), or %s = true to skip verification (not for production)",
+			keyCAFile, keyThumbprint, keyInsecure)
+	}
+	v, _ := inherited(global, s, keyDatacenters)
+	vc.Datacenters = list(v)
+	return vc, nil
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "yes", "on", "1":
+		return true, nil
+	case "false", "no", "off", "0":
+		return false, nil
+	}
+	return false, errors.New("not a boolean")
+}
+
+func checkCAFile(path string) error {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("can't be read: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return nil
+}
+
+// checkThumbprint accepts a SHA-1 (20 bytes) or SHA-256 (32 bytes)
+// fingerprint, as hex pairs separated by colons (or not).
+func checkThumbprint(t string) error {
+	b, err := hex.DecodeString(strings.ReplaceAll(t, ":", ""))
+	if err != nil || (len(b) != 20 && len(b) != 32) {
+		return errors.New("not a SHA-1 or SHA-256 fingerprint (hex pairs such as AA:BB:…)")
+	}
+	return nil
+}
+
+// list splits a comma-separated value, trimming spaces and dropping empties.
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+)
+
+const thumb = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD"
+
+// writeCA writes a self-signed certificate as PEM and returns its path.
+func writeCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestParse(t *testing.T) {
+	ca := writeCA(t)
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+
+	tests := []struct {
+		name    string
+		ini     string
+		want    *Config
+		wantErr []string // substrings of the error, all of them
+	}{
+		{
+			name: "upstream file, values quoted, global defaults inherited",
+			ini: `
+[Global]
+cluster-id = "prod-1"
+user = "k8s@vsphere.local"
+password = "s3cr#t;x"
+port = "443"
+insecure-flag = "false"
+thumbprint = "` + thumb + `"
+
+[VirtualCenter "vc.example.com"]
+datacenters = "dc-1, dc-2"
+
+[Labels]
+topology-categories = "k8s-region, k8s-zone"
+`,
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "prod-1",
+				VirtualCenter: VirtualCenter{Host: "vc.example.com", Port: 443, User: "k8s@vsphere.local",
+					Password: "s3cr#t;x", Thumbprint: thumb, Datacenters: []string{"dc-1", "dc-2"}},
+				TopologyCategories: []string{"k8s-region", "k8s-zone"}},
+		},
+		{
+			name: "unquoted values, VirtualCenter overrides Global, keys in any case",
+			ini: `
+[Global]
+cluster-id = c1
+user = global-user
+password = global-pw
+insecure-flag = true
+port = 8443
+
+[VirtualCenter "10.0.0.1"]
+User = vc-user
+Password = vc-pw # a comment
+port = 443
+ca-file = ` + ca + `
+insecure-flag = 0
+`,
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c1",
+				VirtualCenter: VirtualCenter{Host: "10.0.0.1", Port: 443, User: "vc-user", Password: "vc-pw", CAFile: ca}},
+		},
+		{
+			name: "insecure, default port",
+			ini:  "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = \"true\"\n",
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c",
+				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true}},
+		},
+		{
+			name: "upstream keys this driver does not use are ignored",
+			ini:  "[Global]\ncluster-id = c\ncluster-distribution = \"OpenShift\"\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n[NetPermissions \"A\"]\nips = \"*\"\n",
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c",
+				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true}},
+		},
+		{
+			name:    "missing cluster-id",
+			ini:     "[Global]\nuser = u\n[VirtualCenter \"vc\"]\npassword = p\ninsecure-flag = true\n",
+			wantErr: []string{"csi-vsphere.conf: [Global] cluster-id: is missing"},
+		},
+		{
+			name:    "missing Global",
+			ini:     "[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
+			wantErr: []string{"[Global]", "missing"},
+		},
+		{
+			name:    "missing user",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\npassword = p\ninsecure-flag = true\n",
+			wantErr: []string{`csi-vsphere.conf: [VirtualCenter "vc"] user: is missing`},
+		},
+		{
+			name:    "missing password",
+			ini:     "[Global]\ncluster-id = c\nuser = u\n[VirtualCenter \"vc\"]\ninsecure-flag = true\n",
+			wantErr: []string{`[VirtualCenter "vc"] password: is missing`},
+		},
+		{
+			name:    "bad port in VirtualCenter",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nport = https\ninsecure-flag = true\n",
+			wantErr: []string{`[VirtualCenter "vc"] port: "https" is not a port number`},
+		},
+		{
+			name:    "port out of range in Global",
+			ini:     "[Global]\ncluster-id = c\nport = 70000\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n",
+			wantErr: []string{`[Global] port: "70000" is not a port number`},
+		},
+		{
+			name:    "bad insecure-flag",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = maybe\n",
+			wantErr: []string{`insecure-flag: "maybe" is not true or false`},
+		},
+		{
+			name:    "no TLS verification material",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
+			wantErr: []string{`[VirtualCenter "vc"]`, "ca-file", "thumbprint", "insecure-flag = true"},
+		},
+		{
+			name:    "ca-file unreadable",
+			ini:     "[Global]\ncluster-id = c\nca-file = /nonexistent/ca.pem\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
+			wantErr: []string{"[Global] ca-file: can't be read", "/nonexistent/ca.pem"},
+		},
+		{
+			name:    "ca-file not PEM",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nca-file = " + notPEM + "\n",
+			wantErr: []string{"ca-file:", "no PEM certificate"},
+		},
+		{
+			name:    "bad thumbprint",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nthumbprint = AA:BB\n",
+			wantErr: []string{`thumbprint: "AA:BB": not a SHA-1 or SHA-256 fingerprint`},
+		},
+		{
+			name:    "unknown key names the accepted ones",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\ndatacenter = dc\n",
+			wantErr: []string{`[VirtualCenter "vc"] datacenter: unknown key`, "user, password, port, datacenters, insecure-flag, ca-file, thumbprint"},
+		},
+		{
+			name:    "unknown key in Labels",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n[Labels]\ntopology = x\n",
+			wantErr: []string{"[Labels] topology: unknown key", "topology-categories"},
+		},
+		{
+			name:    "unknown section",
+			ini:     "[Global]\ncluster-id = c\n[Workspace]\nserver = x\n",
+			wantErr: []string{"[Workspace]", "unknown section"},
+		},
+		{
+			name:    "two vCenters",
+			ini:     "[Global]\ncluster-id = c\nuser = u\npassword = p\ninsecure-flag = true\n[VirtualCenter \"a\"]\n[VirtualCenter \"b\"]\n",
+			wantErr: []string{"2 VirtualCenter sections (a, b)", "exactly one"},
+		},
+		{
+			name:    "no vCenter",
+			ini:     "[Global]\ncluster-id = c\n",
+			wantErr: []string{`no [VirtualCenter "host"] section`},
+		},
+		{
+			name:    "VirtualCenter without a host",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter]\nuser = u\n",
+			wantErr: []string{"[VirtualCenter]: names no vCenter"},
+		},
+		{
+			name:    "key outside a section",
+			ini:     "cluster-id = c\n[Global]\n",
+			wantErr: []string{"cluster-id: is outside any section"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(strings.NewReader(tt.ini), "csi-vsphere.conf")
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("Parse = %v, want an error containing %q", got, tt.wantErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "s3cr") {
+					t.Errorf("error %q shows the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Parse =\n%#v\nwant\n%#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "csi-vsphere.conf")
+	os.WriteFile(path, []byte("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nport = x\ninsecure-flag = true\n"), 0o600)
+	_, err := Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), path+": [VirtualCenter \"vc\"] port:") {
+		t.Errorf("Load = %v, want an error naming %s, the section and the key", err, path)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "absent.conf")); err == nil || !strings.Contains(err.Error(), "absent.conf") {
+		t.Errorf("Load of a missing file = %v, want an error naming it", err)
+	}
+}
+
+// TestPasswordNeverPrinted prints a Config every way the driver might.
+func TestPasswordNeverPrinted(t *testing.T) {
+	const pw = "Very$ecret-42"
+	c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = \""+pw+"\"\ninsecure-flag = true\n"), "x.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VirtualCenter.Password.Reveal() != pw {
+		t.Fatalf("Reveal = %q, want the password", c.VirtualCenter.Password.Reveal())
+	}
+	var outs []string
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		outs = append(outs, fmt.Sprintf(f, c), fmt.Sprintf(f, *c), fmt.Sprintf(f, c.VirtualCenter))
+	}
+	j, _ := json.Marshal(c)
+	outs = append(outs, string(j))
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "cfg", c, "vc", c.VirtualCenter, "pw", c.VirtualCenter.Password)
+	outs = append(outs, buf.String())
+	var logged string
+	logr := funcr.New(func(prefix, args string) { logged += args }, funcr.Options{})
+	logr.Info("config", "cfg", c, "pw", c.VirtualCenter.Password)
+	outs = append(outs, logged)
+	for _, o := range outs {
+		if strings.Contains(o, pw) {
+			t.Errorf("the password shows in %q", o)
+		}
+	}
+	if !strings.Contains(c.String(), "<redacted>") {
+		t.Errorf("String() = %q, want the password shown as <redacted>", c.String())
+	}
+}

@@ -1,0 +1,456 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// PublishContextDiskUUID is the publish-context key of the attached disk's
+// UUID, by which the node plugin finds the device.
+const PublishContextDiskUUID = "diskUUID"
+
+// createTimeout bounds a CreateVolume that keeps going after its caller
+// gave up, so that the retry finds the volume instead of making another.
+const createTimeout = 10 * time.Minute
+
+var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+	csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
+	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+	csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
+	csi.ControllerServiceCapability_RPC_GET_CAPACITY,
+	csi.ControllerServiceCapability_RPC_GET_VOLUME,
+	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
+	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+}
+
+// ControllerGetCapabilities lists what the controller does.
+func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	var caps []*csi.ControllerServiceCapability
+	for _, c := range controllerCaps {
+		caps = append(caps, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
+		})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// CreateVolume makes a CNS block volume on a datastore compatible with the
+// StorageClass's storage policy, or returns the one already made under the
+// request's name.
+func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	if req.GetVolumeContentSource() != nil {
+		return nil, status.Error(codes.InvalidArgument,
+			"creating a volume from a snapshot or another volume is not supported by this driver version")
+	}
+	params, err := parseVolumeParams(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	size, err := capacityBytes(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire("volume name " + name)
+	if err != nil {
+		return nil, err
+	}
+
+	// The creation runs to its end even when the caller gives up (the
+	// provisioner's timeout is often shorter than a vCenter task): the
+	// retry then finds the volume by name instead of making a second one.
+	type result struct {
+		vol vcenter.Volume
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer release()
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+		defer cancel()
+		vol, err := d.createVolume(bg, name, params, size, req.GetCapacityRange())
+		done <- result{vol, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, toStatus(r.err)
+		}
+		return &csi.CreateVolumeResponse{Volume: csiVolume(r.vol, params)}, nil
+	case <-ctx.Done():
+		klog.InfoS("CreateVolume caller gone; the creation goes on and a retry will find it", "name", name)
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, size int64, r *csi.CapacityRange) (vcenter.Volume, error) {
+	var policy vcenter.Policy
+	if p.PolicyName != "" {
+		var err error
+		if policy, err = d.vc.PolicyByName(ctx, p.PolicyName); err != nil {
+			if errors.Is(err, vcenter.ErrPolicyNotFound) {
+				return vcenter.Volume{}, status.Errorf(codes.InvalidArgument, "storagepolicyname %q: %v", p.PolicyName, err)
+			}
+			return vcenter.Volume{}, err
+		}
+	}
+
+	existing, err := d.vc.FindVolumeByName(ctx, name)
+	switch {
+	case err == nil:
+		return existing, sameVolume(existing, policy, size, r)
+	case !errors.Is(err, vcenter.ErrVolumeNotFound):
+		return vcenter.Volume{}, err
+	}
+
+	all, err := d.vc.Datastores(ctx, policy.ID)
+	if err != nil {
+		return vcenter.Volume{}, err
+	}
+	pl, err := place(all, p.PolicyName, p.DatastoreURL, size)
+	if err != nil {
+		return vcenter.Volume{}, err
+	}
+	klog.InfoS("Placing volume", "name", name, "policy", p.PolicyName, "size", describeSize(size),
+		"datastore", pl.Candidates[0].Name, "why", pl.Why)
+	spec := vcenter.CreateSpec{
+		Name:          name,
+		CapacityBytes: size,
+		PolicyID:      policy.ID,
+		PVCName:       p.PVCName,
+		PVCNamespace:  p.PVCNamespace,
+		PVName:        p.PVName,
+	}
+	for _, ds := range pl.Candidates {
+		spec.DatastoreIDs = append(spec.DatastoreIDs, ds.ID)
+	}
+	vol, err := d.vc.CreateVolume(ctx, spec)
+	if errors.Is(err, vcenter.ErrInsufficientSpace) {
+		return vcenter.Volume{}, status.Errorf(codes.ResourceExhausted,
+			"no datastore%s had room for %s: %v", compatibleWith(p.PolicyName), describeSize(size), err)
+	}
+	if err != nil {
+		return vcenter.Volume{}, err
+	}
+	klog.InfoS("Created volume", "volumeID", vol.ID, "name", name, "datastoreURL", vol.DatastoreURL, "size", describeSize(vol.CapacityBytes))
+	return vol, nil
+}
+
+// sameVolume checks that an existing volume of the requested name is what
+// the request asks for; otherwise the name is taken (AlreadyExists).
+func sameVolume(v vcenter.Volume, policy vcenter.Policy, size int64, r *csi.CapacityRange) error {
+	limit := r.GetLimitBytes()
+	if v.CapacityBytes < size || (limit > 0 && v.CapacityBytes > limit) {
+		return status.Errorf(codes.AlreadyExists,
+			"volume %q exists with %s (volume %s), which the requested capacity range does not allow",
+			v.Name, describeSize(v.CapacityBytes), v.ID)
+	}
+	if policy.ID != "" && v.PolicyID != "" && v.PolicyID != policy.ID {
+		return status.Errorf(codes.AlreadyExists,
+			"volume %q exists (volume %s) with another storage policy than %q", v.Name, v.ID, policy.Name)
+	}
+	return nil
+}
+
+func csiVolume(v vcenter.Volume, p volumeParams) *csi.Volume {
+	vc := map[string]string{"type": "vSphere CNS Block Volume"}
+	if v.DatastoreURL != "" {
+		vc["datastoreurl"] = v.DatastoreURL
+	}
+	if p.PolicyName != "" {
+		vc["storagepolicyname"] = p.PolicyName
+	}
+	return &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes, VolumeContext: vc}
+}
+
+// DeleteVolume deletes a CNS volume and its disk. A volume already gone is
+// success; an attached one is refused.
+func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	release, err := d.inflight.acquire("volume " + id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	err = d.vc.DeleteVolume(ctx, id)
+	switch {
+	case err == nil:
+		klog.InfoS("Deleted volume", "volumeID", id)
+	case errors.Is(err, vcenter.ErrVolumeNotFound):
+		klog.V(2).InfoS("Volume already gone", "volumeID", id)
+	case errors.Is(err, vcenter.ErrVolumeInUse):
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s is still attached to a node VM; it can be deleted once it is detached: %v", id, err)
+	default:
+		return nil, toStatus(err)
+	}
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerPublishVolume attaches the volume's disk to the node's VM.
+func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
+	id, node := req.GetVolumeId(), req.GetNodeId()
+	switch {
+	case id == "":
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	case node == "":
+		return nil, status.Error(codes.InvalidArgument, "node_id is required")
+	}
+	if err := validateCapability(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire("volume " + id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	if _, err := d.vc.NodeVM(ctx, node); err != nil {
+		return nil, toStatus(err)
+	}
+	diskUUID, err := d.vc.AttachVolume(ctx, id, node)
+	if errors.Is(err, vcenter.ErrVolumeInUse) {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s is attached to another node VM; it must be detached there first: %v", id, err)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	klog.InfoS("Attached volume", "volumeID", id, "nodeID", node, "diskUUID", diskUUID)
+	return &csi.ControllerPublishVolumeResponse{PublishContext: map[string]string{PublishContextDiskUUID: diskUUID}}, nil
+}
+
+// ControllerUnpublishVolume detaches the volume's disk from the node's VM
+// (from every VM when no node is given). Already detached, a volume that is
+// gone, or a VM that no longer exists: success.
+func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
+	id, node := req.GetVolumeId(), req.GetNodeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	release, err := d.inflight.acquire("volume " + id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	nodes := []string{node}
+	if node == "" {
+		vol, err := d.vc.Volume(ctx, id)
+		if errors.Is(err, vcenter.ErrVolumeNotFound) {
+			return &csi.ControllerUnpublishVolumeResponse{}, nil
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		nodes = nodes[:0]
+		for _, a := range vol.Attachments {
+			nodes = append(nodes, a.NodeUUID)
+		}
+	}
+	for _, n := range nodes {
+		err := d.vc.DetachVolume(ctx, id, n)
+		if err != nil && !errors.Is(err, vcenter.ErrVolumeNotFound) && !errors.Is(err, vcenter.ErrNodeNotFound) {
+			return nil, toStatus(err)
+		}
+		klog.InfoS("Detached volume", "volumeID", id, "nodeID", n)
+	}
+	return &csi.ControllerUnpublishVolumeResponse{}, nil
+}
+
+// ValidateVolumeCapabilities confirms the capabilities a volume supports.
+func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "volume_capabilities are required")
+	}
+	if _, err := d.vc.Volume(ctx, id); err != nil {
+		return nil, toStatus(err)
+	}
+	if _, err := parseVolumeParams(req.GetParameters()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+	}}, nil
+}
+
+// listPage is how many volumes one CNS query asks for when the caller sets
+// no limit.
+const listPage = 500
+
+// ListVolumes pages through this cluster's volumes with the nodes each is
+// published to. The token is the offset of the next page.
+func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	}
+	var offset int64
+	if tok := req.GetStartingToken(); tok != "" {
+		n, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || n < 0 {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is not one this driver gave out", tok)
+		}
+		offset = n
+	}
+	limit := int64(req.GetMaxEntries())
+	var vols []vcenter.Volume
+	for {
+		ask := int64(listPage)
+		if limit > 0 {
+			ask = limit - int64(len(vols))
+		}
+		page, next, err := d.vc.ListVolumes(ctx, offset, ask)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		vols = append(vols, page...)
+		offset = next
+		if next == 0 || (limit > 0 && int64(len(vols)) >= limit) {
+			break
+		}
+	}
+	if req.GetStartingToken() != "" && len(vols) == 0 && offset == 0 {
+		// A token past the end is not one we gave out.
+		if total, err := d.countVolumes(ctx); err == nil && total < mustAtoi(req.GetStartingToken()) {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is past the last volume", req.GetStartingToken())
+		}
+	}
+	resp := &csi.ListVolumesResponse{}
+	for _, v := range vols {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
+			Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
+			Status: &csi.ListVolumesResponse_VolumeStatus{
+				PublishedNodeIds: publishedNodes(v),
+				VolumeCondition:  condition(v),
+			},
+		})
+	}
+	if offset != 0 {
+		resp.NextToken = strconv.FormatInt(offset, 10)
+	}
+	return resp, nil
+}
+
+func (d *Driver) countVolumes(ctx context.Context) (int64, error) {
+	var n, offset int64
+	for {
+		page, next, err := d.vc.ListVolumes(ctx, offset, listPage)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(page))
+		if next == 0 {
+			return n, nil
+		}
+		offset = next
+	}
+}
+
+func mustAtoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func publishedNodes(v vcenter.Volume) []string {
+	var ids []string
+	for _, a := range v.Attachments {
+		ids = append(ids, a.NodeUUID)
+	}
+	return ids
+}
+
+// condition turns CNS's health status into a CSI volume condition.
+func condition(v vcenter.Volume) *csi.VolumeCondition {
+	switch v.Health {
+	case "", "green":
+		return &csi.VolumeCondition{Abnormal: false, Message: "healthy"}
+	default:
+		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("CNS reports the volume's health as %s", v.Health)}
+	}
+}
+
+// ControllerGetVolume reports one volume with its nodes and condition.
+func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	v, err := d.vc.Volume(ctx, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.ControllerGetVolumeResponse{
+		Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
+		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{
+			PublishedNodeIds: publishedNodes(v),
+			VolumeCondition:  condition(v),
+		},
+	}, nil
+}
+
+// GetCapacity reports, for a storage policy (or none), the free space of the
+// compatible datastores reachable from every node VM, and the largest volume
+// one of them can take.
+func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	for _, c := range req.GetVolumeCapabilities() {
+		if err := validateCapability(c); err != nil {
+			return &csi.GetCapacityResponse{}, nil
+		}
+	}
+	p, err := parseVolumeParams(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	var policy vcenter.Policy
+	if p.PolicyName != "" {
+		if policy, err = d.vc.PolicyByName(ctx, p.PolicyName); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	all, err := d.vc.Datastores(ctx, policy.ID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	var total, largest int64
+	for _, ds := range all {
+		if !usable(ds, p.PolicyName) || (p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL)) {
+			continue
+		}
+		total += ds.FreeBytes
+		largest = max(largest, ds.FreeBytes)
+	}
+	return &csi.GetCapacityResponse{
+		AvailableCapacity: total,
+		MaximumVolumeSize: wrapperspb.Int64(largest),
+	}, nil
+}

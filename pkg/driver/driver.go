@@ -1,0 +1,81 @@
+// Package driver holds the CSI servers of the vSphere CNS driver: Identity,
+// Controller and Node, their parameter parsing, the error→gRPC-code mapping,
+// the in-flight guards and the logging/metrics interceptor.
+package driver
+
+import (
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// Name is the driver's name, the provisioner of its StorageClasses.
+const Name = "csi.vsphere.vmware.com"
+
+// Mode says which CSI services the process serves.
+type Mode string
+
+const (
+	ModeController Mode = "controller"
+	ModeNode       Mode = "node"
+	ModeAll        Mode = "all"
+)
+
+// Options configure a Driver. cmd/vsphere-csi fills them from flags.
+type Options struct {
+	Mode    Mode
+	Version string
+	// NodeID is the node's ID (the VM's BIOS UUID); node mode only.
+	NodeID string
+	// MaxVolumesPerNode is what NodeGetInfo reports; node mode only.
+	MaxVolumesPerNode int64
+	// ByIDDir is where the node finds attached disks' wwn-0x<uuid> links
+	// (--by-id-dir); "" means /dev/disk/by-id. Node mode only.
+	ByIDDir string
+}
+
+// Driver implements the CSI Identity, Controller and Node services.
+type Driver struct {
+	csi.UnimplementedIdentityServer
+	csi.UnimplementedControllerServer
+	csi.UnimplementedNodeServer
+
+	opts    Options
+	vc      vcenter.Client // nil in node mode
+	mounter node.Mounter   // nil in controller mode
+	// inflight guards volume names, volume IDs and (volume, node) pairs.
+	inflight *inFlight
+}
+
+// NewDriver wires a Driver. vc is required in controller and all modes,
+// mounter in node and all modes.
+func NewDriver(opts Options, vc vcenter.Client, mounter node.Mounter) (*Driver, error) {
+	switch opts.Mode {
+	case ModeController, ModeNode, ModeAll:
+	default:
+		return nil, fmt.Errorf("mode %q: want controller, node or all", opts.Mode)
+	}
+	if opts.serves(ModeController) && vc == nil {
+		return nil, fmt.Errorf("mode %s needs a vCenter client", opts.Mode)
+	}
+	if opts.serves(ModeNode) {
+		if mounter == nil {
+			return nil, fmt.Errorf("mode %s needs a mounter", opts.Mode)
+		}
+		if opts.NodeID == "" {
+			return nil, fmt.Errorf("mode %s needs a node ID", opts.Mode)
+		}
+	}
+	if opts.MaxVolumesPerNode == 0 {
+		opts.MaxVolumesPerNode = DefaultMaxVolumesPerNode
+	}
+	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight()}, nil
+}
+
+// DefaultMaxVolumesPerNode: 4 PVSCSI controllers × 15 disks, less the OS disk.
+const DefaultMaxVolumesPerNode = 59
+
+func (o Options) serves(m Mode) bool { return o.Mode == ModeAll || o.Mode == m }

@@ -1,0 +1,53 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// toStatus turns an error from the layers below into a gRPC status error.
+// It is the one place where the sentinel errors of pkg/vcenter and pkg/node
+// become gRPC codes;
+// Internal is the last resort. An error that already is a status passes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codeFor(err), err.Error())
+}
+
+func codeFor(err error) codes.Code {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, vcenter.ErrVolumeNotFound), errors.Is(err, vcenter.ErrNodeNotFound):
+		return codes.NotFound
+	case errors.Is(err, vcenter.ErrPolicyNotFound), errors.Is(err, vcenter.ErrInvalidArgument):
+		return codes.InvalidArgument
+	case errors.Is(err, vcenter.ErrVolumeInUse):
+		return codes.FailedPrecondition
+	case errors.Is(err, vcenter.ErrInsufficientSpace):
+		return codes.ResourceExhausted
+	case errors.Is(err, vcenter.ErrNotAuthenticated), errors.Is(err, vcenter.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, node.ErrInvalidDiskUUID), errors.Is(err, node.ErrUnsupportedFilesystem):
+		return codes.InvalidArgument
+	case errors.Is(err, node.ErrDeviceNotFound), errors.Is(err, node.ErrPathNotFound):
+		return codes.NotFound
+	case errors.Is(err, node.ErrFilesystemMismatch), errors.Is(err, node.ErrNotBlank),
+		errors.Is(err, node.ErrNotBlockDevice), errors.Is(err, node.ErrResizeNotPermitted):
+		return codes.FailedPrecondition
+	}
+	return codes.Internal
+}

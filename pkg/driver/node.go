@@ -1,0 +1,395 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+)
+
+// The node service: it turns an attached disk into a mounted filesystem
+// (or a raw block device) for the pods of this node VM, and back. What it
+// does to the machine goes through d.mounter (pkg/node).
+
+func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	volID, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if err := requireFields(volID, "staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	c := req.GetVolumeCapability()
+	if err := validateCapability(c); err != nil {
+		return nil, err
+	}
+	diskUUID := req.GetPublishContext()[PublishContextDiskUUID]
+	if diskUUID == "" {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	}
+	release, err := d.inflight.acquire(nodeKey(volID))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	dev, err := d.mounter.FindDevice(ctx, d.byIDDir(), diskUUID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	log := klog.FromContext(ctx).WithValues("volumeID", volID, "device", dev.Path)
+	if c.GetBlock() != nil {
+		// Raw block: the device is there; publish binds it. Nothing to touch.
+		log.V(2).Info("Block volume staged")
+		return &csi.NodeStageVolumeResponse{}, nil
+	}
+	fsType := fsTypeOf(c)
+	info, err := d.mounter.Inspect(staging)
+	switch {
+	case errors.Is(err, node.ErrPathNotFound):
+	case err != nil:
+		return nil, toStatus(err)
+	case info.Mounted:
+		if !d.sameDevice(info.Source, dev.Path) {
+			return nil, status.Errorf(codes.AlreadyExists,
+				"staging_target_path %s already has %s mounted, not volume %s's device %s", staging, info.Source, volID, dev.Path)
+		}
+		if info.FSType != fsType {
+			return nil, status.Errorf(codes.AlreadyExists,
+				"volume %s is already staged at %s as %s, not %s", volID, staging, info.FSType, fsType)
+		}
+		log.V(2).Info("Volume already staged", "path", staging)
+		return &csi.NodeStageVolumeResponse{}, nil
+	}
+	if err := d.mounter.FormatAndMount(ctx, dev.Path, staging, fsType, c.GetMount().GetMountFlags()); err != nil {
+		return nil, toStatus(err)
+	}
+	log.Info("Volume staged", "path", staging, "fsType", fsType)
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	volID, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if err := requireFields(volID, "staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire(nodeKey(volID))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// The staging directory is the CO's: unmount, leave the directory.
+	if err := d.mounter.Unmount(staging, false); err != nil {
+		return nil, toStatus(err)
+	}
+	klog.FromContext(ctx).Info("Volume unstaged", "volumeID", volID, "path", staging)
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	volID, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
+	if err := requireFields(volID, "target_path", target); err != nil {
+		return nil, err
+	}
+	c := req.GetVolumeCapability()
+	if err := validateCapability(c); err != nil {
+		return nil, err
+	}
+	if staging == "" {
+		return nil, status.Error(codes.InvalidArgument,
+			"staging_target_path is required: this driver stages volumes (NodeStageVolume) before publishing them")
+	}
+	readOnly := req.GetReadonly() ||
+		c.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
+	release, err := d.inflight.acquire(nodeKey(volID))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	if c.GetBlock() != nil {
+		err = d.publishBlock(ctx, req, readOnly)
+	} else {
+		err = d.publishMount(ctx, req, readOnly)
+	}
+	if err != nil {
+		return nil, err
+	}
+	klog.FromContext(ctx).Info("Volume published", "volumeID", volID, "path", target, "readOnly", readOnly)
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+func (d *Driver) publishMount(ctx context.Context, req *csi.NodePublishVolumeRequest, readOnly bool) error {
+	volID, staging, target := req.GetVolumeId(), req.GetStagingTargetPath(), req.GetTargetPath()
+	st, err := d.mounter.Inspect(staging)
+	if errors.Is(err, node.ErrPathNotFound) || (err == nil && !st.Mounted) {
+		return status.Errorf(codes.FailedPrecondition,
+			"volume %s is not staged at %s: NodeStageVolume must come first", volID, staging)
+	}
+	if err != nil {
+		return toStatus(err)
+	}
+	tg, err := d.mounter.Inspect(target)
+	switch {
+	case errors.Is(err, node.ErrPathNotFound):
+	case err != nil:
+		return toStatus(err)
+	case tg.Mounted:
+		if !d.sameDevice(tg.Source, st.Source) {
+			return status.Errorf(codes.AlreadyExists,
+				"target_path %s already has %s mounted, not volume %s", target, tg.Source, volID)
+		}
+		if tg.ReadOnly != readOnly {
+			return status.Errorf(codes.AlreadyExists,
+				"volume %s is already published at %s with readonly=%t", volID, target, tg.ReadOnly)
+		}
+		return nil // already published
+	case !tg.IsDir:
+		return status.Errorf(codes.AlreadyExists, "target_path %s exists and is not a directory", target)
+	}
+	if err := d.checkSingleWriter(req, staging); err != nil {
+		return err
+	}
+	return toStatus(d.mounter.BindMount(staging, target, readOnly, req.GetVolumeCapability().GetMount().GetMountFlags()))
+}
+
+func (d *Driver) publishBlock(ctx context.Context, req *csi.NodePublishVolumeRequest, readOnly bool) error {
+	volID, target := req.GetVolumeId(), req.GetTargetPath()
+	diskUUID := req.GetPublishContext()[PublishContextDiskUUID]
+	if diskUUID == "" {
+		return status.Errorf(codes.InvalidArgument,
+			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	}
+	dev, err := d.mounter.FindDevice(ctx, d.byIDDir(), diskUUID)
+	if err != nil {
+		return toStatus(err)
+	}
+	tg, err := d.mounter.Inspect(target)
+	switch {
+	case errors.Is(err, node.ErrPathNotFound):
+	case err != nil:
+		return toStatus(err)
+	case tg.IsBlockDevice:
+		if !d.sameDevice(target, dev.Path) {
+			return status.Errorf(codes.AlreadyExists,
+				"target_path %s already is another block device than volume %s's %s", target, volID, dev.Path)
+		}
+		if tg.ReadOnly != readOnly {
+			return status.Errorf(codes.AlreadyExists,
+				"volume %s is already published at %s with readonly=%t", volID, target, tg.ReadOnly)
+		}
+		return nil // already published
+	case tg.Mounted:
+		return status.Errorf(codes.AlreadyExists, "target_path %s already has %s mounted", target, tg.Source)
+	}
+	if err := d.checkSingleWriter(req, dev.Path); err != nil {
+		return err
+	}
+	return toStatus(d.mounter.BindDevice(dev.Path, target, readOnly))
+}
+
+// checkSingleWriter refuses a second publish of a SINGLE_NODE_SINGLE_WRITER
+// (ReadWriteOncePod) volume: of (the staging mount, or the device of a
+// block volume) may be published at no other target. Other modes may be
+// published at several targets of this node (pods sharing a RWO volume).
+func (d *Driver) checkSingleWriter(req *csi.NodePublishVolumeRequest, of string) error {
+	if req.GetVolumeCapability().GetAccessMode().GetMode() != csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		return nil
+	}
+	refs, err := d.mounter.MountRefs(of)
+	if err != nil {
+		return toStatus(err)
+	}
+	for _, r := range refs {
+		if !samePath(r, req.GetTargetPath()) && !samePath(r, req.GetStagingTargetPath()) {
+			return status.Errorf(codes.FailedPrecondition,
+				"volume %s is already published at %s, and its access mode SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) allows one publish",
+				req.GetVolumeId(), r)
+		}
+	}
+	return nil
+}
+
+func samePath(a, b string) bool {
+	if ra, err := filepath.EvalSymlinks(a); err == nil {
+		a = ra
+	}
+	if rb, err := filepath.EvalSymlinks(b); err == nil {
+		b = rb
+	}
+	return filepath.Clean(a) == filepath.Clean(b)
+}
+
+func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	volID, target := req.GetVolumeId(), req.GetTargetPath()
+	if err := requireFields(volID, "target_path", target); err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire(nodeKey(volID))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// The target is the SP's to create and to remove.
+	if err := d.mounter.Unmount(target, true); err != nil {
+		return nil, toStatus(err)
+	}
+	klog.FromContext(ctx).Info("Volume unpublished", "volumeID", volID, "path", target)
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	volID, path := req.GetVolumeId(), req.GetVolumePath()
+	if err := requireFields(volID, "volume_path", path); err != nil {
+		return nil, err
+	}
+	info, err := d.mounter.Inspect(path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if info.IsBlockDevice {
+		size, err := d.mounter.DeviceSize(path)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return &csi.NodeGetVolumeStatsResponse{
+			Usage:           []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}},
+			VolumeCondition: &csi.VolumeCondition{Message: "block device present"},
+		}, nil
+	}
+	if !info.Mounted {
+		return &csi.NodeGetVolumeStatsResponse{VolumeCondition: &csi.VolumeCondition{
+			Abnormal: true,
+			Message:  "volume " + volID + " is not mounted at " + path,
+		}}, nil
+	}
+	s, err := d.mounter.FilesystemStats(path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	cond := &csi.VolumeCondition{Message: "mounted " + info.FSType + " filesystem"}
+	if info.FSReadOnly {
+		// The filesystem itself is read-only (a read-only publish is a
+		// read-only bind of a read-write filesystem): the kernel turned it
+		// read-only (ext4 errors=remount-ro, an I/O error) or someone
+		// remounted it.
+		cond = &csi.VolumeCondition{Abnormal: true, Message: "the " + info.FSType + " filesystem of volume " + volID +
+			" at " + path + " has become read-only (after I/O or filesystem errors?): check the node's kernel log"}
+	}
+	return &csi.NodeGetVolumeStatsResponse{
+		Usage: []*csi.VolumeUsage{
+			{Unit: csi.VolumeUsage_BYTES, Total: s.TotalBytes, Available: s.AvailableBytes, Used: s.UsedBytes},
+			{Unit: csi.VolumeUsage_INODES, Total: s.TotalInodes, Available: s.FreeInodes, Used: s.UsedInodes},
+		},
+		VolumeCondition: cond,
+	}, nil
+}
+
+func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+	volID, path := req.GetVolumeId(), req.GetVolumePath()
+	if err := requireFields(volID, "volume_path", path); err != nil {
+		return nil, err
+	}
+	if c := req.GetVolumeCapability(); c != nil {
+		if err := validateCapability(c); err != nil {
+			return nil, err
+		}
+	}
+	info, err := d.mounter.Inspect(path)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	release, err := d.inflight.acquire(nodeKey(volID))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	dev := info.Source
+	if info.IsBlockDevice || req.GetVolumeCapability().GetBlock() != nil {
+		dev = path // raw block: the device itself, nothing to grow
+	} else if !info.Mounted {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not mounted at %s", volID, path)
+	}
+	size, err := d.mounter.RescanDevice(ctx, dev)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if want := req.GetCapacityRange().GetRequiredBytes(); want > 0 && size < want {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"the device of volume %s is %d bytes, less than the %d asked: the disk has not grown on this node yet", volID, size, want)
+	}
+	if dev != path {
+		if err := d.mounter.ResizeFilesystem(ctx, dev, path); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	klog.FromContext(ctx).Info("Volume expanded", "volumeID", volID, "path", path, "bytes", size)
+	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
+}
+
+func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	var caps []*csi.NodeServiceCapability
+	for _, t := range []csi.NodeServiceCapability_RPC_Type{
+		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_VOLUME_CONDITION,
+		// EXPAND_VOLUME is advertised together with the controller's
+		// EXPAND_VOLUME (CNS extend); until then NodeExpandVolume works but
+		// no CO should expect a volume to grow.
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.NodeServiceCapability{
+			Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}},
+		})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: d.opts.NodeID, MaxVolumesPerNode: d.opts.MaxVolumesPerNode}, nil
+}
+
+// requireFields checks the volume ID and one path of a node request.
+func requireFields(volID, pathName, path string) error {
+	if volID == "" {
+		return status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if path == "" {
+		return status.Errorf(codes.InvalidArgument, "%s is required", pathName)
+	}
+	return nil
+}
+
+// nodeKey is the in-flight key of a volume's node operations.
+func nodeKey(volID string) string { return "node volume " + volID }
+
+func (d *Driver) byIDDir() string {
+	if d.opts.ByIDDir == "" {
+		return node.DefaultByIDDir
+	}
+	return d.opts.ByIDDir
+}
+
+func fsTypeOf(c *csi.VolumeCapability) string {
+	if fs := strings.ToLower(c.GetMount().GetFsType()); fs != "" {
+		return fs
+	}
+	return node.DefaultFSType
+}
+
+// sameDevice says whether two paths name the same block device: the same
+// path, or device nodes of the same number.
+func (d *Driver) sameDevice(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ia, err1 := d.mounter.Inspect(a)
+	ib, err2 := d.mounter.Inspect(b)
+	return err1 == nil && err2 == nil && ia.IsBlockDevice && ib.IsBlockDevice && ia.DeviceNumber == ib.DeviceNumber
+}

@@ -1,0 +1,114 @@
+package driver
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestParseVolumeParams(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in      map[string]string
+		want    volumeParams
+		code    codes.Code
+		message string
+	}{
+		{name: "empty", in: nil},
+		{name: "policy, any case", in: map[string]string{"StoragePolicyName": "Gold"}, want: volumeParams{PolicyName: "Gold"}},
+		{name: "all", in: map[string]string{
+			"storagepolicyname": "Gold", "datastoreURL": "ds:///vmfs/volumes/a/", "fsType": "XFS",
+			paramPVCName: "data", paramPVCNamespace: "ns", paramPVName: "pv-1",
+		}, want: volumeParams{PolicyName: "Gold", DatastoreURL: "ds:///vmfs/volumes/a/", FSType: "xfs",
+			PVCName: "data", PVCNamespace: "ns", PVName: "pv-1"}},
+		{name: "unknown key names the accepted ones", in: map[string]string{"diskformat": "thin"},
+			code: codes.InvalidArgument, message: "storagepolicyname, datastoreurl, fstype"},
+		{name: "bad fstype", in: map[string]string{"fstype": "ntfs"}, code: codes.InvalidArgument, message: "ext4 or xfs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVolumeParams(tc.in)
+			if tc.code != codes.OK {
+				if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.message) {
+					t.Fatalf("err = %v, want %s containing %q", err, tc.code, tc.message)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCapacityBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		req, limit int64
+		nilRange   bool
+		want       int64
+		code       codes.Code
+	}{
+		{name: "unset is 1 GiB", nilRange: true, want: gib},
+		{name: "zero is 1 GiB", want: gib},
+		{name: "rounded up to a MiB", req: 5*gib + 1, want: 5*gib + mib},
+		{name: "exact", req: 5 * gib, want: 5 * gib},
+		{name: "limit only, below default", limit: 100 * mib, want: 100 * mib},
+		{name: "rounding would pass limit", req: 10*mib + 1, limit: 10*mib + 100, code: codes.OutOfRange},
+		{name: "rounded down within limit", req: 10 * mib, limit: 10*mib + 100, want: 10 * mib},
+		{name: "required above limit", req: 2 * gib, limit: gib, code: codes.OutOfRange},
+		{name: "negative", req: -1, code: codes.OutOfRange},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r *csi.CapacityRange
+			if !tc.nilRange {
+				r = &csi.CapacityRange{RequiredBytes: tc.req, LimitBytes: tc.limit}
+			}
+			got, err := capacityBytes(r)
+			if status.Code(err) != tc.code {
+				t.Fatalf("err = %v, want code %s", err, tc.code)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func capability(mode csi.VolumeCapability_AccessMode_Mode, block bool) *csi.VolumeCapability {
+	c := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: mode}}
+	if block {
+		c.AccessType = &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}
+	} else {
+		c.AccessType = &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}
+	}
+	return c
+}
+
+func TestValidateCapabilities(t *testing.T) {
+	ok := []csi.VolumeCapability_AccessMode_Mode{
+		csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
+		csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
+		csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
+		csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER,
+	}
+	for _, m := range ok {
+		for _, block := range []bool{false, true} {
+			if err := validateCapabilities([]*csi.VolumeCapability{capability(m, block)}); err != nil {
+				t.Errorf("%s block=%v: %v", m, block, err)
+			}
+		}
+	}
+	err := validateCapabilities([]*csi.VolumeCapability{capability(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, false)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ReadWriteMany use a file volume") {
+		t.Fatalf("RWX: %v", err)
+	}
+	if err := validateCapabilities(nil); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("no capabilities: %v", err)
+	}
+	if err := validateCapability(&csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("no access type: %v", err)
+	}
+}

@@ -1,0 +1,110 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+)
+
+// CallObserver is told about every CSI call: method, gRPC code, duration.
+// The Prometheus metrics implement it.
+type CallObserver interface {
+	ObserveCSI(method, code string, d time.Duration)
+}
+
+// Listen opens the CSI endpoint: unix:///path/csi.sock (a stale socket file
+// is removed first) or tcp://host:port.
+func Listen(endpoint string) (net.Listener, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	switch u.Scheme {
+	case "unix":
+		path := u.Path
+		if path == "" {
+			path = u.Opaque
+		}
+		if u.Host != "" { // unix://relative/path
+			path = filepath.Join(u.Host, path)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("removing stale socket %s: %w", path, err)
+		}
+		return net.Listen("unix", path)
+	case "tcp":
+		return net.Listen("tcp", u.Host)
+	}
+	return nil, fmt.Errorf("endpoint %q: want unix:///path or tcp://host:port", endpoint)
+}
+
+// Serve serves the CSI services of the driver's mode on l until ctx ends,
+// then stops gracefully.
+func (d *Driver) Serve(ctx context.Context, l net.Listener, obs CallObserver) error {
+	srv := grpc.NewServer(grpc.UnaryInterceptor(logCalls(obs)))
+	csi.RegisterIdentityServer(srv, d)
+	if d.opts.serves(ModeController) {
+		csi.RegisterControllerServer(srv, d)
+	}
+	if d.opts.serves(ModeNode) {
+		csi.RegisterNodeServer(srv, d)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	klog.InfoS("Serving CSI", "driver", Name, "version", d.opts.Version, "mode", d.opts.Mode, "endpoint", l.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			srv.Stop()
+		}
+		return nil
+	}
+}
+
+// logCalls logs each CSI call once, its request stripped of secrets; errors
+// always, successes at verbosity 4 (Probe and capability calls at 6).
+func logCalls(obs CallObserver) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		took := time.Since(start)
+		method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+		code := status.Code(err)
+		if obs != nil {
+			obs.ObserveCSI(method, code.String(), took)
+		}
+		if err != nil {
+			klog.ErrorS(err, "CSI call failed", "method", method, "code", code.String(),
+				"request", protosanitizer.StripSecrets(req), "duration", took)
+			return resp, err
+		}
+		v := klog.Level(4)
+		if method == "Probe" || strings.HasSuffix(method, "GetCapabilities") || method == "GetPluginInfo" {
+			v = 6
+		}
+		klog.V(v).InfoS("CSI call", "method", method, "request", protosanitizer.StripSecrets(req),
+			"response", protosanitizer.StripSecrets(resp), "duration", took)
+		return resp, err
+	}
+}

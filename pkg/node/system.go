@@ -1,0 +1,149 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	mount "k8s.io/mount-utils"
+)
+
+// system is the mounter's contact with the kernel beyond mount(8) and the
+// filesystem tools: the fake replaces it to stand in for block devices and
+// the mount table.
+type system interface {
+	stat(path string) (statInfo, error)
+	// deviceSize: the size of a block device (or a file one is bound onto).
+	deviceSize(path string) (int64, error)
+	// mountAt: the topmost mount whose mount point is path.
+	mountAt(path string) (mountEntry, bool, error)
+	statfs(path string) (FSStats, error)
+	// mountRefs: the other mounts of the same part of the same filesystem.
+	mountRefs(path string) ([]string, error)
+}
+
+type statInfo struct {
+	isDir, isBlock bool
+	rdev           uint64
+}
+
+type mountEntry struct {
+	source, fsType       string
+	readOnly, fsReadOnly bool
+}
+
+type realSystem struct{}
+
+func (realSystem) stat(path string) (statInfo, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return statInfo{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	mode := st.Mode & unix.S_IFMT
+	return statInfo{isDir: mode == unix.S_IFDIR, isBlock: mode == unix.S_IFBLK, rdev: st.Rdev}, nil
+}
+
+func (realSystem) deviceSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return 0, fmt.Errorf("%w: %s", ErrNotBlockDevice, path)
+	}
+	// The end of a block device is its size (what BLKGETSIZE64 says).
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("reading the size of %s: %w", path, err)
+	}
+	return n, nil
+}
+
+func (realSystem) mountAt(path string) (mountEntry, bool, error) {
+	abs, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return mountEntry{}, false, err
+	}
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return mountEntry{}, false, err
+	}
+	// The last entry for a mount point is the one on top.
+	for _, mi := range slices.Backward(infos) {
+		if mi.MountPoint == abs {
+			return mountEntry{
+				source:     mi.Source,
+				fsType:     mi.FsType,
+				readOnly:   slices.Contains(mi.MountOptions, "ro"),
+				fsReadOnly: slices.Contains(mi.SuperOptions, "ro"),
+			}, true, nil
+		}
+	}
+	return mountEntry{}, false, nil
+}
+
+// mountRefs finds the mount path is in (the one with the longest mount
+// point: mount-utils' SearchMountPoints takes the last one in the table,
+// which is wrong where / is listed after /dev), and returns the other mounts
+// of the same directory or file of the same filesystem: bind mounts of it.
+func (realSystem) mountRefs(path string) ([]string, error) {
+	abs, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	host := -1
+	for i, mi := range infos {
+		if (abs == mi.MountPoint || mount.PathWithinBase(abs, mi.MountPoint)) &&
+			(host < 0 || len(mi.MountPoint) >= len(infos[host].MountPoint)) {
+			host = i
+		}
+	}
+	if host < 0 {
+		return nil, fmt.Errorf("no mount holds %s", abs)
+	}
+	h := infos[host]
+	root := filepath.Join(h.Root, strings.TrimPrefix(abs, h.MountPoint))
+	var refs []string
+	for _, mi := range infos {
+		if mi.ID != h.ID && mi.Major == h.Major && mi.Minor == h.Minor && mi.Root == root {
+			refs = append(refs, mi.MountPoint)
+		}
+	}
+	return refs, nil
+}
+
+func (realSystem) statfs(path string) (FSStats, error) {
+	var s unix.Statfs_t
+	if err := unix.Statfs(path, &s); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return FSStats{}, os.ErrNotExist
+		}
+		return FSStats{}, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	bs := int64(s.Bsize)
+	return FSStats{
+		TotalBytes:     int64(s.Blocks) * bs,
+		AvailableBytes: int64(s.Bavail) * bs,
+		UsedBytes:      int64(s.Blocks-s.Bfree) * bs,
+		TotalInodes:    int64(s.Files),
+		FreeInodes:     int64(s.Ffree),
+		UsedInodes:     int64(s.Files - s.Ffree),
+	}, nil
+}

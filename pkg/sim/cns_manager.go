@@ -1,0 +1,175 @@
+package sim
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vmware/govmomi/cns"
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// volumeManager replaces the stock CnsVolumeManager. Its state is guarded
+// by mu; operations on one volume are serialized by volLocks, device
+// changes on one VM by vmLocks (always volume first, then VM). Tasks run
+// concurrently (see taskStripes).
+//
+// Records are copy-on-write: a CnsVolume handed to a SOAP response is never
+// mutated afterwards (slices and pointers inside are replaced, not edited).
+type volumeManager struct {
+	types.ManagedObjectReference
+
+	inv      *inventory
+	policies *policyMap
+	hv       hypervisor
+
+	volLocks keyedMutex // one operation per volume at a time
+	vmLocks  keyedMutex // one device change per VM at a time (unit numbers)
+
+	mu      sync.Mutex
+	seq     int64
+	volumes map[string]*volume // by volume ID
+}
+
+// volume is one CNS volume.
+type volume struct {
+	seq      int64 // creation order, for stable paging
+	created  time.Time
+	cns      cnstypes.CnsVolume
+	ds       *dsModel
+	sizeMB   int64
+	diskPath string // "[ds] fcd/<id>.vmdk"
+	flatFile string // <ds dir>/fcd/<id>-flat.vmdk
+	descFile string // <ds dir>/fcd/<id>.vmdk
+	diskUUID string // backing UUID, "6000C29x-xxxx-…", fixed at creation
+	vm       *types.ManagedObjectReference
+}
+
+func newVolumeManager(inv *inventory, policies *policyMap, hv hypervisor) *volumeManager {
+	return &volumeManager{
+		ManagedObjectReference: cns.CnsVolumeManagerInstance,
+		inv:                    inv,
+		policies:               policies,
+		hv:                     hv,
+		volumes:                map[string]*volume{},
+	}
+}
+
+// register serves the manager at the CNS endpoint, replacing a stock one
+// if some other package registered it.
+func (m *volumeManager) register(svc *simulator.Service) {
+	r := simulator.NewRegistry()
+	r.Namespace = cns.Namespace
+	r.Path = cns.Path
+	r.Put(m)
+	svc.RegisterSDK(r)
+}
+
+func (m *volumeManager) get(id string) (*volume, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.volumes[id]
+	return v, ok
+}
+
+// snapshot copies the record under the lock.
+func (m *volumeManager) snapshot(id string) (volume, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.volumes[id]
+	if !ok {
+		return volume{}, false
+	}
+	return *v, true
+}
+
+func (m *volumeManager) volumeFile(id string) (string, bool) {
+	v, ok := m.snapshot(id)
+	return v.flatFile, ok
+}
+
+// runTask runs fn as a CNS task in the vim25 task registry. The task's
+// entity is one of taskStripes stripes of the manager, chosen by key.
+func (m *volumeManager) runTask(ctx *simulator.Context, name, key string, fn func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault)) types.ManagedObjectReference {
+	vctx := ctx.For(vim25.Path)
+	entity := m.ManagedObjectReference
+	entity.Value = fmt.Sprintf("%s-%d", entity.Value, stripe(key))
+	task := simulator.CreateTask(entity, name, func(*simulator.Task) (res types.AnyType, fault types.BaseMethodFault) {
+		defer func() { // never let a bug kill the process
+			if r := recover(); r != nil {
+				fault = &cnstypes.CnsFault{Reason: fmt.Sprintf("internal error in %s: %v", name, r)}
+			}
+		}()
+		return fn(vctx)
+	})
+	return task.Run(vctx)
+}
+
+// waitTask waits for a simulator task started in-process.
+func waitTask(ctx *simulator.Context, ref types.ManagedObjectReference) types.TaskInfo {
+	t, ok := ctx.Map.Get(ref).(*simulator.Task)
+	if !ok {
+		return types.TaskInfo{State: types.TaskInfoStateError, Error: &types.LocalizedMethodFault{
+			Fault: &types.ManagedObjectNotFound{Obj: ref}, LocalizedMessage: "task " + ref.Value + " not found"}}
+	}
+	lockCtx := &simulator.Context{}
+	for {
+		var info types.TaskInfo
+		done := false
+		ctx.Map.WithLock(lockCtx, t, func() {
+			switch t.Info.State {
+			case types.TaskInfoStateSuccess, types.TaskInfoStateError:
+				done, info = true, t.Info
+			}
+		})
+		if done {
+			return info
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Faults.
+
+func localized(f types.BaseMethodFault, msg string) *types.LocalizedMethodFault {
+	f.GetMethodFault().FaultMessage = []types.LocalizableMessage{{Key: "com.vmware.cns.fault", Message: msg}}
+	return &types.LocalizedMethodFault{Fault: f, LocalizedMessage: msg}
+}
+
+func cnsFault(format string, args ...any) *types.LocalizedMethodFault {
+	msg := fmt.Sprintf(format, args...)
+	return localized(&cnstypes.CnsFault{Reason: msg}, msg)
+}
+
+func volumeNotFound(id string) *types.LocalizedMethodFault {
+	msg := fmt.Sprintf("volume %s not found", id)
+	return localized(&cnstypes.CnsVolumeNotFoundFault{CnsFault: cnstypes.CnsFault{Reason: msg}, VolumeId: cnstypes.CnsVolumeId{Id: id}}, msg)
+}
+
+func vmNotFound(ref types.ManagedObjectReference) *types.LocalizedMethodFault {
+	msg := fmt.Sprintf("virtual machine %s not found", ref.Value)
+	return localized(&types.ManagedObjectNotFound{Obj: ref}, msg)
+}
+
+func inUse(id string, vm types.ManagedObjectReference, vmName string) *types.LocalizedMethodFault {
+	msg := fmt.Sprintf("volume %s is attached to VM %s (%s)", id, vmName, vm.Value)
+	return localized(&types.ResourceInUse{Type: "VirtualMachine", Name: vmName}, msg)
+}
+
+func invalidArgument(property, format string, args ...any) *types.InvalidArgument {
+	msg := fmt.Sprintf(format, args...)
+	f := &types.InvalidArgument{InvalidProperty: property}
+	f.FaultMessage = []types.LocalizableMessage{{Key: "com.vmware.cns.invalidArgument", Message: msg}}
+	return f
+}
+
+func opResult(id string, fault *types.LocalizedMethodFault) cnstypes.CnsVolumeOperationResult {
+	return cnstypes.CnsVolumeOperationResult{VolumeId: cnstypes.CnsVolumeId{Id: id}, Fault: fault}
+}
+
+func batch(results ...cnstypes.BaseCnsVolumeOperationResult) *cnstypes.CnsVolumeOperationBatchResult {
+	return &cnstypes.CnsVolumeOperationBatchResult{VolumeResults: results}
+}

@@ -1,0 +1,294 @@
+package sim
+
+import (
+	"context"
+	"crypto/sha1" //nolint:gosec // deterministic IDs, not security
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/units"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// datastoreSeed is one datastore of the seeded inventory.
+type datastoreSeed struct {
+	name     string
+	capacity int64
+	fsType   string
+	oneHost  bool // mounted on the first host only
+}
+
+// The seeded datastores: three shared ones of different sizes and one that
+// only the first host sees. vsanDatastore is not typed "vsan": the
+// simulator would then rename top-level directories (fcd/) to UUIDs.
+var datastoreSeeds = []datastoreSeed{
+	{name: "vsanDatastore", capacity: 2 * int64(units.TB), fsType: "VMFS"},
+	{name: "nfs-gold", capacity: 500 * int64(units.GB), fsType: "NFS"},
+	{name: "silver-ds", capacity: 1 * int64(units.TB), fsType: "VMFS"},
+	{name: "local-ds-0", capacity: 200 * int64(units.GB), fsType: "VMFS", oneHost: true},
+}
+
+// dsModel is the simulator's own model of one datastore: capacity and use
+// are model numbers, not the host filesystem's.
+type dsModel struct {
+	name      string
+	ref       types.ManagedObjectReference
+	url       string // summary.url (a local directory path, see Datastores)
+	dir       string // local directory
+	capacity  int64
+	used      int64 // guarded by inventory.mu
+	hostNames []string
+	hosts     []types.ManagedObjectReference
+}
+
+type nodeVM struct {
+	name     string
+	uuid     string
+	ref      types.ManagedObjectReference
+	hostName string
+	byIDDir  string
+}
+
+type inventory struct {
+	model  *simulator.Model
+	dcName string
+	dc     types.ManagedObjectReference
+
+	datastores []*dsModel
+	dsByRef    map[types.ManagedObjectReference]*dsModel
+	dsByName   map[string]*dsModel
+	nodes      []*nodeVM
+	nodeByRef  map[types.ManagedObjectReference]*nodeVM
+
+	mu sync.Mutex // guards dsModel.used
+
+	// simMu serializes our in-process calls into the simulator that touch
+	// datastores. The simulator reads Datastore objects without their lock
+	// (Datastore.resolve copies the whole object), so writing freeSpace
+	// while a disk is created or a VM reconfigured elsewhere is a data race.
+	simMu sync.Mutex
+}
+
+// withSim runs fn holding simMu.
+func (inv *inventory) withSim(fn func()) {
+	inv.simMu.Lock()
+	defer inv.simMu.Unlock()
+	fn()
+}
+
+func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inventory, error) {
+	c, err := vim25.NewClient(ctx, m.Service)
+	if err != nil {
+		return nil, err
+	}
+	inv := &inventory{
+		model:     m,
+		dsByRef:   map[types.ManagedObjectReference]*dsModel{},
+		dsByName:  map[string]*dsModel{},
+		nodeByRef: map[types.ManagedObjectReference]*nodeVM{},
+	}
+	dc, ok := m.Map().Any("Datacenter").(*simulator.Datacenter)
+	if !ok {
+		return nil, fmt.Errorf("model has no datacenter")
+	}
+	inv.dcName, inv.dc = dc.Name, dc.Self
+	cluster, ok := m.Map().Any("ClusterComputeResource").(*simulator.ClusterComputeResource)
+	if !ok {
+		return nil, fmt.Errorf("model has no cluster")
+	}
+	hosts := cluster.Host
+	if len(hosts) < 3 {
+		return nil, fmt.Errorf("cluster has %d hosts, want >= 3", len(hosts))
+	}
+	for _, seed := range datastoreSeeds {
+		d, err := inv.createDatastore(ctx, c, opts.Dir, seed, hosts)
+		if err != nil {
+			return nil, fmt.Errorf("datastore %s: %w", seed.name, err)
+		}
+		inv.datastores = append(inv.datastores, d)
+		inv.dsByRef[d.ref] = d
+		inv.dsByName[d.name] = d
+	}
+	for i := 1; i <= opts.NodeVMs; i++ {
+		n, err := inv.createNodeVM(ctx, c, dc, cluster, i, opts.ByIDRoot)
+		if err != nil {
+			return nil, fmt.Errorf("node VM %d: %w", i, err)
+		}
+		inv.nodes = append(inv.nodes, n)
+		inv.nodeByRef[n.ref] = n
+	}
+	return inv, nil
+}
+
+// datastoreID is a deterministic VMFS-like volume ID for a datastore name.
+func datastoreID(name string) string {
+	h := sha1.Sum([]byte("vsphere-sim/datastore/" + name)) //nolint:gosec
+	return fmt.Sprintf("%x-%x-%x-%x", h[0:4], h[4:8], h[8:10], h[10:16])
+}
+
+func (inv *inventory) createDatastore(ctx context.Context, c *vim25.Client, root string, seed datastoreSeed, hosts []types.ManagedObjectReference) (*dsModel, error) {
+	dir := filepath.Join(root, "vmfs", "volumes", datastoreID(seed.name))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	url := dir + "/"
+	mount := hosts
+	if seed.oneHost {
+		mount = hosts[:1]
+	}
+	var ref types.ManagedObjectReference
+	for _, h := range mount {
+		dss, err := object.NewHostSystem(c, h).ConfigManager().DatastoreSystem(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ds, err := dss.CreateLocalDatastore(ctx, seed.name, url)
+		if err != nil {
+			return nil, err
+		}
+		if ref.Value == "" { // later hosts get an empty reference back
+			ref = ds.Reference()
+		}
+	}
+	d := &dsModel{name: seed.name, ref: ref, url: url, dir: dir, capacity: seed.capacity, hosts: mount}
+	for _, h := range mount {
+		d.hostNames = append(d.hostNames, entityName(inv.model.Map(), h))
+	}
+	ds, ok := inv.model.Map().Get(ref).(*simulator.Datastore)
+	if !ok {
+		return nil, fmt.Errorf("datastore %s not in the registry", ref)
+	}
+	// Nobody watches yet: set the model numbers directly.
+	ds.Summary.Type = seed.fsType
+	ds.Summary.Capacity = seed.capacity
+	ds.Summary.FreeSpace = seed.capacity
+	info := ds.Info.GetDatastoreInfo()
+	info.FreeSpace = seed.capacity
+	info.MaxFileSize = seed.capacity
+	info.MaxVirtualDiskCapacity = seed.capacity
+	return d, nil
+}
+
+// nodeUUID is a deterministic BIOS UUID for a node VM name (VMware BIOS
+// UUIDs of vCenter-created VMs start with 42).
+func nodeUUID(name string) string {
+	u := uuid.NewSHA1(uuid.NameSpaceURL, []byte("vsphere-sim/node/"+name))
+	u[0] = 0x42
+	return u.String()
+}
+
+func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *simulator.Datacenter, cluster *simulator.ClusterComputeResource, i int, byIDRoot string) (*nodeVM, error) {
+	name := fmt.Sprintf("k8s-node-%d", i)
+	host := cluster.Host[(i-1)%len(cluster.Host)]
+	n := &nodeVM{
+		name:     name,
+		uuid:     nodeUUID(name),
+		hostName: entityName(inv.model.Map(), host),
+		byIDDir:  filepath.Join(byIDRoot, name),
+	}
+	if err := os.MkdirAll(n.byIDDir, 0o750); err != nil {
+		return nil, err
+	}
+	var devices object.VirtualDeviceList
+	scsi, err := devices.CreateSCSIController("pvscsi")
+	if err != nil {
+		return nil, err
+	}
+	devices = append(devices, scsi)
+	change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+	if err != nil {
+		return nil, err
+	}
+	spec := types.VirtualMachineConfigSpec{
+		Name:         name,
+		GuestId:      string(types.VirtualMachineGuestOsIdentifierUbuntu64Guest),
+		Uuid:         n.uuid,
+		NumCPUs:      4,
+		MemoryMB:     8192,
+		Files:        &types.VirtualMachineFileInfo{VmPathName: "[vsanDatastore]"},
+		DeviceChange: change,
+		ExtraConfig:  []types.BaseOptionValue{&types.OptionValue{Key: "disk.enableUUID", Value: "TRUE"}},
+	}
+	folder := object.NewFolder(c, dc.VmFolder)
+	pool := object.NewResourcePool(c, *cluster.ResourcePool)
+	hs := object.NewHostSystem(c, host)
+	task, err := folder.CreateVM(ctx, spec, pool, hs)
+	if err != nil {
+		return nil, err
+	}
+	res, err := task.WaitForResult(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.ref = res.Result.(types.ManagedObjectReference)
+	vm := object.NewVirtualMachine(c, n.ref)
+	if task, err = vm.PowerOn(ctx); err != nil {
+		return nil, err
+	}
+	if err := task.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func entityName(r *simulator.Registry, ref types.ManagedObjectReference) string {
+	if e, ok := r.Get(ref).(mo.Entity); ok {
+		return e.Entity().Name
+	}
+	return ref.Value
+}
+
+// reserve adds bytes to the datastore's use when they fit.
+func (inv *inventory) reserve(d *dsModel, bytes int64) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if d.capacity-d.used < bytes {
+		return false
+	}
+	d.used += bytes
+	return true
+}
+
+// release gives bytes back.
+func (inv *inventory) release(d *dsModel, bytes int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	d.used = max(0, d.used-bytes)
+}
+
+// space is (capacity, free) of the model.
+func (inv *inventory) space(d *dsModel) (int64, int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return d.capacity, d.capacity - d.used
+}
+
+// publish writes the model's free space to the Datastore object through the
+// registry's update mechanism, so property-collector watches see it.
+func (inv *inventory) publish(ctx *simulator.Context, d *dsModel) {
+	inv.withSim(func() { inv.publishLocked(ctx, d) })
+}
+
+// publishLocked is publish for callers holding simMu.
+func (inv *inventory) publishLocked(ctx *simulator.Context, d *dsModel) {
+	ds, ok := ctx.Map.Get(d.ref).(*simulator.Datastore)
+	if !ok {
+		return
+	}
+	_, free := inv.space(d)
+	ctx.WithLock(ds, func() {
+		ds.Info.GetDatastoreInfo().FreeSpace = free
+		ctx.Update(ds, []types.PropertyChange{
+			{Name: "summary.freeSpace", Val: free},
+			{Name: "summary.capacity", Val: d.capacity},
+		})
+	})
+}

@@ -1,0 +1,117 @@
+package vcenter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmware/govmomi/vim25/types"
+	"k8s.io/klog/v2"
+)
+
+// client implements Client with govmomi.
+type client struct {
+	opts  Options
+	conn  *conn
+	roots []types.ManagedObjectReference // container-view roots
+
+	inv   atomic.Pointer[inventory]
+	tasks *taskWaiter
+	pol   *policyCache
+
+	healthMu sync.Mutex
+	health   error
+
+	syncOnce  sync.Once
+	synced    chan struct{}
+	cancel    context.CancelFunc
+	watchDone chan struct{}
+	closeOnce sync.Once
+}
+
+var _ Client = (*client)(nil)
+
+// New connects to vCenter, logs in, starts the inventory watch and returns
+// once the caches are warm (or ctx ends).
+func New(ctx context.Context, opts Options) (Client, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	obs := opts.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	conn, err := dial(ctx, opts, obs)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{
+		opts:      opts,
+		conn:      conn,
+		tasks:     newTaskWaiter(obs),
+		synced:    make(chan struct{}),
+		watchDone: make(chan struct{}),
+	}
+	c.pol = newPolicyCache(c)
+	c.inv.Store(newInventory())
+	if err := c.resolveRoots(ctx); err != nil {
+		conn.logout(ctx)
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go c.watch(wctx)
+
+	select {
+	case <-c.synced:
+	case <-ctx.Done():
+		_ = c.Close(context.Background())
+		return nil, fmt.Errorf("vcenter: waiting for the inventory: %w (last watch error: %v)", ctx.Err(), c.Healthy(ctx))
+	}
+	klog.InfoS("Connected to vCenter", "host", opts.Host, "user", opts.User, "clusterID", opts.ClusterID,
+		"datacenters", opts.Datacenters)
+	return c, nil
+}
+
+func (c *client) markSynced() {
+	c.syncOnce.Do(func() { close(c.synced) })
+}
+
+func (c *client) setHealth(err error) {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	c.health = err
+}
+
+// Healthy answers from state: the last watch round trip's outcome.
+func (c *client) Healthy(context.Context) error {
+	c.healthMu.Lock()
+	defer c.healthMu.Unlock()
+	return c.health
+}
+
+// Close stops the watch and logs out.
+func (c *client) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		select {
+		case <-c.watchDone:
+		case <-ctx.Done():
+		}
+		c.setHealth(errClosed)
+		c.conn.logout(ctx)
+		klog.V(2).InfoS("Logged out of vCenter", "host", c.opts.Host)
+	})
+	return nil
+}
+
+// NodeVM finds a node VM by BIOS UUID in the cache.
+func (c *client) NodeVM(_ context.Context, nodeUUID string) (NodeVM, error) {
+	vm, _, ok := c.inv.Load().nodeVM(normalizeVMUUID(nodeUUID))
+	if !ok {
+		return NodeVM{}, fmt.Errorf("%w: no VM with BIOS UUID %q", ErrNodeNotFound, nodeUUID)
+	}
+	return vm, nil
+}

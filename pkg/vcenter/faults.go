@@ -1,0 +1,253 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"reflect"
+	"strings"
+	"syscall"
+
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// faultError is a vCenter fault that came back in a task's info or in a CNS
+// per-volume result rather than as a SOAP fault.
+type faultError struct {
+	fault any // a vim or CNS fault, value or pointer
+	msg   string
+}
+
+func (e *faultError) Error() string { return e.msg }
+
+// localizedError makes an error of a LocalizedMethodFault; nil for nil.
+func localizedError(f *types.LocalizedMethodFault) error {
+	if f == nil {
+		return nil
+	}
+	msg := f.LocalizedMessage
+	if f.Fault != nil {
+		msg = joinMessages(msg, faultText(f.Fault))
+	}
+	if msg == "" {
+		msg = faultTypeName(f.Fault)
+	}
+	return &faultError{fault: f.Fault, msg: msg}
+}
+
+// mapFault is the one place where vCenter faults become the package's
+// sentinel errors. notFound is the sentinel for "not found" in the caller's
+// context (ErrVolumeNotFound, ErrNodeNotFound) or nil when not-found faults
+// have no sentinel there. vCenter's message stays in the error text.
+func mapFault(err error, notFound error) error {
+	if err == nil || isSentinel(err) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+
+	fault, msg := faultOf(err)
+	if fault == nil {
+		if isNetworkError(err) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return err
+	}
+	if s := classify(fault, msg, notFound); s != nil {
+		return fmt.Errorf("%w: %s", s, msg)
+	}
+	return fmt.Errorf("vCenter: %s", msg)
+}
+
+// classify picks the sentinel for a fault, by its type (and the types it
+// extends) first and by its text second; nil when none fits.
+func classify(fault any, msg string, notFound error) error {
+	names := faultTypeChain(fault)
+	has := func(n ...string) bool {
+		for _, want := range n {
+			for _, got := range names {
+				if got == want {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	switch {
+	case has("NotAuthenticated", "InvalidLogin"):
+		return ErrNotAuthenticated
+	case has("ManagedObjectNotFound"):
+		if obj := managedObjectNotFound(fault); obj == "VirtualMachine" {
+			return ErrNodeNotFound
+		}
+		return notFound
+	case has("CnsVolumeNotFoundFault", "NotFound", "FileNotFound"):
+		return notFound
+	case has("ResourceInUse"):
+		return ErrVolumeInUse
+	case has("InsufficientStorageSpace", "NoDiskSpace"):
+		return ErrInsufficientSpace
+	case has("InvalidArgument"):
+		return ErrInvalidArgument
+	}
+	text := strings.ToLower(msg)
+	switch {
+	case strings.Contains(text, "insufficient"):
+		return ErrInsufficientSpace
+	case strings.Contains(text, "not found") && notFound != nil:
+		return notFound
+	case strings.Contains(text, "attached") && !strings.Contains(text, "not attached"):
+		return ErrVolumeInUse
+	}
+	return nil
+}
+
+// faultOf finds the vCenter fault in err and its message.
+func faultOf(err error) (any, string) {
+	var fe *faultError
+	if errors.As(err, &fe) {
+		return fe.fault, fe.msg
+	}
+	if soap.IsSoapFault(err) {
+		sf := soap.ToSoapFault(err)
+		f := sf.VimFault()
+		return f, joinMessages(sf.String, faultText(f))
+	}
+	if soap.IsVimFault(err) {
+		f := soap.ToVimFault(err)
+		return f, joinMessages(err.Error(), faultText(f))
+	}
+	return nil, ""
+}
+
+// faultText is what a fault says beyond its type: a CNS fault's reason and
+// the fault messages.
+func faultText(f any) string {
+	var parts []string
+	if cf, ok := asCnsFault(f); ok && cf.Reason != "" {
+		parts = append(parts, cf.Reason)
+	}
+	if mf, ok := f.(types.BaseMethodFault); ok && mf.GetMethodFault() != nil {
+		for _, m := range mf.GetMethodFault().FaultMessage {
+			if m.Message != "" {
+				parts = append(parts, m.Message)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return faultTypeName(f)
+	}
+	return joinMessages(parts...)
+}
+
+func asCnsFault(f any) (*cnstypes.CnsFault, bool) {
+	v := reflect.ValueOf(f)
+	for v.IsValid() && v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil, false
+		}
+		v = v.Elem()
+	}
+	for v.IsValid() && v.Kind() == reflect.Struct {
+		if v.Type() == reflect.TypeOf(cnstypes.CnsFault{}) {
+			cf := v.Interface().(cnstypes.CnsFault)
+			return &cf, true
+		}
+		if v.NumField() == 0 || !v.Type().Field(0).Anonymous {
+			break
+		}
+		v = v.Field(0)
+	}
+	return nil, false
+}
+
+func managedObjectNotFound(f any) string {
+	switch f := f.(type) {
+	case types.ManagedObjectNotFound:
+		return f.Obj.Type
+	case *types.ManagedObjectNotFound:
+		return f.Obj.Type
+	}
+	return ""
+}
+
+// faultTypeChain lists a fault's type name and the names of the types it
+// embeds first (its vmodl base types): CnsVolumeNotFoundFault, CnsFault,
+// MethodFault.
+func faultTypeChain(f any) []string {
+	t := reflect.TypeOf(f)
+	var names []string
+	for t != nil {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			break
+		}
+		names = append(names, t.Name())
+		if t.NumField() == 0 || !t.Field(0).Anonymous {
+			break
+		}
+		t = t.Field(0).Type
+	}
+	return names
+}
+
+func faultTypeName(f any) string {
+	if names := faultTypeChain(f); len(names) > 0 {
+		return names[0]
+	}
+	return "unknown fault"
+}
+
+// joinMessages joins the non-empty messages with ": ", leaving out any that
+// an earlier one already says.
+func joinMessages(msgs ...string) string {
+	var out []string
+	for _, m := range msgs {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		dup := false
+		for i, o := range out {
+			if strings.Contains(o, m) {
+				dup = true
+				break
+			}
+			if strings.Contains(m, o) {
+				out[i], dup = m, true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ": ")
+}
+
+func isSentinel(err error) bool {
+	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
+		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isNetworkError(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.As(err, &oe) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}

@@ -1,0 +1,169 @@
+package vcenter
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+)
+
+// httpCounter counts HTTP requests at the transport: every SOAP round
+// trip of every endpoint, and the service-version GETs.
+type httpCounter struct {
+	n atomic.Int64
+}
+
+func (c *httpCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c.n.Add(1)
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// recorder is an Observer that keeps the SOAP methods called.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string
+	inFlight int
+}
+
+func (r *recorder) SOAPCall(method, fault string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fault != "" {
+		method += "!" + fault
+	}
+	r.calls = append(r.calls, method)
+}
+
+func (r *recorder) TasksInFlight(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inFlight = n
+}
+
+// since returns the calls recorded after mark (a previous len).
+func (r *recorder) since(mark int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls[mark:]...)
+}
+
+func (r *recorder) mark() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.calls)
+}
+
+type testEnv struct {
+	sim *sim.Sim
+	c   *client
+	n   *httpCounter
+	rec *recorder
+}
+
+func startSim(t testing.TB, nodeVMs int) *sim.Sim {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := sim.Start(ctx, sim.Options{NodeVMs: nodeVMs, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("sim.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func simOptions(s *sim.Sim) Options {
+	return Options{
+		Host:        s.Host(),
+		Port:        s.Port(),
+		User:        s.Username(),
+		Password:    s.Password(),
+		Thumbprint:  s.Thumbprint(),
+		Datacenters: []string{s.Datacenter()},
+		ClusterID:   "test-cluster",
+		UserAgent:   "vsphere-csi-test",
+	}
+}
+
+// newEnv starts a simulator and a client on it; tweak adjusts the options.
+func newEnv(t testing.TB, nodeVMs int, tweak func(*Options)) *testEnv {
+	t.Helper()
+	s := startSim(t, nodeVMs)
+	return connectEnv(t, s, tweak)
+}
+
+func connectEnv(t testing.TB, s *sim.Sim, tweak func(*Options)) *testEnv {
+	t.Helper()
+	e := &testEnv{sim: s, n: &httpCounter{}, rec: &recorder{}}
+	opts := simOptions(s)
+	opts.WrapTransport = e.n.wrap
+	opts.Observer = e.rec
+	if tweak != nil {
+		tweak(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := New(ctx, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	e.c = c.(*client)
+	return e
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// placeable returns the IDs of the datastores that are compatible with the
+// policy and reachable, as the driver picks them.
+func placeable(t testing.TB, c Client, policyID string) []string {
+	t.Helper()
+	dss, err := c.Datastores(ctxT(t), policyID)
+	if err != nil {
+		t.Fatalf("Datastores: %v", err)
+	}
+	var ids []string
+	for _, d := range dss {
+		if d.Reachable && (policyID == "" || d.Compatible) {
+			ids = append(ids, d.ID)
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("no placeable datastore for policy %q in %+v", policyID, dss)
+	}
+	return ids
+}
+
+// settle waits until no HTTP request has been made for quiet.
+func (e *testEnv) settle(quiet time.Duration) {
+	last := e.n.n.Load()
+	for {
+		time.Sleep(quiet)
+		now := e.n.n.Load()
+		if now == last {
+			return
+		}
+		last = now
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,99 @@
+package vcenter
+
+import (
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Options configure New.
+type Options struct {
+	Host     string
+	Port     int // 443 when zero
+	User     string
+	Password string
+
+	// TLS is verified unless Insecure: against CAFile when set, else against
+	// Thumbprint (SHA-1, "AA:BB:…") when set, else against the system roots.
+	Insecure   bool
+	CAFile     string
+	Thumbprint string
+
+	// Datacenters scopes the inventory (names or inventory paths); empty
+	// means every datacenter.
+	Datacenters []string
+	// ClusterID is the container-cluster ID recorded on every volume and the
+	// filter of FindVolumeByName and ListVolumes.
+	ClusterID string
+	UserAgent string
+
+	// WatchMaxWait is the longest a property-collector long poll waits
+	// (default 4 min). vCenter counts it in whole seconds: at least 1 s.
+	WatchMaxWait time.Duration
+	// PolicyTTL is how long storage-policy facts are cached (default 5 min).
+	PolicyTTL time.Duration
+
+	// WrapTransport, when set, wraps the HTTP transport of every SOAP
+	// client (vim25, CNS, SPBM): it sees every request.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Observer, when set, is told about every SOAP call and the number of
+	// tasks in flight.
+	Observer Observer
+}
+
+// Observer hears what the client does on the wire; metrics build on it.
+// Implementations must be safe for concurrent use and must not block.
+type Observer interface {
+	// SOAPCall reports one SOAP round trip: the method ("CnsCreateVolume",
+	// "WaitForUpdatesEx", …), the fault's type name ("" on success,
+	// "NetworkError" when no SOAP answer came back) and its latency.
+	SOAPCall(method, fault string, latency time.Duration)
+	// TasksInFlight reports how many vCenter tasks the client is waiting on.
+	TasksInFlight(n int)
+}
+
+const (
+	defaultPort         = 443
+	defaultWatchMaxWait = 4 * time.Minute
+	defaultPolicyTTL    = 5 * time.Minute
+	defaultUserAgent    = "vsphere-csi"
+)
+
+func (o *Options) setDefaults() {
+	if o.Port == 0 {
+		o.Port = defaultPort
+	}
+	if o.WatchMaxWait <= 0 {
+		o.WatchMaxWait = defaultWatchMaxWait
+	}
+	if o.PolicyTTL <= 0 {
+		o.PolicyTTL = defaultPolicyTTL
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = defaultUserAgent
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Host == "":
+		return errors.New("vcenter: no host")
+	case o.User == "" || o.Password == "":
+		return errors.New("vcenter: no user or password")
+	case o.ClusterID == "":
+		return errors.New("vcenter: no cluster ID")
+	}
+	return nil
+}
+
+// maxWaitSeconds is WatchMaxWait in the whole seconds vCenter takes, at
+// least 1: 0 would turn the long poll into a busy poll.
+func (o *Options) maxWaitSeconds() int32 {
+	s := int32((o.WatchMaxWait + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) SOAPCall(string, string, time.Duration) {}
+func (nopObserver) TasksInFlight(int)                      {}

@@ -1,0 +1,258 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmware/govmomi/cns"
+	"github.com/vmware/govmomi/pbm"
+	pbmmethods "github.com/vmware/govmomi/pbm/methods"
+	pbmtypes "github.com/vmware/govmomi/pbm/types"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+	"k8s.io/klog/v2"
+)
+
+// retryAttempts is how often a SOAP call is retried on a temporary network
+// error (vim25.Retry).
+const retryAttempts = 3
+
+// maxIdleConns is the HTTP idle-connection pool per vCenter.
+const maxIdleConns = 8
+
+// conn is the session with vCenter and the three SOAP clients on it. Every
+// call goes through the same chain: re-login on NotAuthenticated (once),
+// retry on temporary network errors, the Observer, the wrapped transport.
+type conn struct {
+	opts Options
+	obs  Observer
+	user *url.Userinfo
+
+	vim *vim25.Client // RoundTripper: the full chain
+	cns *cns.Client
+	pbm *pbm.Client
+	// sm logs in and out over the chain without re-login.
+	sm *session.Manager
+
+	loginMu sync.Mutex
+	gen     atomic.Uint64 // incremented by every successful login
+}
+
+// dial connects and logs in. The caller owns the returned conn.
+func dial(ctx context.Context, opts Options, obs Observer) (*conn, error) {
+	u := &url.URL{
+		Scheme: "https",
+		Host:   net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)),
+		Path:   vim25.Path,
+	}
+	sc := soap.NewClient(u, opts.Insecure)
+	if !opts.Insecure {
+		if opts.CAFile != "" {
+			if err := sc.SetRootCAs(opts.CAFile); err != nil {
+				return nil, fmt.Errorf("vcenter: CA file %s: %w", opts.CAFile, err)
+			}
+		}
+		if opts.Thumbprint != "" {
+			// Accepted when the chain does not verify (a self-signed cert).
+			sc.SetThumbprint(u.Host, opts.Thumbprint)
+		}
+	}
+	sc.UserAgent = opts.UserAgent
+	// The long poll holds one connection; calls run beside it. Keep enough
+	// idle connections that bursts don't re-handshake TLS.
+	sc.DefaultTransport().MaxIdleConnsPerHost = maxIdleConns
+	wrapHTTP(sc, opts)
+
+	c := &conn{opts: opts, obs: obs, user: url.UserPassword(opts.User, opts.Password)}
+
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("vcenter: connect to %s: %w", u.Host, mapFault(err, nil))
+	}
+	base := c.chain(sc)
+	vc.RoundTripper = &reloginRT{c: c, next: base}
+	c.vim = vc
+	c.sm = session.NewManager(&vim25.Client{Client: sc, ServiceContent: vc.ServiceContent, RoundTripper: base})
+	if err := c.login(ctx); err != nil {
+		return nil, err
+	}
+
+	if c.cns, err = c.newCNS(sc); err != nil {
+		c.logout(ctx)
+		return nil, fmt.Errorf("vcenter: CNS endpoint: %w", mapFault(err, nil))
+	}
+	if c.pbm, err = c.newPBM(ctx, sc); err != nil {
+		c.logout(ctx)
+		return nil, fmt.Errorf("vcenter: SPBM endpoint: %w", mapFault(err, nil))
+	}
+	return c, nil
+}
+
+// wrapHTTP applies Options.WrapTransport to one SOAP client's HTTP client.
+// Service clients copy the bare *http.Transport, not the wrapper, so every
+// one of them is wrapped here.
+func wrapHTTP(sc *soap.Client, opts Options) {
+	if opts.WrapTransport != nil {
+		sc.Client.Transport = opts.WrapTransport(sc.Client.Transport)
+	}
+}
+
+// chain is the round-tripper stack below re-login for one SOAP client.
+func (c *conn) chain(sc *soap.Client) soap.RoundTripper {
+	return vim25.Retry(&observeRT{next: sc, obs: c.obs}, vim25.RetryTemporaryNetworkError, retryAttempts)
+}
+
+// newCNS builds the CNS client by hand (cns.NewClient would make requests on
+// an unwrapped transport) on the vim25 client's cookie jar, so that a
+// re-login is seen by CNS calls too.
+func (c *conn) newCNS(sc *soap.Client) (*cns.Client, error) {
+	csc := sc.NewServiceClient(cns.Path, cns.Namespace)
+	csc.Client.Jar = sc.Client.Jar
+	wrapHTTP(csc, c.opts)
+	if err := csc.UseServiceVersion(cns.Namespace); err != nil {
+		return nil, err
+	}
+	return &cns.Client{Client: csc, RoundTripper: &reloginRT{c: c, next: c.chain(csc)}}, nil
+}
+
+// newPBM builds the SPBM client by hand, for the same reason as newCNS.
+func (c *conn) newPBM(ctx context.Context, sc *soap.Client) (*pbm.Client, error) {
+	psc := sc.NewServiceClient(pbm.Path, pbm.Namespace)
+	psc.Cookie = sc.SessionCookie // SPBM authenticates by the SOAP header cookie
+	psc.Client.Jar = sc.Client.Jar
+	wrapHTTP(psc, c.opts)
+	rt := &reloginRT{c: c, next: c.chain(psc)}
+	res, err := pbmmethods.PbmRetrieveServiceContent(ctx, rt, &pbmtypes.PbmRetrieveServiceContent{This: pbm.ServiceInstance})
+	if err != nil {
+		return nil, err
+	}
+	return &pbm.Client{Client: psc, ServiceContent: res.Returnval, RoundTripper: rt}, nil
+}
+
+func (c *conn) login(ctx context.Context) error {
+	if err := c.sm.Login(ctx, c.user); err != nil {
+		klog.ErrorS(err, "vCenter login failed", "host", c.opts.Host, "user", c.opts.User)
+		return fmt.Errorf("vcenter: login to %s as %s: %w", c.opts.Host, c.opts.User, mapFault(err, nil))
+	}
+	c.gen.Add(1)
+	klog.V(2).InfoS("Logged in to vCenter", "host", c.opts.Host, "user", c.opts.User)
+	return nil
+}
+
+// relogin logs in again unless another caller did since generation gen.
+func (c *conn) relogin(ctx context.Context, gen uint64) error {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	if c.gen.Load() != gen {
+		return nil
+	}
+	klog.InfoS("vCenter session lost, logging in again", "host", c.opts.Host, "user", c.opts.User)
+	return c.login(ctx)
+}
+
+func (c *conn) logout(ctx context.Context) {
+	if err := c.sm.Logout(ctx); err != nil {
+		klog.V(2).InfoS("vCenter logout failed", "host", c.opts.Host, "err", err)
+	}
+}
+
+// reloginRT retries a call once, after logging in again, when vCenter
+// answers NotAuthenticated.
+type reloginRT struct {
+	c    *conn
+	next soap.RoundTripper
+}
+
+func (r *reloginRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	gen := r.c.gen.Load()
+	err := r.next.RoundTrip(ctx, req, res)
+	if !isNotAuthenticated(err) {
+		return err
+	}
+	if lerr := r.c.relogin(ctx, gen); lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	resetBody(res)
+	return r.next.RoundTrip(ctx, req, res)
+}
+
+// resetBody clears a SOAP response body (its Res and Fault_ fields) so that a
+// retried call does not see the first attempt's fault.
+func resetBody(res soap.HasFault) {
+	v := reflect.ValueOf(res)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	v = v.Elem()
+	for _, name := range []string{"Res", "Fault_"} {
+		if f := v.FieldByName(name); f.IsValid() && f.CanSet() {
+			f.Set(reflect.Zero(f.Type()))
+		}
+	}
+}
+
+func isNotAuthenticated(err error) bool {
+	if err == nil || !soap.IsSoapFault(err) {
+		return false
+	}
+	_, ok := soap.ToSoapFault(err).VimFault().(types.NotAuthenticated)
+	return ok
+}
+
+// observeRT tells the Observer about every SOAP round trip.
+type observeRT struct {
+	next soap.RoundTripper
+	obs  Observer
+}
+
+func (o *observeRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	start := time.Now()
+	err := o.next.RoundTrip(ctx, req, res)
+	o.obs.SOAPCall(soapMethod(req), faultName(err), time.Since(start))
+	return err
+}
+
+// soapMethod names the SOAP method of a request body ("WaitForUpdatesExBody"
+// → "WaitForUpdatesEx").
+func soapMethod(req soap.HasFault) string {
+	t := reflect.TypeOf(req)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "unknown"
+	}
+	return strings.TrimSuffix(t.Name(), "Body")
+}
+
+// faultName is "" for success, the vim fault's type name for a SOAP fault,
+// "NetworkError" otherwise.
+func faultName(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case soap.IsSoapFault(err):
+		if f := soap.ToSoapFault(err).VimFault(); f != nil {
+			t := reflect.TypeOf(f)
+			for t.Kind() == reflect.Pointer {
+				t = t.Elem()
+			}
+			return t.Name()
+		}
+		return "SoapFault"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "Canceled"
+	}
+	return "NetworkError"
+}

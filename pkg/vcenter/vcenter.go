@@ -1,0 +1,139 @@
+// Package vcenter is everything the driver says to vCenter (CNS, SPBM, VIM),
+// behind one small interface in the driver's own types. govmomi types never
+// cross this interface; vCenter faults become the sentinel errors below, once.
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Client is what the CSI controller needs from vCenter.
+type Client interface {
+	// Healthy reports whether the session is usable (nil) or why not.
+	// It answers from state the client already has: no round trip.
+	Healthy(ctx context.Context) error
+
+	// Policies lists the storage policies (SPBM profiles) vCenter has.
+	Policies(ctx context.Context) ([]Policy, error)
+	// PolicyByName resolves a storage policy name; ErrPolicyNotFound when
+	// vCenter has no policy of that name (the error message lists the ones
+	// that exist).
+	PolicyByName(ctx context.Context, name string) (Policy, error)
+
+	// Datastores lists the datastores of the configured datacenters, each
+	// annotated with whether it is reachable from every node VM and, when
+	// policyID is not empty, whether SPBM finds it compatible with that policy.
+	Datastores(ctx context.Context, policyID string) ([]Datastore, error)
+
+	// CreateVolume creates a VMDK-backed CNS block volume on the first of
+	// spec.DatastoreIDs that takes it. It does not look the name up first:
+	// the caller does (FindVolumeByName).
+	CreateVolume(ctx context.Context, spec CreateSpec) (Volume, error)
+	// DeleteVolume deletes the CNS volume and its disk. ErrVolumeNotFound when
+	// it does not exist; ErrVolumeInUse while it is attached.
+	DeleteVolume(ctx context.Context, volumeID string) error
+	// Volume returns one volume; ErrVolumeNotFound when it does not exist.
+	Volume(ctx context.Context, volumeID string) (Volume, error)
+	// FindVolumeByName returns the volume of this cluster with that name;
+	// ErrVolumeNotFound when there is none.
+	FindVolumeByName(ctx context.Context, name string) (Volume, error)
+	// ListVolumes pages through this cluster's volumes in a stable order.
+	// offset is where the page starts; next is 0 when there is no more.
+	ListVolumes(ctx context.Context, offset, limit int64) (page []Volume, next int64, err error)
+
+	// AttachVolume attaches the volume to the node VM with that BIOS UUID and
+	// returns the attached disk's UUID. Already attached to that VM: success,
+	// same UUID. Attached to another VM: ErrVolumeInUse. Unknown VM:
+	// ErrNodeNotFound; unknown volume: ErrVolumeNotFound.
+	AttachVolume(ctx context.Context, volumeID, nodeUUID string) (diskUUID string, err error)
+	// DetachVolume detaches the volume from the node VM. Not attached, or the
+	// VM no longer exists: success.
+	DetachVolume(ctx context.Context, volumeID, nodeUUID string) error
+
+	// NodeVM finds a node VM by its BIOS UUID; ErrNodeNotFound when none.
+	NodeVM(ctx context.Context, nodeUUID string) (NodeVM, error)
+
+	// Close stops background work and logs out.
+	Close(ctx context.Context) error
+}
+
+// Policy is a vSphere storage policy (an SPBM profile).
+type Policy struct {
+	ID   string
+	Name string
+}
+
+// Datastore is a datastore as placement sees it.
+type Datastore struct {
+	ID            string // managed object ID, e.g. "datastore-42"; opaque to callers
+	Name          string
+	URL           string // summary.url, what StorageClasses name in datastoreurl
+	CapacityBytes int64
+	FreeBytes     int64
+	// Reachable is true when the datastore is mounted and accessible on every
+	// host that runs a node VM; Unreachable names the node VMs that can't see it.
+	Reachable   bool
+	Unreachable []string
+	// Compatible is set only when a policy was given.
+	Compatible bool
+	// Incompatible says why SPBM rejected it (empty when compatible).
+	Incompatible string
+}
+
+// CreateSpec asks for a new CNS block volume.
+type CreateSpec struct {
+	Name          string
+	CapacityBytes int64    // a whole number of MiB
+	PolicyID      string   // may be empty
+	DatastoreIDs  []string // candidates, most preferred first; at least one
+	// What the provisioner passed (--extra-create-metadata); may be empty.
+	PVCName, PVCNamespace, PVName string
+}
+
+// Volume is a CNS volume.
+type Volume struct {
+	ID            string
+	Name          string
+	CapacityBytes int64
+	DatastoreURL  string
+	PolicyID      string
+	ClusterID     string
+	PVCName       string
+	PVCNamespace  string
+	PVName        string
+	// Health is CNS's health status ("green", "red", …), when known.
+	Health string
+	// Attachments are the node VMs the volume's disk is attached to.
+	Attachments []Attachment
+	CreateTime  time.Time
+}
+
+// Attachment is one volume's disk on one node VM.
+type Attachment struct {
+	NodeUUID string // BIOS UUID of the VM, lowercase dashed: the CSI node ID
+	VMName   string
+	DiskUUID string // the disk's UUID, 32 lowercase hex digits
+}
+
+// NodeVM is a Kubernetes node's virtual machine.
+type NodeVM struct {
+	UUID string // BIOS UUID, lowercase dashed
+	Name string
+	ID   string // managed object ID
+	Host string // name of the host it runs on
+}
+
+// Sentinel errors. Wrap them with context (fmt.Errorf("…: %w", ErrX)); the
+// driver maps them to gRPC codes with errors.Is.
+var (
+	ErrVolumeNotFound    = errors.New("volume not found")
+	ErrNodeNotFound      = errors.New("node VM not found")
+	ErrPolicyNotFound    = errors.New("storage policy not found")
+	ErrVolumeInUse       = errors.New("volume is attached")
+	ErrInsufficientSpace = errors.New("not enough free space")
+	ErrInvalidArgument   = errors.New("invalid argument")
+	ErrNotAuthenticated  = errors.New("not authenticated to vCenter")
+	ErrUnavailable       = errors.New("vCenter unavailable")
+)

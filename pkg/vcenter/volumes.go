@@ -1,0 +1,426 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/types"
+	"k8s.io/klog/v2"
+)
+
+const mib = 1 << 20
+
+// listAllPage is the page size ListVolumes uses when asked for no limit.
+const listAllPage = 500
+
+// CreateVolume creates the volume on the first candidate datastore that
+// takes it. Candidates the cache already knows to be too small are skipped
+// without a call.
+func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
+	switch {
+	case spec.Name == "":
+		return Volume{}, fmt.Errorf("%w: volume name is empty", ErrInvalidArgument)
+	case spec.CapacityBytes <= 0:
+		return Volume{}, fmt.Errorf("%w: capacity %d bytes", ErrInvalidArgument, spec.CapacityBytes)
+	case len(spec.DatastoreIDs) == 0:
+		return Volume{}, fmt.Errorf("%w: no candidate datastore", ErrInvalidArgument)
+	}
+	sizeMB := (spec.CapacityBytes + mib - 1) / mib
+	inv := c.inv.Load()
+	var short, unknown []string
+	for _, id := range spec.DatastoreIDs {
+		ds, ok := inv.datastore(id)
+		if !ok {
+			unknown = append(unknown, id)
+			continue
+		}
+		if ds.free < sizeMB*mib {
+			short = append(short, fmt.Sprintf("%s (%d MiB free)", ds.name, ds.free/mib))
+			continue
+		}
+		vol, err := c.createOn(ctx, spec, sizeMB, ds)
+		if errors.Is(err, ErrInsufficientSpace) {
+			klog.V(2).InfoS("Datastore refused the volume, trying the next", "name", spec.Name, "datastore", ds.name, "err", err)
+			short = append(short, fmt.Sprintf("%s (%v)", ds.name, err))
+			continue
+		}
+		return vol, err
+	}
+	if len(short) > 0 {
+		return Volume{}, fmt.Errorf("%w: no candidate datastore has %d MiB free: %s", ErrInsufficientSpace, sizeMB, strings.Join(short, ", "))
+	}
+	return Volume{}, fmt.Errorf("%w: unknown datastores %v", ErrInvalidArgument, unknown)
+}
+
+func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds dsState) (Volume, error) {
+	cs := cnstypes.CnsVolumeCreateSpec{
+		Name:       spec.Name,
+		VolumeType: string(cnstypes.CnsVolumeTypeBlock),
+		Datastores: []types.ManagedObjectReference{ds.ref},
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
+			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
+		},
+		Metadata: c.volumeMetadata(spec),
+	}
+	if spec.PolicyID != "" {
+		cs.Profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: spec.PolicyID}}
+	}
+	r, err := c.runCNS(ctx, "create", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
+	})
+	if err != nil {
+		klog.ErrorS(err, "Creating volume failed", "name", spec.Name, "datastore", ds.name)
+		return Volume{}, fmt.Errorf("create volume %q on %s: %w", spec.Name, ds.name, err)
+	}
+	id := r.GetCnsVolumeOperationResult().VolumeId.Id
+	if id == "" {
+		return Volume{}, fmt.Errorf("create volume %q on %s: vCenter returned no volume ID", spec.Name, ds.name)
+	}
+	klog.InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB)
+	return Volume{
+		ID:            id,
+		Name:          spec.Name,
+		CapacityBytes: sizeMB * mib,
+		DatastoreURL:  ds.url,
+		PolicyID:      spec.PolicyID,
+		ClusterID:     c.opts.ClusterID,
+		PVCName:       spec.PVCName,
+		PVCNamespace:  spec.PVCNamespace,
+		PVName:        spec.PVName,
+	}, nil
+}
+
+// volumeMetadata is the container-cluster record and, when the provisioner
+// passed them, the PV and PVC entities (what vSphere Client's Container
+// Volumes view shows).
+func (c *client) volumeMetadata(spec CreateSpec) cnstypes.CnsVolumeMetadata {
+	cc := cnstypes.CnsContainerCluster{
+		ClusterType:   string(cnstypes.CnsClusterTypeKubernetes),
+		ClusterId:     c.opts.ClusterID,
+		VSphereUser:   c.opts.User,
+		ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla),
+	}
+	md := cnstypes.CnsVolumeMetadata{ContainerCluster: cc, ContainerClusterArray: []cnstypes.CnsContainerCluster{cc}}
+	if spec.PVName != "" {
+		md.EntityMetadata = append(md.EntityMetadata, &cnstypes.CnsKubernetesEntityMetadata{
+			CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: spec.PVName, ClusterID: c.opts.ClusterID},
+			EntityType:        string(cnstypes.CnsKubernetesEntityTypePV),
+		})
+	}
+	if spec.PVCName != "" {
+		pvc := &cnstypes.CnsKubernetesEntityMetadata{
+			CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: spec.PVCName, ClusterID: c.opts.ClusterID},
+			EntityType:        string(cnstypes.CnsKubernetesEntityTypePVC),
+			Namespace:         spec.PVCNamespace,
+		}
+		if spec.PVName != "" {
+			pvc.ReferredEntity = []cnstypes.CnsKubernetesEntityReference{{
+				EntityType: string(cnstypes.CnsKubernetesEntityTypePV),
+				EntityName: spec.PVName,
+				ClusterID:  c.opts.ClusterID,
+			}}
+		}
+		md.EntityMetadata = append(md.EntityMetadata, pvc)
+	}
+	return md
+}
+
+// DeleteVolume deletes the volume and its disk.
+func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
+	if atts := c.inv.Load().attachments(volumeID); len(atts) > 0 {
+		return fmt.Errorf("%w: volume %s is attached to %s", ErrVolumeInUse, volumeID, vmNames(atts))
+	}
+	_, err := c.runCNS(ctx, "delete", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: volumeID}}, true)
+	})
+	if err != nil {
+		if !errors.Is(err, ErrVolumeNotFound) {
+			klog.ErrorS(err, "Deleting volume failed", "volumeID", volumeID)
+		}
+		return fmt.Errorf("delete volume %s: %w", volumeID, err)
+	}
+	klog.InfoS("Volume deleted", "volumeID", volumeID)
+	return nil
+}
+
+// Volume returns one volume by ID.
+func (c *client) Volume(ctx context.Context, volumeID string) (Volume, error) {
+	vols, err := c.query(ctx, cnstypes.CnsQueryFilter{VolumeIds: []cnstypes.CnsVolumeId{{Id: volumeID}}})
+	if err != nil {
+		return Volume{}, fmt.Errorf("query volume %s: %w", volumeID, err)
+	}
+	if len(vols.Volumes) == 0 {
+		return Volume{}, fmt.Errorf("%w: %s", ErrVolumeNotFound, volumeID)
+	}
+	return c.toVolumes(vols.Volumes)[0], nil
+}
+
+// FindVolumeByName returns this cluster's volume of that name.
+func (c *client) FindVolumeByName(ctx context.Context, name string) (Volume, error) {
+	vols, err := c.query(ctx, cnstypes.CnsQueryFilter{Names: []string{name}, ContainerClusterIds: []string{c.opts.ClusterID}})
+	if err != nil {
+		return Volume{}, fmt.Errorf("query volume %q: %w", name, err)
+	}
+	var found []cnstypes.CnsVolume
+	for _, v := range vols.Volumes {
+		if v.Name == name {
+			found = append(found, v)
+		}
+	}
+	if len(found) == 0 {
+		return Volume{}, fmt.Errorf("%w: no volume named %q in cluster %s", ErrVolumeNotFound, name, c.opts.ClusterID)
+	}
+	out := c.toVolumes(found)
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		klog.InfoS("Several volumes have the same name, using the first", "name", name, "volumeID", out[0].ID, "count", len(out))
+	}
+	return out[0], nil
+}
+
+// ListVolumes pages through this cluster's volumes with the CNS cursor.
+func (c *client) ListVolumes(ctx context.Context, offset, limit int64) ([]Volume, int64, error) {
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("%w: offset %d", ErrInvalidArgument, offset)
+	}
+	if limit <= 0 {
+		var all []Volume
+		for {
+			page, next, err := c.ListVolumes(ctx, offset, listAllPage)
+			if err != nil {
+				return nil, 0, err
+			}
+			all = append(all, page...)
+			if next == 0 {
+				return all, 0, nil
+			}
+			offset = next
+		}
+	}
+	res, err := c.query(ctx, cnstypes.CnsQueryFilter{
+		ContainerClusterIds: []string{c.opts.ClusterID},
+		Cursor:              &cnstypes.CnsCursor{Offset: offset, Limit: limit},
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list volumes: %w", err)
+	}
+	vols, next := pageOf(res, offset, limit)
+	return c.toVolumes(vols), next, nil
+}
+
+// pageOf reads a query result as a page. A server that ignored the cursor
+// (all matches, zero cursor) is paged here, in volume ID order.
+func pageOf(res *cnstypes.CnsQueryResult, offset, limit int64) ([]cnstypes.CnsVolume, int64) {
+	vols, cur := res.Volumes, res.Cursor
+	n := int64(len(vols))
+	ignored := cur.Offset == 0 && cur.TotalRecords == 0 && (offset > 0 || n > limit)
+	if ignored {
+		sort.Slice(vols, func(i, j int) bool { return vols[i].VolumeId.Id < vols[j].VolumeId.Id })
+		if offset >= n {
+			return nil, 0
+		}
+		end := min(offset+limit, n)
+		next := end
+		if end >= n {
+			next = 0
+		}
+		return vols[offset:end], next
+	}
+	switch {
+	case n == 0:
+		return nil, 0
+	case cur.TotalRecords > 0:
+		if cur.Offset > offset && cur.Offset < cur.TotalRecords {
+			return vols, cur.Offset
+		}
+		return vols, 0
+	case n >= limit:
+		return vols, offset + n // total unknown: the next page may be empty
+	}
+	return vols, 0
+}
+
+func (c *client) query(ctx context.Context, f cnstypes.CnsQueryFilter) (*cnstypes.CnsQueryResult, error) {
+	res, err := c.conn.cns.QueryVolume(ctx, &f)
+	if err != nil {
+		return nil, mapFault(err, ErrVolumeNotFound)
+	}
+	return res, nil
+}
+
+// toVolumes converts CNS volumes, with attachments from the VM cache.
+func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
+	ids := make(map[string]bool, len(cvs))
+	for _, cv := range cvs {
+		ids[cv.VolumeId.Id] = true
+	}
+	atts := c.inv.Load().attachmentsOf(ids)
+	out := make([]Volume, 0, len(cvs))
+	for _, cv := range cvs {
+		v := Volume{
+			ID:           cv.VolumeId.Id,
+			Name:         cv.Name,
+			DatastoreURL: cv.DatastoreUrl,
+			PolicyID:     cv.StoragePolicyId,
+			Health:       cv.HealthStatus,
+			ClusterID:    cv.Metadata.ContainerCluster.ClusterId,
+			Attachments:  atts[cv.VolumeId.Id],
+		}
+		if v.ClusterID == "" {
+			for _, cc := range cv.Metadata.ContainerClusterArray {
+				if cc.ClusterId == c.opts.ClusterID {
+					v.ClusterID = cc.ClusterId
+				}
+			}
+		}
+		if b := cv.BackingObjectDetails; b != nil && b.GetCnsBackingObjectDetails() != nil {
+			v.CapacityBytes = b.GetCnsBackingObjectDetails().CapacityInMb * mib
+		}
+		for _, em := range cv.Metadata.EntityMetadata {
+			k, ok := em.(*cnstypes.CnsKubernetesEntityMetadata)
+			if !ok {
+				continue
+			}
+			switch k.EntityType {
+			case string(cnstypes.CnsKubernetesEntityTypePVC):
+				v.PVCName, v.PVCNamespace = k.EntityName, k.Namespace
+			case string(cnstypes.CnsKubernetesEntityTypePV):
+				v.PVName = k.EntityName
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// AttachVolume attaches the volume to the node VM; the cache answers when
+// it is already attached.
+func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (string, error) {
+	inv := c.inv.Load()
+	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
+	if !ok {
+		return "", fmt.Errorf("%w: no VM with BIOS UUID %q", ErrNodeNotFound, nodeUUID)
+	}
+	for _, a := range inv.attachments(volumeID) {
+		if a.NodeUUID == node.UUID && a.DiskUUID != "" {
+			return a.DiskUUID, nil
+		}
+		if a.NodeUUID != node.UUID {
+			return "", fmt.Errorf("%w: volume %s is attached to VM %s", ErrVolumeInUse, volumeID, a.VMName)
+		}
+	}
+	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
+	r, err := c.runCNS(ctx, "attach", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.AttachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
+	})
+	if err != nil {
+		klog.ErrorS(err, "Attaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+		return "", fmt.Errorf("attach volume %s to VM %s: %w", volumeID, node.Name, err)
+	}
+	var diskUUID string
+	if ar, ok := r.(*cnstypes.CnsVolumeAttachResult); ok {
+		diskUUID = ar.DiskUUID
+	}
+	diskUUID = normalizeDiskUUID(diskUUID)
+	if diskUUID == "" {
+		for _, a := range c.inv.Load().attachments(volumeID) {
+			if a.NodeUUID == node.UUID {
+				diskUUID = a.DiskUUID
+			}
+		}
+	}
+	if diskUUID == "" {
+		return "", fmt.Errorf("attach volume %s to VM %s: vCenter returned no disk UUID", volumeID, node.Name)
+	}
+	c.inv.Load().recordAttach(vmRef, volumeID, diskUUID)
+	klog.InfoS("Volume attached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name, "diskUUID", diskUUID)
+	return diskUUID, nil
+}
+
+// DetachVolume detaches the volume from the node VM; a VM that is gone or a
+// volume that is not attached there is success.
+func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) error {
+	inv := c.inv.Load()
+	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
+	if !ok {
+		klog.V(2).InfoS("Node VM gone, volume counts as detached", "volumeID", volumeID, "nodeID", nodeUUID)
+		return nil
+	}
+	attached := false
+	for _, a := range inv.attachments(volumeID) {
+		attached = attached || a.NodeUUID == node.UUID
+	}
+	if !attached {
+		klog.V(2).InfoS("Volume not attached to the VM", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+		return nil
+	}
+	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
+	_, err := c.runCNS(ctx, "detach", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrVolumeNotFound), errors.Is(err, ErrNodeNotFound),
+		strings.Contains(strings.ToLower(err.Error()), "not attached"):
+		klog.V(2).InfoS("Volume or VM gone, volume counts as detached", "volumeID", volumeID, "vm", node.Name, "err", err)
+	default:
+		klog.ErrorS(err, "Detaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+		return fmt.Errorf("detach volume %s from VM %s: %w", volumeID, node.Name, err)
+	}
+	c.inv.Load().recordDetach(vmRef, volumeID)
+	klog.InfoS("Volume detached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+	return nil
+}
+
+// runCNS starts a CNS task, waits for it through the shared waiter and
+// returns its one per-volume result; every fault is mapped.
+func (c *client) runCNS(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) (cnstypes.BaseCnsVolumeOperationResult, error) {
+	task, err := start()
+	if err != nil {
+		return nil, mapFault(err, notFound)
+	}
+	ref := task.Reference()
+	klog.V(4).InfoS("CNS task started", "op", op, "task", ref.Value)
+	out, err := c.waitTask(ctx, ref)
+	if err != nil {
+		return nil, mapFault(err, notFound)
+	}
+	results := batchResults(out.result)
+	if len(results) == 0 {
+		// The state arrived without the result: read the task once.
+		if got, ferr := c.fetchTask(ctx, ref); ferr == nil {
+			results = batchResults(got.result)
+		}
+	}
+	if len(results) == 0 {
+		return nil, fmt.Errorf("CNS %s task %s returned no result", op, ref.Value)
+	}
+	r := results[0]
+	if f := r.GetCnsVolumeOperationResult().Fault; f != nil {
+		return r, mapFault(localizedError(f), notFound)
+	}
+	return r, nil
+}
+
+func batchResults(result any) []cnstypes.BaseCnsVolumeOperationResult {
+	switch r := result.(type) {
+	case cnstypes.CnsVolumeOperationBatchResult:
+		return r.VolumeResults
+	case *cnstypes.CnsVolumeOperationBatchResult:
+		return r.VolumeResults
+	}
+	return nil
+}
+
+func vmNames(atts []Attachment) string {
+	names := make([]string, 0, len(atts))
+	for _, a := range atts {
+		names = append(names, a.VMName)
+	}
+	return strings.Join(names, ", ")
+}
