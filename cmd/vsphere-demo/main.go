@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ func main() {
 	binary := flag.String("driver", "bin/vsphere-csi", "the vsphere-csi binary to run")
 	dir := flag.String("dir", "/tmp/vsphere-csi-demo", "working directory (removed at the end)")
 	flag.Parse()
+	log.SetOutput(sim.StdlibLogWriter{})
 	if err := run(*binary, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
 		os.Exit(1)

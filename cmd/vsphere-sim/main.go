@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +33,7 @@ func main() {
 	flag.StringVar(&writeConfig, "write-config", "", "write a csi-vsphere.conf pointing at the simulator to this file")
 	flag.StringVar(&clusterID, "cluster-id", "demo-cluster", "cluster-id for --write-config")
 	flag.Parse()
+	log.SetOutput(sim.StdlibLogWriter{})
 
 	if err := run(opts, writeConfig, clusterID); err != nil {
 		klog.ErrorS(err, "vsphere-sim failed")

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"strings"
 
@@ -93,6 +94,7 @@ func startSimulator(ctx context.Context, c *Config) (*sim.Sim, error) {
 		klog.InfoS("Not root: the embedded vCenter can't make loop devices, so only the controller runs")
 		c.Mode = driver.ModeController
 	}
+	log.SetOutput(sim.StdlibLogWriter{}) // the simulator's HTTP server logs there
 	s, err := sim.Start(ctx, sim.Options{Dir: c.SimulatorDir, NodeVMs: c.SimulatorNodeVMs, Hypervisor: root})
 	if err != nil {
 		return nil, fmt.Errorf("embedded vCenter: %w", err)

@@ -24,7 +24,9 @@
 //	topology-categories = "k8s-region, k8s-zone"
 //
 // Values may be quoted or not; key names are case-insensitive. The password
-// never appears in what a Config prints or logs.
+// never appears in what a Config prints or logs. vCenter's TLS certificate
+// is verified unless insecure-flag is true: against ca-file, else against
+// thumbprint (SHA-1 or SHA-256), else against the system's trusted CAs.
 package config
 
 import (
@@ -352,10 +354,12 @@ func (p parser) virtualCenter(global, s *ini.Section, host string) (VirtualCente
 			return vc, p.errorf(where, keyThumbprint, "%q: %v", vc.Thumbprint, err)
 		}
 	}
-	if !vc.Insecure && vc.CAFile == "" && vc.Thumbprint == "" {
-		return vc, p.errorf(s.Name(), "", "nothing to verify vCenter's TLS certificate with: set %s (the CA's PEM file) or %s "+
-			"(the certificate's SHA-1 or SHA-256 fingerprint), or %s = true to skip verification (not for production)",
-			keyCAFile, keyThumbprint, keyInsecure)
+	// With neither ca-file nor thumbprint the certificate is verified
+	// against the system's trusted CAs: a vCenter whose certificate a
+	// public or enterprise CA signed needs nothing pinned.
+	if vc.Insecure && (vc.CAFile != "" || vc.Thumbprint != "") {
+		klog.InfoS("insecure-flag is true: ca-file and thumbprint are ignored, vCenter's certificate is not verified",
+			"config", p.name, "section", s.Name())
 	}
 	v, _ := inherited(global, s, keyDatacenters)
 	vc.Datacenters = list(v)

@@ -145,11 +145,6 @@ insecure-flag = 0
 			wantErr: []string{`insecure-flag: "maybe" is not true or false`},
 		},
 		{
-			name:    "no TLS verification material",
-			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
-			wantErr: []string{`[VirtualCenter "vc"]`, "ca-file", "thumbprint", "insecure-flag = true"},
-		},
-		{
 			name:    "ca-file unreadable",
 			ini:     "[Global]\ncluster-id = c\nca-file = /nonexistent/ca.pem\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
 			wantErr: []string{"[Global] ca-file: can't be read", "/nonexistent/ca.pem"},
@@ -269,5 +264,17 @@ func TestPasswordNeverPrinted(t *testing.T) {
 	}
 	if !strings.Contains(c.String(), "<redacted>") {
 		t.Errorf("String() = %q, want the password shown as <redacted>", c.String())
+	}
+}
+
+// TestSystemRootsWhenNothingPinned: without ca-file, thumbprint or
+// insecure-flag the file is valid and TLS stays verified (system CAs).
+func TestSystemRootsWhenNothingPinned(t *testing.T) {
+	c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc.example.com\"]\nuser = u\npassword = p\n"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vc := c.VirtualCenter; vc.Insecure || vc.CAFile != "" || vc.Thumbprint != "" {
+		t.Fatalf("got %+v, want verification against the system's CAs", vc)
 	}
 }

@@ -153,6 +153,10 @@ func TestReloginAfterSessionTerminated(t *testing.T) {
 	if err := session.NewManager(&vim25.Client{Client: e.c.conn.vim.Client, ServiceContent: e.c.conn.vim.ServiceContent, RoundTripper: e.c.conn.vim.Client}).Logout(ctx); err != nil {
 		t.Fatalf("Logout: %v", err)
 	}
+	// SPBM authenticates by a header cookie: it follows the re-login too.
+	if _, err := e.c.PolicyByName(ctx, "Gold"); err != nil {
+		t.Fatalf("PolicyByName after Logout: %v", err)
+	}
 	if _, err := e.c.Volume(ctx, vol.ID); err != nil {
 		t.Fatalf("Volume after Logout: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
@@ -64,15 +65,32 @@ func New(ctx context.Context, opts Options) (Client, error) {
 	c.cancel = cancel
 	go c.watch(wctx)
 
-	select {
-	case <-c.synced:
-	case <-ctx.Done():
+	if err := c.waitSynced(ctx); err != nil {
 		_ = c.Close(context.Background())
-		return nil, fmt.Errorf("vcenter: waiting for the inventory: %w (last watch error: %v)", ctx.Err(), c.Healthy(ctx))
+		return nil, err
 	}
 	klog.InfoS("Connected to vCenter", "host", opts.Host, "user", opts.User, "clusterID", opts.ClusterID,
 		"datacenters", opts.Datacenters)
 	return c, nil
+}
+
+// waitSynced waits for the watch's first full picture; the watch's first
+// failure ends the wait.
+func (c *client) waitSynced(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.synced:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("vcenter: waiting for the inventory: %w", ctx.Err())
+		case <-tick.C:
+			if err := c.Healthy(ctx); err != nil {
+				return fmt.Errorf("vcenter: reading the inventory: %w", err)
+			}
+		}
+	}
 }
 
 func (c *client) markSynced() {

@@ -176,11 +176,22 @@ func applyDevices(vm *vmState, f mo.Field, c types.PropertyChange, removed bool)
 	if !removed {
 		if d, ok := c.Val.(types.BaseVirtualDevice); ok {
 			if disk, ok := fcdDisk(d); ok {
+				dropProvisional(vm, disk.volumeID)
 				vm.disks[key] = disk
 			}
 		}
 	}
 	return true
+}
+
+// dropProvisional removes what recordAttach noted for a volume once the
+// real device is known.
+func dropProvisional(vm *vmState, volumeID string) {
+	for k, d := range vm.disks {
+		if k < 0 && d.volumeID == volumeID {
+			delete(vm.disks, k)
+		}
+	}
 }
 
 // fcdDisk says which first-class disk a device is, when it is one: by the

@@ -47,6 +47,7 @@ type conn struct {
 
 	loginMu sync.Mutex
 	gen     atomic.Uint64 // incremented by every successful login
+	closed  atomic.Bool   // logged out for good: no re-login
 }
 
 // dial connects and logs in. The caller owns the returned conn.
@@ -157,11 +158,15 @@ func (c *conn) relogin(ctx context.Context, gen uint64) error {
 	if c.gen.Load() != gen {
 		return nil
 	}
+	if c.closed.Load() {
+		return errClosed
+	}
 	klog.InfoS("vCenter session lost, logging in again", "host", c.opts.Host, "user", c.opts.User)
 	return c.login(ctx)
 }
 
 func (c *conn) logout(ctx context.Context) {
+	c.closed.Store(true)
 	if err := c.sm.Logout(ctx); err != nil {
 		klog.V(2).InfoS("vCenter logout failed", "host", c.opts.Host, "err", err)
 	}

@@ -143,6 +143,7 @@ func Run(ctx context.Context, e Env) (err error) {
 		}
 	}()
 
+	var fsUUID string // the filesystem made at the first stage
 	mountAndCheck := func(first bool) error {
 		pub, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
 			VolumeId: vol.GetVolumeId(), NodeId: e.Node.UUID, VolumeCapability: capability})
@@ -155,13 +156,26 @@ func Run(ctx context.Context, e Env) (err error) {
 		dev, _ := filepath.EvalSymlinks(link)
 		t.detail("disk UUID %s; the node sees it as %s -> %s", diskUUID, link, dev)
 
+		before := blkid(dev)
+		if first && !strings.HasPrefix(before, "(blkid") {
+			return fmt.Errorf("a fresh disk should be blank; blkid finds %s", before)
+		}
 		t.say("NodeStageVolume: format if and only if blank, then mount at the staging path.")
 		if _, err := node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 			VolumeId: vol.GetVolumeId(), PublishContext: pub.GetPublishContext(),
 			StagingTargetPath: e.staging(), VolumeCapability: capability}); err != nil {
 			return fmt.Errorf("NodeStageVolume: %w", err)
 		}
-		t.detail("%s holds: %s", dev, blkid(dev))
+		fs := blkid(dev)
+		switch {
+		case first:
+			fsUUID = fs
+			t.detail("the disk was blank (blkid found nothing), so it was formatted: %s now holds %s", dev, fs)
+		case fs != fsUUID:
+			return fmt.Errorf("the disk was formatted again: it held %s, now %s", fsUUID, fs)
+		default:
+			t.detail("%s already holds %s (the same filesystem): not formatted again", dev, fs)
+		}
 		t.detail("mounted: %s", findmnt(e.staging()))
 
 		t.say("NodePublishVolume: bind-mount it into the pod.")

@@ -1,0 +1,99 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNewRefusesBadCredentialsAndTLS(t *testing.T) {
+	s := startSim(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	opts := simOptions(s)
+	opts.Password = "wrong-password"
+	_, err := New(ctx, opts)
+	if !errors.Is(err, ErrNotAuthenticated) {
+		t.Errorf("bad password: %v; want ErrNotAuthenticated", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "wrong-password") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+
+	opts = simOptions(s)
+	opts.Thumbprint = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD"
+	if _, err := New(ctx, opts); err == nil || !strings.Contains(err.Error(), "thumbprint") {
+		t.Errorf("wrong thumbprint: %v; want a thumbprint error", err)
+	}
+
+	opts = simOptions(s)
+	opts.Thumbprint = ""
+	if _, err := New(ctx, opts); err == nil {
+		t.Error("no thumbprint, no CA, not insecure: want a TLS error")
+	}
+
+	opts = simOptions(s)
+	opts.Datacenters = []string{"NoSuchDC"}
+	if _, err := New(ctx, opts); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("unknown datacenter: %v; want ErrInvalidArgument", err)
+	}
+}
+
+func TestAllDatacentersAndInsecure(t *testing.T) {
+	e := newEnv(t, 3, func(o *Options) {
+		o.Datacenters = nil
+		o.Thumbprint = ""
+		o.Insecure = true
+	})
+	if _, err := e.c.NodeVM(ctxT(t), e.sim.NodeVMs()[0].UUID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseLogsOutForGood(t *testing.T) {
+	e := newEnv(t, 3, nil)
+	ctx := ctxT(t)
+	if err := e.c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Healthy(ctx); err == nil {
+		t.Error("Healthy after Close = nil")
+	}
+	mark := e.rec.mark()
+	if _, err := e.c.FindVolumeByName(ctx, "x"); err == nil {
+		t.Error("a call after Close succeeded")
+	}
+	for _, m := range e.rec.since(mark) {
+		if m == "Login" {
+			t.Error("logged in again after Close")
+		}
+	}
+}
+
+// TestTransportSeesEveryRequest: the HTTP counter sees every SOAP call the
+// Observer sees (all three endpoints), plus the two requests made before
+// the SOAP chain exists (vim25 RetrieveServiceContent, the CNS
+// service-version GET).
+func TestTransportSeesEveryRequest(t *testing.T) {
+	e := newEnv(t, 3, nil)
+	ctx := ctxT(t)
+	if _, err := e.c.PolicyByName(ctx, "Gold"); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-t", CapacityBytes: gib, DatastoreIDs: placeable(t, e.c, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.AttachVolume(ctx, vol.ID, e.sim.NodeVMs()[0].UUID); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(300 * time.Millisecond)
+	// The long poll in flight is counted at the transport, not yet observed.
+	http, soap := e.n.n.Load(), int64(e.rec.mark())
+	if http != soap+2+1 {
+		t.Errorf("HTTP requests %d; SOAP calls observed %d (+2 before the chain, +1 poll in flight)", http, soap)
+	}
+}
