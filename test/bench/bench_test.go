@@ -7,6 +7,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +49,7 @@ func newEnv(b *testing.B, mode driver.Mode, nodeVMs int) *env {
 	b.Helper()
 	klog.SetOutput(ioDiscard{})
 	klog.LogToStderr(false)
+	log.SetOutput(ioDiscard{}) // the simulator's HTTP server
 	ctx := context.Background()
 	hv := mode != driver.ModeController
 	if hv && os.Geteuid() != 0 {
