@@ -74,21 +74,29 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 }
 
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	volID, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	if err := requireFields(volID, "staging_target_path", staging); err != nil {
+	// The staging directory is the CO's: unmount, leave the directory.
+	if err := d.unmount(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), false); err != nil {
 		return nil, err
+	}
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// unmount unmounts path (named pathName in requests) under the volume's
+// in-flight guard, removing it if asked; nothing mounted there is success.
+func (d *Driver) unmount(ctx context.Context, volID, pathName, path string, remove bool) error {
+	if err := requireFields(volID, pathName, path); err != nil {
+		return err
 	}
 	release, err := d.inflight.acquire(nodeKey(volID))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer release()
-	// The staging directory is the CO's: unmount, leave the directory.
-	if err := d.mounter.Unmount(staging, false); err != nil {
-		return nil, toStatus(err)
+	if err := d.mounter.Unmount(path, remove); err != nil {
+		return toStatus(err)
 	}
-	klog.FromContext(ctx).Info("Volume unstaged", "volumeID", volID, "path", staging)
-	return &csi.NodeUnstageVolumeResponse{}, nil
+	klog.FromContext(ctx).Info("Volume unmounted", "volumeID", volID, pathName, path)
+	return nil
 }
 
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
@@ -226,20 +234,10 @@ func samePath(a, b string) bool {
 }
 
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	volID, target := req.GetVolumeId(), req.GetTargetPath()
-	if err := requireFields(volID, "target_path", target); err != nil {
-		return nil, err
-	}
-	release, err := d.inflight.acquire(nodeKey(volID))
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	// The target is the SP's to create and to remove.
-	if err := d.mounter.Unmount(target, true); err != nil {
-		return nil, toStatus(err)
+	if err := d.unmount(ctx, req.GetVolumeId(), "target_path", req.GetTargetPath(), true); err != nil {
+		return nil, err
 	}
-	klog.FromContext(ctx).Info("Volume unpublished", "volumeID", volID, "path", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
