@@ -80,6 +80,10 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	if c.Simulator {
+		fmt.Printf("\nCSI (%s) on %s. Ctrl-C stops the driver and the embedded vCenter and removes every loop device and mount they made.\n\n",
+			c.Mode, c.Endpoint)
+	}
 	return d.Serve(ctx, l, m)
 }
 
