@@ -12,7 +12,7 @@ NEED_CMDS := losetup blkid mkfs.ext4 mkfs.xfs resize2fs xfs_growfs
 RUN_DIR ?= /tmp/vsphere-csi
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean
+.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean e2e
 
 all: build
 
@@ -60,6 +60,15 @@ manifests:
 
 verify-manifests:
 	cd test/chart && $(GO) run ./cmd/render-manifests --check
+
+# e2e: the driver through real Kubernetes on this machine (hack/e2e.sh, as root): builds
+# Kubernetes $(E2E_K8S), the CSI sidecars and helm from the Go module proxy once (cached
+# in ~/.cache/vsphere-csi-e2e), starts etcd, the control plane, containerd, kubelet, the
+# embedded vCenter and the driver with its sidecars as processes on 127.0.0.1, runs
+# test/e2e, and tears it all down (also when a test fails). E2E_RUN=regexp picks tests.
+E2E_K8S := v1.34.4
+e2e:
+	GO=$(GO) hack/e2e.sh
 
 # image needs a Docker engine (none on our machines).
 image:

@@ -6,24 +6,31 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
 )
 
 type options struct {
-	endpoint          string
-	mode              string
-	configPath        string
-	nodeID            string
-	byIDDir           string
-	maxVolumesPerNode int64
-	metricsAddress    string
-	logFormat         string
-	showVersion       bool
+	endpoint              string
+	mode                  string
+	configPath            string
+	nodeID                string
+	byIDDir               string
+	maxVolumesPerNode     int64
+	maxSnapshotsPerVolume int
+	metricsAddress        string
+	healthzAddress        string
+	logFormat             string
+
+	kubeletRegistrationPath string
+	pluginRegistrationDir   string
+	showVersion             bool
 
 	simulator        bool
 	simulatorDir     string
@@ -40,7 +47,14 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.byIDDir, "by-id-dir", "/dev/disk/by-id", "directory of the wwn-0x<disk UUID> device links (node)")
 	fs.Int64Var(&o.maxVolumesPerNode, "max-volumes-per-node", driver.DefaultMaxVolumesPerNode,
 		"volumes one node VM can attach: 59 = 4 PVSCSI controllers x 15 - the OS disk; up to 255 on vSphere 8 (node)")
+	fs.IntVar(&o.maxSnapshotsPerVolume, "max-snapshots-per-volume", driver.DefaultMaxSnapshotsPerVolume,
+		"snapshots one volume may have; more make every read and write go through a longer chain of delta disks (vSphere allows up to 32) (controller)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "address to serve Prometheus metrics on, e.g. :9809 (empty: off)")
+	fs.StringVar(&o.healthzAddress, "healthz-address", "", "address to serve /healthz on, backed by Probe, e.g. :9808 (empty: off; replaces the livenessprobe sidecar)")
+	fs.StringVar(&o.kubeletRegistrationPath, "kubelet-registration-path", "",
+		"the CSI socket's path as kubelet sees it; set, the node plugin registers itself with kubelet (replaces node-driver-registrar) (node)")
+	fs.StringVar(&o.pluginRegistrationDir, "plugin-registration-dir", registration.DefaultDir,
+		"kubelet's plugin registration directory, where <driver>-reg.sock is served (node, with --kubelet-registration-path)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
@@ -57,6 +71,17 @@ func parseFlags(args []string) (options, error) {
 	case driver.ModeController, driver.ModeNode, driver.ModeAll:
 	default:
 		return o, fmt.Errorf("--mode %q: want controller, node or all", o.mode)
+	}
+	if o.kubeletRegistrationPath != "" {
+		if driver.Mode(o.mode) == driver.ModeController {
+			return o, fmt.Errorf("--kubelet-registration-path: only the node plugin registers with kubelet (--mode node or all)")
+		}
+		if !filepath.IsAbs(o.kubeletRegistrationPath) {
+			return o, fmt.Errorf("--kubelet-registration-path %q: want an absolute path", o.kubeletRegistrationPath)
+		}
+	}
+	if o.maxSnapshotsPerVolume < 1 || o.maxSnapshotsPerVolume > driver.MaxSnapshotsLimit {
+		return o, fmt.Errorf("--max-snapshots-per-volume %d: want 1 to %d (vSphere's limit per disk)", o.maxSnapshotsPerVolume, driver.MaxSnapshotsLimit)
 	}
 	if o.maxVolumesPerNode < 1 || o.maxVolumesPerNode > 255 {
 		return o, fmt.Errorf("--max-volumes-per-node %d: want 1 to 255", o.maxVolumesPerNode)

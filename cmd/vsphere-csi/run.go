@@ -9,16 +9,22 @@ import (
 
 func run(ctx context.Context, o options) error {
 	return app.Run(ctx, app.Config{
-		Mode:              driver.Mode(o.mode),
-		Version:           version,
-		Endpoint:          o.endpoint,
-		ConfigPath:        o.configPath,
-		NodeID:            o.nodeID,
-		ByIDDir:           o.byIDDir,
-		MaxVolumesPerNode: o.maxVolumesPerNode,
-		MetricsAddress:    o.metricsAddress,
-		Simulator:         o.simulator,
-		SimulatorDir:      o.simulatorDir,
-		SimulatorNodeVMs:  o.simulatorNodeVMs,
+		Mode:                  driver.Mode(o.mode),
+		Version:               version,
+		Endpoint:              o.endpoint,
+		ConfigPath:            o.configPath,
+		NodeID:                o.nodeID,
+		ByIDDir:               o.byIDDir,
+		MaxVolumesPerNode:     o.maxVolumesPerNode,
+		MaxSnapshotsPerVolume: o.maxSnapshotsPerVolume,
+		MetricsAddress:        o.metricsAddress,
+		HealthzAddress:        o.healthzAddress,
+
+		KubeletRegistrationPath: o.kubeletRegistrationPath,
+		PluginRegistrationDir:   o.pluginRegistrationDir,
+
+		Simulator:        o.simulator,
+		SimulatorDir:     o.simulatorDir,
+		SimulatorNodeVMs: o.simulatorNodeVMs,
 	})
 }

@@ -11,12 +11,15 @@ import (
 	"os"
 	"strings"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+	"github.com/vsphere-cns/vsphere-csi/pkg/healthz"
 	"github.com/vsphere-cns/vsphere-csi/pkg/metrics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
@@ -31,6 +34,16 @@ type Config struct {
 	ByIDDir           string
 	MaxVolumesPerNode int64
 	MetricsAddress    string
+	// MaxSnapshotsPerVolume caps CreateSnapshot per volume (0: the default).
+	MaxSnapshotsPerVolume int
+	// HealthzAddress serves /healthz backed by Probe ("" = off).
+	HealthzAddress string
+
+	// KubeletRegistrationPath, when set, makes the node plugin register
+	// itself with kubelet: the CSI socket's path as kubelet sees it, served
+	// on PluginRegistrationDir/<driver>-reg.sock.
+	KubeletRegistrationPath string
+	PluginRegistrationDir   string
 
 	// Simulator starts the embedded vCenter in-process; the driver talks to
 	// it over SOAP exactly as to a real vCenter.
@@ -64,7 +77,7 @@ func Run(ctx context.Context, c Config) error {
 		if vcCfg, err = config.Parse(strings.NewReader(s.ConfigINI(SimClusterID)), "embedded vCenter"); err != nil {
 			return err
 		}
-	} else if c.Mode != driver.ModeNode {
+	} else if c.Mode != driver.ModeNode || nodeConfigPresent(c.ConfigPath) { // a node reads it for topology (topology.go)
 		var err error
 		if vcCfg, err = config.Load(c.ConfigPath); err != nil {
 			return err
@@ -80,11 +93,50 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if c.HealthzAddress != "" {
+		go func() {
+			if err := healthz.Serve(ctx, c.HealthzAddress, probe(d)); err != nil {
+				klog.ErrorS(err, "Health check server stopped", "address", c.HealthzAddress)
+			}
+		}()
+	}
+	if c.KubeletRegistrationPath != "" && c.Mode != driver.ModeController {
+		dir := c.PluginRegistrationDir
+		if dir == "" {
+			dir = registration.DefaultDir
+		}
+		reg := &registration.Server{DriverName: driver.Name, Endpoint: c.KubeletRegistrationPath}
+		regDone := make(chan struct{})
+		go func() {
+			defer close(regDone)
+			if err := reg.Serve(ctx, dir); err != nil {
+				klog.ErrorS(err, "Kubelet plugin registration stopped", "dir", dir)
+			}
+		}()
+		// The registration socket goes before the CSI server stops.
+		defer func() { cancel(); <-regDone }()
+	}
 	if c.Simulator {
 		fmt.Printf("\nCSI (%s) on %s. Ctrl-C stops the driver and the embedded vCenter and removes every loop device and mount they made.\n\n",
 			c.Mode, c.Endpoint)
 	}
 	return d.Serve(ctx, l, m)
+}
+
+// probe is the driver's CSI Probe as a health check.
+func probe(d *driver.Driver) healthz.ProbeFunc {
+	return func(ctx context.Context) error {
+		resp, err := d.Probe(ctx, &csi.ProbeRequest{})
+		if err != nil {
+			return err
+		}
+		if r := resp.GetReady(); r != nil && !r.GetValue() {
+			return errors.New("driver not ready (see its log)")
+		}
+		return nil
+	}
 }
 
 // SimClusterID is the cluster ID the driver uses with the embedded vCenter.
@@ -141,6 +193,7 @@ func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observ
 		}
 	}
 	var mounter node.Mounter
+	var nodeTopo map[string]string
 	if c.Mode != driver.ModeController {
 		if c.NodeID == "" {
 			if c.NodeID, err = node.NodeIDFromDMI(node.DefaultDMIDir); err != nil {
@@ -149,10 +202,15 @@ func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observ
 			}
 		}
 		mounter = NodeMounter(c.Mode)
+		if nodeTopo, err = nodeTopology(ctx, vcCfg, vc, c.NodeID); err != nil { // topology.go
+			closeAll()
+			return nil, nil, err
+		}
 	}
 	d, err := driver.NewDriver(driver.Options{
 		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
-		MaxVolumesPerNode: c.MaxVolumesPerNode,
+		MaxVolumesPerNode: c.MaxVolumesPerNode, MaxSnapshotsPerVolume: c.MaxSnapshotsPerVolume,
+		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo, // topology.go
 	}, vc, mounter)
 	if err != nil {
 		closeAll()

@@ -18,5 +18,7 @@ func VCenterOptions(c *config.Config) vcenter.Options {
 		Thumbprint:  vc.Thumbprint,
 		Datacenters: vc.Datacenters,
 		ClusterID:   c.ClusterID,
+
+		TopologyCategories: c.TopologyCategories,
 	}
 }

@@ -33,6 +33,11 @@ var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_GET_VOLUME,
 	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
 	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,          // expand.go
+	csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, // snapshots.go
+	csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+	csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 }
 
 // ControllerGetCapabilities lists what the controller does.
@@ -57,18 +62,25 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return nil, err
 	}
-	if req.GetVolumeContentSource() != nil {
-		return nil, status.Error(codes.InvalidArgument,
-			"creating a volume from a snapshot or another volume is not supported by this driver version")
-	}
 	params, err := parseVolumeParams(req.GetParameters())
 	if err != nil {
+		return nil, err
+	}
+	if err := applyMutableParams(&params, req.GetMutableParameters()); err != nil { // modify.go
 		return nil, err
 	}
 	size, err := capacityBytes(req.GetCapacityRange())
 	if err != nil {
 		return nil, err
 	}
+	// A snapshot to restore or a volume to clone (snapshots.go).
+	if params.source, err = d.volumeSource(ctx, req.GetVolumeContentSource()); err != nil {
+		return nil, err
+	}
+	if size, err = params.source.sourceSize(size, req.GetCapacityRange()); err != nil {
+		return nil, err
+	}
+	params.topology = req.GetAccessibilityRequirements() // topology.go
 	release, err := d.inflight.acquire("volume name " + name)
 	if err != nil {
 		return nil, err
@@ -94,7 +106,11 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if r.err != nil {
 			return nil, toStatus(r.err)
 		}
-		return &csi.CreateVolumeResponse{Volume: csiVolume(r.vol, params)}, nil
+		vol := csiVolume(r.vol, params)
+		if err := d.withTopology(ctx, r.vol, vol); err != nil { // topology.go
+			return nil, toStatus(err)
+		}
+		return &csi.CreateVolumeResponse{Volume: vol}, nil
 	case <-ctx.Done():
 		klog.InfoS("CreateVolume caller gone; the creation goes on and a retry will find it", "name", name)
 		return nil, status.FromContextError(ctx.Err()).Err()
@@ -125,7 +141,7 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
-	pl, err := place(all, p.PolicyName, p.DatastoreURL, size)
+	pl, err := d.placeInTopology(all, p, size) // topology.go: place() per requested segment
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
@@ -138,6 +154,9 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 		PVCName:       p.PVCName,
 		PVCNamespace:  p.PVCNamespace,
 		PVName:        p.PVName,
+	}
+	if p.source != nil {
+		spec.SourceVolumeID, spec.SourceSnapshotID = p.source.volumeID, p.source.snapshotID
 	}
 	for _, ds := range pl.Candidates {
 		spec.DatastoreIDs = append(spec.DatastoreIDs, ds.ID)
@@ -178,7 +197,7 @@ func csiVolume(v vcenter.Volume, p volumeParams) *csi.Volume {
 	if p.PolicyName != "" {
 		vc["storagepolicyname"] = p.PolicyName
 	}
-	return &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes, VolumeContext: vc}
+	return &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes, VolumeContext: vc, ContentSource: p.source.toCSI()}
 }
 
 // DeleteVolume deletes a CNS volume and its disk. A volume already gone is
@@ -202,6 +221,9 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	case errors.Is(err, vcenter.ErrVolumeInUse):
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s is still attached to a node VM; it can be deleted once it is detached: %v", id, err)
+	case errors.Is(err, vcenter.ErrHasSnapshots):
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s has snapshots; it can be deleted once its VolumeSnapshots are deleted: %v", id, err)
 	default:
 		return nil, toStatus(err)
 	}
@@ -226,10 +248,14 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	defer release()
 
-	if _, err := d.vc.NodeVM(ctx, node); err != nil {
+	vm, err := d.vc.NodeVM(ctx, node)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	diskUUID, err := d.vc.AttachVolume(ctx, id, node)
+	if err := d.checkNodeTopology(ctx, id, vm); err != nil { // topology.go
+		return nil, err
+	}
+	diskUUID, err := d.attachVolume(ctx, id, node) // static.go: registers a first-class disk
 	if errors.Is(err, vcenter.ErrVolumeInUse) {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s is attached to another node VM; it must be detached there first: %v", id, err)

@@ -35,6 +35,15 @@ type Options struct {
 	// ByIDDir is where the node finds attached disks' wwn-0x<uuid> links
 	// (--by-id-dir); "" means /dev/disk/by-id. Node mode only.
 	ByIDDir string
+	// TopologyCategories are the vSphere tag categories of the topology
+	// ([Labels] topology-categories); controller mode (topology.go).
+	TopologyCategories []string
+	// NodeTopology is this node's segment (category → tag), learned at
+	// start; node mode. Empty: the node reports no topology.
+	NodeTopology map[string]string
+	// MaxSnapshotsPerVolume caps CreateSnapshot per volume
+	// (--max-snapshots-per-volume); 0 means DefaultMaxSnapshotsPerVolume.
+	MaxSnapshotsPerVolume int
 }
 
 // Driver implements the CSI Identity, Controller and Node services.

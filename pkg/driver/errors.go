@@ -31,11 +31,13 @@ func codeFor(err error) codes.Code {
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
-	case errors.Is(err, vcenter.ErrVolumeNotFound), errors.Is(err, vcenter.ErrNodeNotFound):
+	case errors.Is(err, vcenter.ErrVolumeNotFound), errors.Is(err, vcenter.ErrNodeNotFound),
+		errors.Is(err, vcenter.ErrSnapshotNotFound):
 		return codes.NotFound
-	case errors.Is(err, vcenter.ErrPolicyNotFound), errors.Is(err, vcenter.ErrInvalidArgument):
+	case errors.Is(err, vcenter.ErrPolicyNotFound), errors.Is(err, vcenter.ErrInvalidArgument),
+		errors.Is(err, vcenter.ErrPolicyIncompatible):
 		return codes.InvalidArgument
-	case errors.Is(err, vcenter.ErrVolumeInUse):
+	case errors.Is(err, vcenter.ErrVolumeInUse), errors.Is(err, vcenter.ErrHasSnapshots):
 		return codes.FailedPrecondition
 	case errors.Is(err, vcenter.ErrInsufficientSpace):
 		return codes.ResourceExhausted

@@ -21,6 +21,11 @@ func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 			Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE},
 		}})
 	}
+	// CNS grows a disk while it is attached (expand.go).
+	caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{
+		VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE},
+	}})
+	caps = append(caps, d.pluginTopologyCaps()...) // topology.go
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 

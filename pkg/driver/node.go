@@ -337,9 +337,7 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_VOLUME_CONDITION,
-		// EXPAND_VOLUME is advertised together with the controller's
-		// EXPAND_VOLUME (CNS extend); until then NodeExpandVolume works but
-		// no CO should expect a volume to grow.
+		csi.NodeServiceCapability_RPC_EXPAND_VOLUME, // with the controller's (expand.go)
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{
@@ -350,7 +348,8 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 }
 
 func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	return &csi.NodeGetInfoResponse{NodeId: d.opts.NodeID, MaxVolumesPerNode: d.opts.MaxVolumesPerNode}, nil
+	return &csi.NodeGetInfoResponse{NodeId: d.opts.NodeID, MaxVolumesPerNode: d.opts.MaxVolumesPerNode,
+		AccessibleTopology: d.nodeAccessibleTopology()}, nil // topology.go
 }
 
 // requireFields checks the volume ID and one path of a node request.

@@ -37,6 +37,10 @@ type volumeParams struct {
 	PVCName      string
 	PVCNamespace string
 	PVName       string
+	// source is the snapshot or volume to copy; set by CreateVolume (snapshots.go).
+	source *contentSource
+	// topology is the request's accessibility requirements (topology.go).
+	topology *csi.TopologyRequirement
 }
 
 var acceptedParams = []string{paramStoragePolicyName, paramDatastoreURL, paramFSType}

@@ -110,6 +110,11 @@ func (m *mounter) FormatAndMount(ctx context.Context, dev, target, fsType string
 	if existing == "" {
 		klog.InfoS("Formatting blank device", "device", dev, "fsType", fsType)
 	}
+	if fsType == FSTypeXFS && !slices.Contains(mountFlags, "nouuid") {
+		// A restored snapshot or a clone has its source's xfs UUID; without
+		// nouuid, xfs refuses to mount it on a node that has the source mounted.
+		mountFlags = append(slices.Clip(mountFlags), "nouuid")
+	}
 	if err := m.sfm.FormatAndMount(dev, target, fsType, mountFlags); err != nil {
 		return fmt.Errorf("mounting %s at %s as %s: %w", dev, target, fsType, err)
 	}

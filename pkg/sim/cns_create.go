@@ -62,8 +62,11 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 	if !ok || (spec.VolumeType != "" && spec.VolumeType != string(cnstypes.CnsVolumeTypeBlock)) {
 		return nil, invalidArgument("createSpecs.volumeType", "only BLOCK volumes with CnsBlockBackingDetails are supported")
 	}
-	if details.BackingDiskId != "" || details.BackingDiskUrlPath != "" {
-		return nil, invalidArgument("createSpecs.backingObjectDetails", "importing existing disks is not supported")
+	if details.BackingDiskUrlPath != "" {
+		return nil, invalidArgument("createSpecs.backingObjectDetails", "importing disks by path is not supported; register a first-class disk by BackingDiskId")
+	}
+	if details.BackingDiskId != "" {
+		return m.registerDisk(vctx, spec, details.BackingDiskId) // cns_register.go
 	}
 	sizeMB := details.CapacityInMb
 	if sizeMB <= 0 {
@@ -80,6 +83,12 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 			return result, nil
 		}
 	}
+	src, unlock, sf := m.snapshotSource(spec, sizeMB) // cns_snapshot.go
+	defer unlock()
+	if sf != nil {
+		result.Fault = sf
+		return result, nil
+	}
 	d, reasons := m.place(spec.Datastores, policyID, sizeMB*mib)
 	if d == nil {
 		result.Fault = cnsFault("Failed to create volume %s: no datastore can take it: %s", spec.Name, strings.Join(reasons, "; "))
@@ -91,6 +100,15 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 		m.inv.publish(vctx, d)
 		result.Fault = &types.LocalizedMethodFault{Fault: fault, LocalizedMessage: fmt.Sprintf("Failed to create volume %s: disk creation failed", spec.Name)}
 		return result, nil
+	}
+	if src != nil {
+		if err := fillFromSnapshot(v, src); err != nil {
+			m.removeDisk(vctx, v)
+			m.inv.release(d, sizeMB*mib)
+			m.inv.publish(vctx, d)
+			result.Fault = cnsFault("Failed to create volume %s from snapshot %s: %v", spec.Name, src.cns.SnapshotId.Id, err)
+			return result, nil
+		}
 	}
 	v.cns = cnstypes.CnsVolume{
 		VolumeId:        cnstypes.CnsVolumeId{Id: v.cns.VolumeId.Id},

@@ -45,6 +45,10 @@ func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bo
 		m.mu.Unlock()
 		return inUse(id, vm, entityName(vctx.Map, vm))
 	}
+	if n := len(m.snaps[id]); ok && n > 0 {
+		m.mu.Unlock()
+		return hasSnapshots("delete", id, n) // cns_snapshot.go
+	}
 	if ok {
 		delete(m.volumes, id)
 	}

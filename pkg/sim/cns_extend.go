@@ -41,6 +41,9 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 	if !ok {
 		return localized(&types.NotFound{}, fmt.Sprintf("volume %s not found", id))
 	}
+	if n := m.snapshotCount(id); n > 0 && sizeMB != v.sizeMB {
+		return hasSnapshots("extend", id, n) // cns_snapshot.go
+	}
 	switch {
 	case sizeMB < v.sizeMB:
 		return cnsFault("cannot shrink volume %s from %d MB to %d MB", id, v.sizeMB, sizeMB)

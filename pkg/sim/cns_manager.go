@@ -31,7 +31,8 @@ type volumeManager struct {
 
 	mu      sync.Mutex
 	seq     int64
-	volumes map[string]*volume // by volume ID
+	volumes map[string]*volume        // by volume ID
+	snaps   map[string][]*snapshotRec // by volume ID, oldest first (cns_snapshot.go)
 }
 
 // volume is one CNS volume.

@@ -55,6 +55,7 @@ type nodeVM struct {
 	ref      types.ManagedObjectReference
 	hostName string
 	byIDDir  string
+	zone     string // the zone tag of its cluster (tags.go)
 }
 
 type inventory struct {
@@ -67,6 +68,10 @@ type inventory struct {
 	dsByName   map[string]*dsModel
 	nodes      []*nodeVM
 	nodeByRef  map[types.ManagedObjectReference]*nodeVM
+
+	// The zones (tags.go): the first cluster is zone A, zoneB the second.
+	zoneA, zoneB types.ManagedObjectReference
+	zoneBCluster *simulator.ClusterComputeResource
 
 	mu sync.Mutex // guards dsModel.used
 
@@ -117,10 +122,22 @@ func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inv
 		inv.dsByRef[d.ref] = d
 		inv.dsByName[d.name] = d
 	}
+	inv.zoneA = cluster.Self
+	if err := inv.buildZoneB(ctx, c, dc, opts.Dir); err != nil { // tags.go
+		return nil, err
+	}
 	for i := 1; i <= opts.NodeVMs; i++ {
 		n, err := inv.createNodeVM(ctx, c, dc, cluster, i, opts.ByIDRoot)
 		if err != nil {
 			return nil, fmt.Errorf("node VM %d: %w", i, err)
+		}
+		inv.nodes = append(inv.nodes, n)
+		inv.nodeByRef[n.ref] = n
+	}
+	for i := 1; i <= opts.ZoneBNodeVMs; i++ {
+		n, err := inv.createNodeVM(ctx, c, dc, inv.zoneBCluster, i, opts.ByIDRoot)
+		if err != nil {
+			return nil, fmt.Errorf("zone-b node VM %d: %w", i, err)
 		}
 		inv.nodes = append(inv.nodes, n)
 		inv.nodeByRef[n.ref] = n
@@ -186,13 +203,17 @@ func nodeUUID(name string) string {
 }
 
 func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *simulator.Datacenter, cluster *simulator.ClusterComputeResource, i int, byIDRoot string) (*nodeVM, error) {
-	name := fmt.Sprintf("k8s-node-%d", i)
+	name, zone, home := fmt.Sprintf("k8s-node-%d", i), ZoneA, "vsanDatastore"
+	if cluster.Self == inv.zoneB {
+		name, zone, home = fmt.Sprintf("k8s-node-b-%d", i), ZoneB, zoneBDatastores[0].name
+	}
 	host := cluster.Host[(i-1)%len(cluster.Host)]
 	n := &nodeVM{
 		name:     name,
 		uuid:     nodeUUID(name),
 		hostName: entityName(inv.model.Map(), host),
 		byIDDir:  filepath.Join(byIDRoot, name),
+		zone:     zone,
 	}
 	if err := os.MkdirAll(n.byIDDir, 0o750); err != nil {
 		return nil, err
@@ -213,7 +234,7 @@ func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *sim
 		Uuid:         n.uuid,
 		NumCPUs:      4,
 		MemoryMB:     8192,
-		Files:        &types.VirtualMachineFileInfo{VmPathName: "[vsanDatastore]"},
+		Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + home + "]"},
 		DeviceChange: change,
 		ExtraConfig:  []types.BaseOptionValue{&types.OptionValue{Key: "disk.enableUUID", Value: "TRUE"}},
 	}

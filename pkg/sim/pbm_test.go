@@ -30,8 +30,8 @@ func TestPolicyCompatibility(t *testing.T) {
 	ctx := context.Background()
 
 	want := map[string][]string{
-		"Gold":                                   {"nfs-gold", "vsanDatastore"},
-		"Silver":                                 {"silver-ds", "vsanDatastore"},
+		"Gold":                                   {"nfs-gold", "vsanDatastore", "zone-b-ds"},
+		"Silver":                                 {"silver-ds", "vsanDatastore", "zone-b-ds"},
 		"vSAN Default Storage Policy":            {"vsanDatastore"},
 		"VVol No Requirements Policy":            nil,
 		"Host-local PMem Default Storage Policy": {"local-ds-0"},

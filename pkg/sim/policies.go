@@ -20,13 +20,13 @@ var policySeeds = []struct {
 	id         string // fixed for the policies we create; "" for the defaults
 	datastores []string
 }{
-	{name: "Gold", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b001", datastores: []string{"vsanDatastore", "nfs-gold"}},
-	{name: "Silver", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b002", datastores: []string{"silver-ds", "vsanDatastore"}},
+	{name: "Gold", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b001", datastores: []string{"vsanDatastore", "nfs-gold", "zone-b-ds"}},
+	{name: "Silver", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b002", datastores: []string{"silver-ds", "vsanDatastore", "zone-b-ds"}},
 	{name: "vSAN Default Storage Policy", datastores: []string{"vsanDatastore"}},
 	// No vVol datastore exists: a policy nothing satisfies.
 	{name: "VVol No Requirements Policy"},
 	// Encryption is a host I/O filter: every datastore can take it.
-	{name: "VM Encryption Policy", datastores: []string{"vsanDatastore", "nfs-gold", "silver-ds", "local-ds-0"}},
+	{name: "VM Encryption Policy", datastores: []string{"vsanDatastore", "nfs-gold", "silver-ds", "local-ds-0", "zone-b-ds"}},
 	// Host-local: only the datastore of a single host.
 	{name: "Host-local PMem Default Storage Policy", datastores: []string{"local-ds-0"}},
 }

@@ -37,13 +37,16 @@ const (
 
 // Options configure Start.
 type Options struct {
-	Dir        string // state root (datastore dirs, data files); "" = a new temp dir, removed on Close
-	Listen     string // "127.0.0.1:0" default
-	NodeVMs    int    // number of node VMs, default 3
-	Hypervisor bool   // node side: attach -> loop device + by-id link (needs root)
-	ByIDRoot   string // node VM i's by-id dir is ByIDRoot/<vm name>; default Dir/by-id
-	Username   string // default DefaultUsername
-	Password   string // default DefaultPassword
+	Dir     string // state root (datastore dirs, data files); "" = a new temp dir, removed on Close
+	Listen  string // "127.0.0.1:0" default
+	NodeVMs int    // number of node VMs, default 3
+	// ZoneBNodeVMs is the number of node VMs in zone B (tags.go), default
+	// 0: the node VMs above are in zone A.
+	ZoneBNodeVMs int
+	Hypervisor   bool   // node side: attach -> loop device + by-id link (needs root)
+	ByIDRoot     string // node VM i's by-id dir is ByIDRoot/<vm name>; default Dir/by-id
+	Username     string // default DefaultUsername
+	Password     string // default DefaultPassword
 }
 
 // NodeVM is a seeded Kubernetes node VM.
@@ -53,6 +56,7 @@ type NodeVM struct {
 	ByIDDir string // where the hypervisor puts wwn-0x<diskUUID> links for this VM
 	Host    string // name of the host it runs on
 	Ref     string // managed object ID, e.g. "vm-42"
+	Zone    string // the k8s-zone tag of its host's cluster: ZoneA or ZoneB
 }
 
 // DatastoreInfo describes a seeded datastore.
@@ -116,6 +120,9 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	}
 	if s.policies, err = installPolicies(s.model, s.inv); err != nil {
 		return nil, err
+	}
+	if err := s.seedTags(ctx); err != nil { // tags.go
+		return nil, fmt.Errorf("seed tags: %w", err)
 	}
 	if opts.Hypervisor {
 		s.hv = newLoopHypervisor()
@@ -216,7 +223,7 @@ func (s *Sim) Service() *simulator.Service { return s.model.Service }
 func (s *Sim) NodeVMs() []NodeVM {
 	out := make([]NodeVM, 0, len(s.inv.nodes))
 	for _, n := range s.inv.nodes {
-		out = append(out, NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: n.hostName, Ref: n.ref.Value})
+		out = append(out, NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: n.hostName, Ref: n.ref.Value, Zone: n.zone})
 	}
 	return out
 }

@@ -18,6 +18,7 @@ type client struct {
 	roots []types.ManagedObjectReference // container-view roots
 
 	inv   atomic.Pointer[inventory]
+	topo  atomic.Pointer[topology] // topology.go; nil without categories
 	tasks *taskWaiter
 	pol   *policyCache
 
@@ -68,6 +69,12 @@ func New(ctx context.Context, opts Options) (Client, error) {
 	if err := c.waitSynced(ctx); err != nil {
 		_ = c.Close(context.Background())
 		return nil, err
+	}
+	if c.topologyOn() {
+		if err := c.startTopology(ctx, wctx); err != nil {
+			_ = c.Close(context.Background())
+			return nil, err
+		}
 	}
 	klog.InfoS("Connected to vCenter", "host", opts.Host, "user", opts.User, "clusterID", opts.ClusterID,
 		"datacenters", opts.Datacenters)
@@ -127,9 +134,10 @@ func (c *client) Close(ctx context.Context) error {
 
 // NodeVM finds a node VM by BIOS UUID in the cache.
 func (c *client) NodeVM(_ context.Context, nodeUUID string) (NodeVM, error) {
-	vm, _, ok := c.inv.Load().nodeVM(normalizeVMUUID(nodeUUID))
+	vm, ref, ok := c.inv.Load().nodeVM(normalizeVMUUID(nodeUUID))
 	if !ok {
 		return NodeVM{}, fmt.Errorf("%w: no VM with BIOS UUID %q", ErrNodeNotFound, nodeUUID)
 	}
+	vm.Topology = c.nodeTopology(ref)
 	return vm, nil
 }

@@ -82,6 +82,8 @@ func classify(fault any, msg string, notFound error) error {
 	switch {
 	case has("NotAuthenticated", "InvalidLogin"):
 		return ErrNotAuthenticated
+	case has("CnsSnapshotNotFoundFault"):
+		return ErrSnapshotNotFound
 	case has("ManagedObjectNotFound"):
 		if obj := managedObjectNotFound(fault); obj == "VirtualMachine" {
 			return ErrNodeNotFound
@@ -98,6 +100,8 @@ func classify(fault any, msg string, notFound error) error {
 	}
 	text := strings.ToLower(msg)
 	switch {
+	case strings.Contains(text, "has snapshots"):
+		return ErrHasSnapshots
 	case strings.Contains(text, "insufficient"):
 		return ErrInsufficientSpace
 	case strings.Contains(text, "not found") && notFound != nil:
@@ -235,7 +239,8 @@ func joinMessages(msgs ...string) string {
 
 func isSentinel(err error) bool {
 	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
-		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable} {
+		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrPolicyIncompatible,
+		ErrSnapshotNotFound, ErrHasSnapshots} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -32,6 +32,11 @@ type Options struct {
 	WatchMaxWait time.Duration
 	// PolicyTTL is how long storage-policy facts are cached (default 5 min).
 	PolicyTTL time.Duration
+	// TopologyCategories are the tag categories of the topology
+	// ([Labels] topology-categories); empty: no topology (topology.go).
+	TopologyCategories []string
+	// TopologyRefresh is how often the tags are read again (default 5 min).
+	TopologyRefresh time.Duration
 
 	// WrapTransport, when set, wraps the HTTP transport of every SOAP
 	// client (vim25, CNS, SPBM): it sees every request.
@@ -68,6 +73,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.PolicyTTL <= 0 {
 		o.PolicyTTL = defaultPolicyTTL
+	}
+	if o.TopologyRefresh <= 0 {
+		o.TopologyRefresh = defaultTopologyRefresh
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = defaultUserAgent

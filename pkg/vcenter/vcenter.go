@@ -52,6 +52,29 @@ type Client interface {
 	// VM no longer exists: success.
 	DetachVolume(ctx context.Context, volumeID, nodeUUID string) error
 
+	// ChangeVolumePolicy changes the volume's storage policy in place
+	// (CnsReconfigVolumePolicy; the volume stays on its datastore).
+	// ErrVolumeNotFound; ErrPolicyIncompatible when the volume's datastore
+	// does not satisfy the policy (the message names the datastore).
+	ChangeVolumePolicy(ctx context.Context, volumeID string, policy Policy) error
+	// RegisterDisk makes an existing first-class disk a CNS volume of this
+	// cluster under that name (CnsCreateVolume with BackingDiskId), for
+	// statically provisioned volumes. A disk that already is a CNS volume:
+	// success, that volume. No disk with that ID: ErrVolumeNotFound.
+	RegisterDisk(ctx context.Context, diskID, name string) (Volume, error)
+
+	// ExtendVolume grows the volume to capacityBytes (CnsExtendVolume; the
+	// disk grows while attached). ErrVolumeNotFound. snapshots.go.
+	ExtendVolume(ctx context.Context, volumeID string, capacityBytes int64) error
+	// CreateSnapshot takes a CNS snapshot of the volume; ErrVolumeNotFound.
+	CreateSnapshot(ctx context.Context, volumeID, description string) (Snapshot, error)
+	// DeleteSnapshot deletes one snapshot; ErrSnapshotNotFound when the
+	// volume or the snapshot does not exist.
+	DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error
+	// Snapshots pages through the snapshots the filter selects (offset and
+	// next as in ListVolumes; limit <= 0: all). Unknown IDs select nothing.
+	Snapshots(ctx context.Context, f SnapshotFilter, offset, limit int64) (page []Snapshot, next int64, err error)
+
 	// NodeVM finds a node VM by its BIOS UUID; ErrNodeNotFound when none.
 	NodeVM(ctx context.Context, nodeUUID string) (NodeVM, error)
 
@@ -80,6 +103,10 @@ type Datastore struct {
 	Compatible bool
 	// Incompatible says why SPBM rejected it (empty when compatible).
 	Incompatible string
+	// Topology lists the segments (tag category → tag) in which the
+	// datastore is reachable from the hosts that run VMs; empty when no
+	// topology categories are configured (topology.go).
+	Topology []map[string]string
 }
 
 // CreateSpec asks for a new CNS block volume.
@@ -90,6 +117,10 @@ type CreateSpec struct {
 	DatastoreIDs  []string // candidates, most preferred first; at least one
 	// What the provisioner passed (--extra-create-metadata); may be empty.
 	PVCName, PVCNamespace, PVName string
+	// SourceVolumeID and SourceSnapshotID, when set, make the volume a
+	// full copy of that snapshot (CnsSnapshotVolumeSource); a
+	// SourceVolumeID alone makes it a clone of that volume (snapshots.go).
+	SourceVolumeID, SourceSnapshotID string
 }
 
 // Volume is a CNS volume.
@@ -123,6 +154,9 @@ type NodeVM struct {
 	Name string
 	ID   string // managed object ID
 	Host string // name of the host it runs on
+	// Topology is its host's segment (tag category → tag); nil when no
+	// topology categories are configured.
+	Topology map[string]string
 }
 
 // Sentinel errors. Wrap them with context (fmt.Errorf("…: %w", ErrX)); the
@@ -136,4 +170,7 @@ var (
 	ErrInvalidArgument   = errors.New("invalid argument")
 	ErrNotAuthenticated  = errors.New("not authenticated to vCenter")
 	ErrUnavailable       = errors.New("vCenter unavailable")
+	// ErrPolicyIncompatible: the storage policy is not compatible with the
+	// datastore a volume is on.
+	ErrPolicyIncompatible = errors.New("storage policy not compatible with the volume's datastore")
 )

@@ -30,6 +30,9 @@ func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, err
 	case len(spec.DatastoreIDs) == 0:
 		return Volume{}, fmt.Errorf("%w: no candidate datastore", ErrInvalidArgument)
 	}
+	if spec.SourceVolumeID != "" && spec.SourceSnapshotID == "" {
+		return c.cloneVolume(ctx, spec) // snapshots.go
+	}
 	sizeMB := (spec.CapacityBytes + mib - 1) / mib
 	inv := c.inv.Load()
 	var short, unknown []string
@@ -66,6 +69,12 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
 		},
 		Metadata: c.volumeMetadata(spec),
+	}
+	if spec.SourceSnapshotID != "" { // snapshots.go
+		cs.VolumeSource = &cnstypes.CnsSnapshotVolumeSource{
+			VolumeId:   cnstypes.CnsVolumeId{Id: spec.SourceVolumeID},
+			SnapshotId: cnstypes.CnsSnapshotId{Id: spec.SourceSnapshotID},
+		}
 	}
 	if spec.PolicyID != "" {
 		cs.Profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: spec.PolicyID}}

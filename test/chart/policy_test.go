@@ -119,10 +119,8 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				}
 			}
 			// One ClusterRole per deployed sidecar, nothing shared.
-			want := []string{"ClusterRole/vsphere-csi-external-provisioner", "ClusterRole/vsphere-csi-external-attacher"}
-			if rc.name == "full" {
-				want = append(want, "ClusterRole/vsphere-csi-external-resizer", "ClusterRole/vsphere-csi-external-snapshotter")
-			}
+			want := []string{"ClusterRole/vsphere-csi-external-provisioner", "ClusterRole/vsphere-csi-external-attacher",
+				"ClusterRole/vsphere-csi-external-resizer", "ClusterRole/vsphere-csi-external-snapshotter"}
 			var got []string
 			for r := range roles {
 				if strings.HasPrefix(r, "ClusterRole/") {

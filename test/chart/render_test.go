@@ -108,8 +108,8 @@ func TestStorageClasses(t *testing.T) {
 	if _, isDefault := gold.Annotations["storageclass.kubernetes.io/is-default-class"]; isDefault {
 		t.Error("gold-sc is the default class by default; it must be opt-in")
 	}
-	if gold.AllowVolumeExpansion == nil || *gold.AllowVolumeExpansion {
-		t.Error("allowVolumeExpansion must follow volumeExpansion.enabled (false by default)")
+	if gold.AllowVolumeExpansion == nil || !*gold.AllowVolumeExpansion {
+		t.Error("allowVolumeExpansion must follow volumeExpansion.enabled (true by default)")
 	}
 
 	_, objs = renderDecoded(t, renderCases[1])
@@ -145,11 +145,27 @@ func TestStorageClasses(t *testing.T) {
 }
 
 func TestVolumeSnapshotClasses(t *testing.T) {
-	_, objs := renderDecoded(t, renderCases[0])
+	off := renderCase{name: "snapshots off", values: func(*testing.T) map[string]any {
+		return map[string]any{"snapshots": map[string]any{"enabled": false}}
+	}}
+	_, objs := renderDecoded(t, off)
 	for _, d := range objs {
-		if d.Kind == "VolumeSnapshotClass" {
-			t.Errorf("snapshots are off by default, yet %s is rendered", d.Name)
+		if d.Kind == "VolumeSnapshotClass" || d.Name == "vsphere-csi-external-snapshotter" {
+			t.Errorf("snapshots are off, yet %s %s is rendered", d.Kind, d.Name)
 		}
+	}
+	_, objs = renderDecoded(t, renderCases[0])
+	var defaults []string
+	for _, d := range objs {
+		if c, ok := d.Typed.(*snapshotv1.VolumeSnapshotClass); ok {
+			defaults = append(defaults, c.Name)
+			if c.Driver != DriverName || c.DeletionPolicy != snapshotv1.VolumeSnapshotContentDelete {
+				t.Errorf("default %s: %+v", c.Name, c)
+			}
+		}
+	}
+	if !slices.Equal(defaults, []string{"vsphere-snapshot"}) {
+		t.Errorf("default values render snapshot classes %v, want [vsphere-snapshot]", defaults)
 	}
 	_, objs = renderDecoded(t, renderCases[1])
 	classes := map[string]*snapshotv1.VolumeSnapshotClass{}
@@ -228,7 +244,7 @@ func TestValuesRejected(t *testing.T) {
 		{"latest sidecar tag", "sidecars: {attacher: {image: {repository: registry.k8s.io/sig-storage/csi-attacher, tag: latest}}}", "tag"},
 		{"sidecar without tag", "sidecars: {attacher: {image: {repository: registry.k8s.io/sig-storage/csi-attacher, tag: ''}}}", "tag"},
 		{"unknown log format", "logFormat: yaml", "logFormat"},
-		{"capacity without topology", "storageCapacity: {enabled: true}", "topology.enabled"},
+		{"capacity without topology", "storageCapacity: {enabled: true}\ntopology: {enabled: false}", "topology.enabled"},
 		{"two default classes", "storageClasses: [{name: a, default: true}, {name: b, default: true}]", "at most one"},
 		{"invalid class name", "storageClasses: [{name: Gold_SC}]", "name"},
 		{"config without vCenter", "config: {create: true, secretName: x}", "clusterID"},

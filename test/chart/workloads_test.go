@@ -41,10 +41,7 @@ func TestControllerDeployment(t *testing.T) {
 			if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
 				t.Error("the controller must run as non-root")
 			}
-			wantContainers := []string{"vsphere-csi", "csi-provisioner", "csi-attacher", "liveness-probe"}
-			if full {
-				wantContainers = []string{"vsphere-csi", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "liveness-probe"}
-			}
+			wantContainers := []string{"vsphere-csi", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "liveness-probe"}
 			if got := containerNames(spec); !slices.Equal(got, wantContainers) {
 				t.Errorf("containers %v, want %v", got, wantContainers)
 			}
@@ -73,7 +70,10 @@ func TestControllerDeployment(t *testing.T) {
 					t.Errorf("csi-provisioner args %v lack %s", prov.Args, a)
 				}
 			}
-			capacity := []string{"--enable-capacity", "--capacity-ownerref-level=2", "--capacity-poll-interval=2m", "--strict-topology"}
+			if !slices.Contains(prov.Args, "--strict-topology") { // topology.enabled defaults to true
+				t.Errorf("csi-provisioner args %v lack --strict-topology", prov.Args)
+			}
+			capacity := []string{"--enable-capacity", "--capacity-ownerref-level=2", "--capacity-poll-interval=2m"}
 			for _, a := range capacity {
 				if slices.Contains(prov.Args, a) != full {
 					t.Errorf("csi-provisioner: %s present=%v, want %v", a, !full, full)

@@ -65,6 +65,9 @@ func Run(t *testing.T, accessType string) {
 	cfg.TestVolumeSize = 64 << 20
 	cfg.TestVolumeExpandSize = 128 << 20
 	cfg.TestVolumeParameters = map[string]string{"storagepolicyname": "Gold"}
+	// A VolumeAttributesClass's parameters (MODIFY_VOLUME specs): a policy
+	// every datastore satisfies, so a change in place always fits.
+	cfg.TestVolumeMutableParameters = map[string]string{"storagepolicyname": "VM Encryption Policy"}
 	cfg.TestVolumeAccessType = accessType
 	cfg.IdempotentCount = 2
 	sanity.Test(t, cfg)

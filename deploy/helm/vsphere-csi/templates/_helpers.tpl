@@ -72,6 +72,9 @@ New driver flags (e.g. a health address) go here or in the mode's own list.
 {{- if $v.metrics.enabled }}
 - --metrics-address=:{{ index $v.metrics (printf "%sPort" .component) }}
 {{- end }}
+{{- if not $v.sidecars.livenessProbe.enabled }}
+- --healthz-address=:{{ (index $v .component).healthPort }}
+{{- end }}
 {{- end }}
 
 {{/* Leader-election arguments of a controller sidecar. */}}

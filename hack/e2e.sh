@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# make e2e: the driver through real Kubernetes on this machine, loopback only.
+#
+#   hack/e2e.sh            tools, up, test, down (down runs even when a step fails)
+#   hack/e2e.sh tools      build what is missing into $E2E_CACHE (Kubernetes v1.34.4,
+#                          CSI sidecars, helm, the pause and busybox images)
+#   hack/e2e.sh up         start everything, leave it running (for debugging)
+#   hack/e2e.sh test       run the Go tests in test/e2e against a running cluster
+#   hack/e2e.sh down       stop what `up` started (by PID), unmount, free loop devices
+#
+# Everything runs as host processes: etcd (Debian), kube-apiserver,
+# kube-controller-manager, kube-scheduler, containerd (Debian), kubelet, the
+# embedded vCenter (bin/vsphere-sim), the driver's controller with the
+# provisioner, attacher and resizer sidecars, and its node plugin, which
+# registers itself with kubelet. State, logs and PIDs are in $E2E_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+E2E_DIR=${E2E_DIR:-/tmp/vsphere-csi-e2e}
+E2E_CACHE=${E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vsphere-csi-e2e}
+E2E_TEST_TIMEOUT=${E2E_TEST_TIMEOUT:-20m}
+E2E_RUN=${E2E_RUN:-}
+GO=${GO:-go}
+K8S_VERSION=v1.34.4
+NODE_NAME=e2e-node
+DRIVER=csi.vsphere.vmware.com
+# Ports, all on 127.0.0.1, away from the defaults other runs may hold.
+ETCD_PORT=${ETCD_PORT:-23790}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
+APISERVER_PORT=${APISERVER_PORT:-16443}
+KCM_PORT=${KCM_PORT:-16257}
+SCHED_PORT=${SCHED_PORT:-16259}
+KUBELET_PORT=${KUBELET_PORT:-16250}
+KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-16248}
+SIM_PORT=${SIM_PORT:-18989}
+DRIVER_HEALTHZ_PORT=${DRIVER_HEALTHZ_PORT:-19808}
+DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs"
+
+PIDS=$E2E_DIR/pids
+LOGS=$E2E_DIR/logs
+PKI=$E2E_DIR/pki
+KUBELET_DIR=$E2E_DIR/kubelet
+CTRD=$E2E_DIR/containerd
+KUBECONFIG_FILE=$E2E_DIR/admin.kubeconfig
+SIM_DIR=$E2E_DIR/vcenter
+BYID_ROOT=$E2E_DIR/by-id
+CSI_CONTROLLER_SOCK=$E2E_DIR/controller/csi.sock
+CSI_NODE_SOCK=$KUBELET_DIR/plugins/$DRIVER/csi.sock
+
+T0=$(date +%s.%N)
+step_start=
+step() { step_start=$(date +%s.%N); echo "==> [e2e] $*"; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+took() { echo "    done in $(since "$step_start")s (total $(since "$T0")s)"; }
+die() { echo "e2e: $*" >&2; exit 1; }
+
+# hash of a tools module: its build output dir changes when go.mod/go.sum do.
+modkey() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
+
+# ---------------------------------------------------------------- deps, tools
+deps() {
+	step "Debian packages: $DEB_PACKAGES"
+	local missing=""
+	for c in etcd containerd runc ctr openssl losetup mkfs.ext4 mkfs.xfs curl; do
+		command -v $c >/dev/null || missing="$missing $c"
+	done
+	[ -x /usr/lib/cni/loopback ] || missing="$missing cni-loopback"
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
+	if [ -n "$missing" ]; then
+		echo "    missing:$missing; installing"
+		[ "$(id -u)" = 0 ] || die "run as root (apt-get)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEB_PACKAGES curl >/dev/null
+	fi
+	took
+}
+
+# build_module NAME OUTDIR PKG... builds the packages of test/e2e/tools/NAME
+# into OUTDIR once; a stamp marks a complete build.
+build_module() {
+	local name=$1 out=$2; shift 2
+	if [ -f "$out/.complete" ]; then
+		echo "    $name: cached in $out"
+		return
+	fi
+	echo "    $name: building $* (cold: minutes)"
+	mkdir -p "$out"
+	local s=$(date +%s)
+	(cd "$ROOT/test/e2e/tools/$name" && CGO_ENABLED=0 $GO build -trimpath -ldflags "${LDFLAGS_EXTRA:--s -w}" -o "$out/" "$@")
+	touch "$out/.complete"
+	echo "    $name: built in $(( $(date +%s) - s ))s"
+}
+
+tools() {
+	deps
+	step "Tools into $E2E_CACHE (Go build cache does the rest)"
+	local ld="-s -w" p
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=34 -X $p.gitTreeState=clean"
+	done
+	LDFLAGS_EXTRA="$ld" build_module kube "$E2E_CACHE/kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube")" \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
+	build_module provisioner "$E2E_CACHE/provisioner-$(modkey "$ROOT/test/e2e/tools/provisioner")" \
+		github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+	build_module attacher "$E2E_CACHE/attacher-$(modkey "$ROOT/test/e2e/tools/attacher")" \
+		github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher
+	build_module resizer "$E2E_CACHE/resizer-$(modkey "$ROOT/test/e2e/tools/resizer")" \
+		github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer
+	build_module helm "$E2E_CACHE/helm-$(modkey "$ROOT/test/e2e/tools/helm")" helm.sh/helm/v3/cmd/helm
+	mkdir -p "$E2E_CACHE/bin"
+	local d
+	for d in kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube") provisioner-$(modkey "$ROOT/test/e2e/tools/provisioner") \
+		attacher-$(modkey "$ROOT/test/e2e/tools/attacher") resizer-$(modkey "$ROOT/test/e2e/tools/resizer") \
+		helm-$(modkey "$ROOT/test/e2e/tools/helm"); do
+		ln -sf "$E2E_CACHE/$d"/* "$E2E_CACHE/bin/"
+	done
+	echo "    $("$E2E_CACHE/bin/kubectl" version --client 2>/dev/null | head -1)"
+	took
+
+	step "Images: pause (static Go) and busybox (Debian busybox-static) as OCI archives"
+	local img=$E2E_CACHE/images
+	mkdir -p "$img"
+	(cd "$ROOT/test/e2e" && CGO_ENABLED=0 $GO build -trimpath -o "$img/" ./cmd/pause ./cmd/mkimage)
+	"$img/mkimage" -name registry.k8s.io/pause:3.10 -o "$img/pause.tar" -entrypoint /pause "$img/pause=/pause"
+	local links="" a
+	for a in sh ls cat echo sleep test [ stat mkdir rm dd sync hostname wc od head tail grep mount df true false env touch blockdev tee; do
+		links="$links bin/$a->busybox"
+	done
+	"$img/mkimage" -name docker.io/library/busybox:e2e -o "$img/busybox.tar" -entrypoint /bin/sh \
+		/bin/busybox=/bin/busybox $links
+	took
+
+	step "Driver: bin/vsphere-csi, bin/vsphere-sim"
+	mkdir -p "$ROOT/bin"
+	(cd "$ROOT" && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-csi ./cmd/vsphere-csi && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-sim ./cmd/vsphere-sim)
+	took
+}
+
+# ---------------------------------------------------------------- processes
+# start NAME CMD...: runs CMD in the background, its output in $LOGS/NAME.log,
+# its PID in $PIDS/NAME.
+start() {
+	local name=$1; shift
+	echo "    start $name: $*" >"$LOGS/$name.cmd"
+	setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+	echo "$! $1" >"$PIDS/$name"
+	echo "    $name: pid $!"
+}
+
+# ours NAME: the PID in $PIDS/NAME, if that process is still the program we started.
+ours() {
+	[ -f "$PIDS/$1" ] || return 1
+	local pid prog
+	read -r pid prog <"$PIDS/$1"
+	kill -0 "$pid" 2>/dev/null || return 1
+	if [ -n "$prog" ]; then
+		[ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -1)" = "$prog" ] || return 1
+	fi
+	echo "$pid"
+}
+alive() { ours "$1" >/dev/null; }
+
+# wait_for WHAT SECONDS CMD...: polls CMD until it succeeds.
+wait_for() {
+	local what=$1 secs=$2; shift 2
+	local end=$(( $(date +%s) + secs ))
+	until "$@" >/dev/null 2>&1; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			echo "e2e: timed out after ${secs}s waiting for $what" >&2
+			return 1
+		fi
+		sleep 0.5
+	done
+}
+
+# alive_or_log NAME: fails showing the log's tail if NAME died.
+alive_or_log() {
+	alive "$1" && return 0
+	echo "e2e: $1 is not running; the end of $LOGS/$1.log:" >&2
+	tail -30 "$LOGS/$1.log" >&2 || true
+	return 1
+}
+
+kubectl() { "$E2E_CACHE/bin/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+pki() {
+	step "Certificates (openssl, everything on 127.0.0.1)"
+	mkdir -p "$PKI"
+	cd "$PKI"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=vsphere-csi-e2e-ca" 2>/dev/null
+	cert() { # name subject [san]
+		openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+		if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\n' "$3" >"$1.ext"; else : >"$1.ext"; fi
+		openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
+	}
+	cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+	cert admin "/O=system:masters/CN=e2e-admin"
+	cert kubelet "/CN=$NODE_NAME" "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+	openssl genrsa -out sa.key 2048 2>/dev/null
+	openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+	cd - >/dev/null
+	cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$PKI/ca.crt"}
+users:
+- name: admin
+  user: {client-certificate: "$PKI/admin.crt", client-key: "$PKI/admin.key"}
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: admin}
+current-context: e2e
+EOF
+	took
+}
+
+control_plane() {
+	local bin=$E2E_CACHE/bin
+	step "etcd (Debian) on 127.0.0.1:$ETCD_PORT"
+	start etcd etcd --name e2e --data-dir "$E2E_DIR/etcd" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn
+	wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health" || { alive_or_log etcd; return 1; }
+	took
+
+	step "kube-apiserver $K8S_VERSION on 127.0.0.1:$APISERVER_PORT"
+	start kube-apiserver "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+		--endpoint-reconciler-type none --service-cluster-ip-range 10.96.0.0/24 \
+		--client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+		--kubelet-client-certificate "$PKI/admin.crt" --kubelet-client-key "$PKI/admin.key" \
+		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+		--service-account-issuer https://kubernetes.default.svc --authorization-mode Node,RBAC \
+		--allow-privileged=true --profiling=false --v 1
+	wait_for "the API server's /readyz" 120 kubectl get --raw /readyz || { alive_or_log kube-apiserver; return 1; }
+	took
+
+	step "kube-controller-manager and kube-scheduler"
+	start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig "$KUBECONFIG_FILE" \
+		--authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+		--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+		--cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+		--use-service-account-credentials=false --v 1
+	start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$KUBECONFIG_FILE" \
+		--authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+		--bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --v 1
+	wait_for "kube-controller-manager's /healthz" 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz" || { alive_or_log kube-controller-manager; return 1; }
+	wait_for "kube-scheduler's /healthz" 60 curl -skf "https://127.0.0.1:$SCHED_PORT/healthz" || { alive_or_log kube-scheduler; return 1; }
+	wait_for "the default ServiceAccount" 60 kubectl -n default get serviceaccount default || true
+	took
+}
+
+node() {
+	local bin=$E2E_CACHE/bin
+	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter, loopback-only CNI"
+	mkdir -p "$CTRD" "$E2E_DIR/cni/net.d"
+	cat >"$E2E_DIR/cni/net.d/10-loopback.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "loopback-only", "plugins": [{"type": "loopback"}]}
+EOF
+	cat >"$CTRD/config.toml" <<EOF
+version = 2
+root = "$CTRD/root"
+state = "$CTRD/state"
+[grpc]
+  address = "$CTRD/containerd.sock"
+[debug]
+  level = "warn"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$E2E_DIR/cni/net.d"
+EOF
+	start containerd containerd --config "$CTRD/config.toml"
+	wait_for containerd 30 ctr --address "$CTRD/containerd.sock" version || { alive_or_log containerd; return 1; }
+	local i
+	for i in pause busybox; do
+		ctr --address "$CTRD/containerd.sock" -n k8s.io images import "$E2E_CACHE/images/$i.tar" >/dev/null
+	done
+	ctr --address "$CTRD/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | sed 's/^/    image: /'
+	took
+
+	step "kubelet $K8S_VERSION (cgroupfs, failCgroupV1: false, root dir $KUBELET_DIR)"
+	mkdir -p "$KUBELET_DIR"
+	cat >"$E2E_DIR/kubelet-config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+tlsCertFile: $PKI/kubelet.crt
+tlsPrivateKeyFile: $PKI/kubelet.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+evictionHard: {memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+resolvConf: /etc/resolv.conf
+syncFrequency: 10s
+fileCheckFrequency: 10s
+volumeStatsAggPeriod: 10s
+podLogsDir: $E2E_DIR/pod-logs
+EOF
+	start kubelet "$bin/kubelet" --kubeconfig "$KUBECONFIG_FILE" --config "$E2E_DIR/kubelet-config.yaml" \
+		--container-runtime-endpoint "unix://$CTRD/containerd.sock" --root-dir "$KUBELET_DIR" \
+		--node-ip 127.0.0.1 --hostname-override "$NODE_NAME" --v 1
+	wait_for "node $NODE_NAME Ready" 120 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
+		{ alive_or_log kubelet; kubectl describe node "$NODE_NAME" | tail -30 >&2; return 1; }
+	took
+}
+
+driver() {
+	local bin=$E2E_CACHE/bin
+	step "Embedded vCenter (bin/vsphere-sim) on 127.0.0.1:$SIM_PORT"
+	mkdir -p "$SIM_DIR" "$BYID_ROOT"
+	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "127.0.0.1:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
+		--by-id-root "$BYID_ROOT" --write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
+	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
+	local line uuid
+	line=$(grep -m1 '^  k8s-node-1 ' "$LOGS/vsphere-sim.log") || die "no k8s-node-1 in the embedded vCenter's summary"
+	uuid=$(sed -n 's/.* uuid=\([^ ]*\).*/\1/p' <<<"$line")
+	echo "    node VM k8s-node-1 plays $NODE_NAME: BIOS UUID $uuid, disks appear in $BYID_ROOT/k8s-node-1"
+	echo "$uuid" >"$E2E_DIR/node-uuid"
+	took
+
+	step "CSIDriver $DRIVER (from deploy/kubernetes/csidriver.yaml)"
+	kubectl apply -f "$ROOT/deploy/kubernetes/csidriver.yaml" >/dev/null
+	took
+
+	step "Driver controller (host process) + csi-provisioner, csi-attacher, csi-resizer"
+	mkdir -p "$(dirname "$CSI_CONTROLLER_SOCK")"
+	start csi-controller "$ROOT/bin/vsphere-csi" --mode controller --endpoint "unix://$CSI_CONTROLLER_SOCK" \
+		--config "$E2E_DIR/csi-vsphere.conf" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" -v 4
+	wait_for "the controller's CSI socket" 30 test -S "$CSI_CONTROLLER_SOCK" || { alive_or_log csi-controller; return 1; }
+	wait_for "the controller's /healthz" 30 curl -sf "http://127.0.0.1:$DRIVER_HEALTHZ_PORT/healthz" || { alive_or_log csi-controller; return 1; }
+	start csi-provisioner "$bin/csi-provisioner" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
+		--leader-election=false --extra-create-metadata --default-fstype ext4 --timeout 120s --v 4
+	start csi-attacher "$bin/csi-attacher" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
+		--leader-election=false --timeout 120s --v 4
+	start csi-resizer "$bin/csi-resizer" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
+		--leader-election=false --timeout 120s --v 4
+	took
+
+	step "Driver node plugin (host process) registering itself with kubelet"
+	start csi-node "$ROOT/bin/vsphere-csi" --mode node --endpoint "unix://$CSI_NODE_SOCK" \
+		--node-id "$(cat "$E2E_DIR/node-uuid")" --by-id-dir "$BYID_ROOT/k8s-node-1" \
+		--kubelet-registration-path "$CSI_NODE_SOCK" --plugin-registration-dir "$KUBELET_DIR/plugins_registry" -v 4
+	wait_for "CSINode $NODE_NAME listing $DRIVER" 60 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get csinode $NODE_NAME -o jsonpath='{.spec.drivers[*].name}' | grep -qw $DRIVER" ||
+		{ alive_or_log csi-node; tail -20 "$LOGS/kubelet.log" >&2; return 1; }
+	kubectl get csinode "$NODE_NAME" -o jsonpath='    CSINode {.metadata.name}: driver {.spec.drivers[0].name}, node ID {.spec.drivers[0].nodeID}{"\n"}'
+	for p in csi-provisioner csi-attacher csi-resizer; do alive "$p" || echo "    warning: $p exited; see $LOGS/$p.log"; done
+	took
+}
+
+up() {
+	[ ! -e "$PIDS" ] || [ -z "$(ls -A "$PIDS" 2>/dev/null)" ] || die "$E2E_DIR has running processes: hack/e2e.sh down first"
+	! awk -v d="$E2E_DIR" 'index($5, d) == 1 {found=1} END {exit !found}' /proc/self/mountinfo || die "mounts left under $E2E_DIR: hack/e2e.sh down first"
+	rm -rf "$E2E_DIR"
+	mkdir -p "$PIDS" "$LOGS"
+	pki
+	control_plane
+	node
+	driver
+	echo "==> [e2e] cluster up: export KUBECONFIG=$KUBECONFIG_FILE (kubectl in $E2E_CACHE/bin)"
+}
+
+# gotest LOGNAME ARGS...: go test in test/e2e against the cluster, output shown and kept.
+gotest() {
+	local log=$LOGS/$1.log; shift
+	set +e
+	(cd "$ROOT/test/e2e" && E2E_DIR="$E2E_DIR" E2E_BIN="$E2E_CACHE/bin" E2E_ROOT="$ROOT" NODE_NAME="$NODE_NAME" \
+		KUBECONFIG="$KUBECONFIG_FILE" $GO test -count=1 -timeout "$E2E_TEST_TIMEOUT" -v "$@" . 2>&1) | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	set -e
+	return "$rc"
+}
+
+run_tests() {
+	local rc=0
+	step "Go tests in test/e2e against the real API server${E2E_RUN:+ (-run $E2E_RUN)}"
+	gotest go-test -skip '^TestHelm$' ${E2E_RUN:+-run "$E2E_RUN"} || rc=1
+	took
+	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then
+		step "helm install/uninstall of the chart: the driver processes above stop, the test runs the chart's"
+		for n in csi-provisioner csi-attacher csi-resizer csi-node csi-controller; do stop_pid $n; done
+		E2E_HELM=1 gotest go-test-helm -run '^TestHelm$' || rc=1
+		took
+	fi
+	return $rc
+}
+
+# ---------------------------------------------------------------- teardown
+stop_pid() { # name: SIGTERM, then SIGKILL after 20 s; only the PID we recorded, if it is still ours
+	local name=$1 pid i
+	[ -f "$PIDS/$name" ] || return 0
+	if pid=$(ours "$name"); then
+		kill -TERM "$pid" 2>/dev/null || true
+		for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "    $name (pid $pid) ignored SIGTERM: SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		echo "    stopped $name (pid $pid)"
+	fi
+	rm -f "$PIDS/$name"
+}
+
+down() {
+	step "Teardown: processes by PID, pods' containers, mounts, loop devices"
+	[ -d "$E2E_DIR" ] || { echo "    nothing to do"; took; return 0; }
+	# Pods first, while kubelet and the driver can still unmount and detach.
+	if alive kubelet && alive kube-apiserver; then
+		kubectl delete pods,statefulsets --all -A --wait=false >/dev/null 2>&1 || true
+	fi
+	local n f
+	# Processes TestHelm started, if it could not stop them itself.
+	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
+	for n in csi-provisioner csi-attacher csi-resizer csi-node csi-controller kubelet; do stop_pid $n; done
+	# Containers containerd still runs (their shims are our children's children).
+	if alive containerd; then
+		local c
+		for c in $(ctr --address "$CTRD/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
+			ctr --address "$CTRD/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
+		done
+		sleep 1
+		for c in $(ctr --address "$CTRD/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
+			ctr --address "$CTRD/containerd.sock" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
+		done
+	fi
+	for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid $n; done
+	# containerd-shim processes serving our containerd root (found by their -address argument).
+	local pid
+	for pid in $(pgrep -f "containerd-shim.*-address $CTRD/containerd.sock" || true); do
+		echo "    shim pid $pid of our containerd: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
+	done
+	# The embedded vCenter last: on SIGTERM it detaches its loop devices.
+	stop_pid vsphere-sim
+	# Mounts under $E2E_DIR, deepest first (kubelet bind-mounts its root dir onto itself).
+	local m left
+	for _ in 1 2 3; do
+		left=$(awk -v d="$E2E_DIR" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r -u)
+		[ -n "$left" ] || break
+		for m in $left; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; echo "    unmounted $m"; done
+	done
+	# Loop devices backed by files under $E2E_DIR.
+	local dev
+	for dev in $(losetup -a 2>/dev/null | grep -F "$E2E_DIR/" | cut -d: -f1); do
+		losetup -d "$dev" && echo "    detached $dev"
+	done
+	left=$(awk -v d="$E2E_DIR" 'index($5, d) == 1' /proc/self/mountinfo; losetup -a | grep -F "$E2E_DIR/" || true)
+	[ -z "$left" ] || { echo "e2e: still left after teardown:"; echo "$left"; }
+	took
+	[ -z "$left" ]
+}
+
+# all runs each phase as its own process so that `set -e` holds inside it.
+all() {
+	"$0" tools
+	local rc=0
+	trap '"$0" down || true' EXIT
+	if ! "$0" up; then
+		rc=1
+		echo "e2e: the cluster did not come up; logs in $LOGS" >&2
+	elif ! "$0" test; then
+		rc=1
+		echo "e2e: tests failed; the full output is $LOGS/go-test.log, every process's log is in $LOGS" >&2
+	fi
+	trap - EXIT
+	"$0" down || rc=1
+	echo "==> [e2e] $([ $rc = 0 ] && echo PASS || echo FAIL) in $(since "$T0")s"
+	return $rc
+}
+
+case "${1:-all}" in
+tools) tools ;;
+up) up ;;
+test) run_tests ;;
+down) down ;;
+all) all ;;
+*) die "usage: $0 [tools|up|test|down|all]" ;;
+esac

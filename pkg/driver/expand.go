@@ -1,0 +1,76 @@
+package driver
+
+import (
+	"context"
+	"errors"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// ControllerExpandVolume grows the volume's disk through CNS (online: the
+// disk may be attached; vSphere grows it in the running VM). A mount
+// volume then needs its filesystem grown on the node (NodeExpandVolume,
+// or NodeStage when the volume is not staged); a raw block volume does not.
+//
+// It reads the volume once (one CNS query) to answer a repeated request
+// without a second extend, and to refuse shrinking with OutOfRange.
+func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if req.GetCapacityRange() == nil || (req.GetCapacityRange().GetRequiredBytes() == 0 && req.GetCapacityRange().GetLimitBytes() == 0) {
+		return nil, status.Error(codes.InvalidArgument, "capacity_range is required")
+	}
+	if c := req.GetVolumeCapability(); c != nil {
+		if err := validateCapability(c); err != nil {
+			return nil, err
+		}
+	}
+	size, err := capacityBytes(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
+	release, err := d.inflight.acquire("volume " + id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	vol, err := d.vc.Volume(ctx, id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
+	limit := req.GetCapacityRange().GetLimitBytes()
+	switch {
+	case limit > 0 && vol.CapacityBytes > limit:
+		return nil, status.Errorf(codes.OutOfRange,
+			"volume %s already has %s, more than limit_bytes %d: volumes can't shrink", id, describeSize(vol.CapacityBytes), limit)
+	case vol.CapacityBytes > size:
+		return nil, status.Errorf(codes.OutOfRange,
+			"volume %s has %s; shrinking it to %s is not supported", id, describeSize(vol.CapacityBytes), describeSize(size))
+	case vol.CapacityBytes == size:
+		klog.V(2).InfoS("Volume already has the requested size", "volumeID", id, "size", describeSize(size))
+		return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpansion}, nil
+	}
+	err = d.vc.ExtendVolume(ctx, id, size)
+	switch {
+	case errors.Is(err, vcenter.ErrHasSnapshots):
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s has snapshots, and vSphere can't grow a disk that has snapshots: delete its VolumeSnapshots first: %v", id, err)
+	case errors.Is(err, vcenter.ErrInsufficientSpace):
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"the datastore of volume %s (%s) has no room to grow it to %s: %v", id, vol.DatastoreURL, describeSize(size), err)
+	case err != nil:
+		return nil, toStatus(err)
+	}
+	klog.InfoS("Expanded volume", "volumeID", id, "from", describeSize(vol.CapacityBytes), "to", describeSize(size),
+		"nodeExpansionRequired", nodeExpansion)
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpansion}, nil
+}

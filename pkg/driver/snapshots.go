@@ -1,0 +1,257 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// DefaultMaxSnapshotsPerVolume is the upstream driver's default
+// (global-max-snapshots-per-block-volume = 3): VMware advises no more than
+// a few snapshots per disk, each one a delta disk that every write and read
+// goes through. vSphere's own limit is 32.
+const DefaultMaxSnapshotsPerVolume = 3
+
+// MaxSnapshotsLimit is vSphere's limit of snapshots per first-class disk.
+const MaxSnapshotsLimit = 32
+
+// snapshotIDSep joins a snapshot ID: "<volume ID>+<CNS snapshot ID>", the
+// upstream driver's format, so that a snapshot ID names its volume.
+const snapshotIDSep = "+"
+
+func snapshotID(volumeID, cnsSnapshotID string) string {
+	return volumeID + snapshotIDSep + cnsSnapshotID
+}
+
+// parseSnapshotID splits a snapshot ID; ok is false for an ID this driver
+// did not make.
+func parseSnapshotID(id string) (volumeID, cnsSnapshotID string, ok bool) {
+	volumeID, cnsSnapshotID, ok = strings.Cut(id, snapshotIDSep)
+	return volumeID, cnsSnapshotID, ok && volumeID != "" && cnsSnapshotID != ""
+}
+
+func (d *Driver) maxSnapshots() int {
+	if d.opts.MaxSnapshotsPerVolume > 0 {
+		return d.opts.MaxSnapshotsPerVolume
+	}
+	return DefaultMaxSnapshotsPerVolume
+}
+
+// CreateSnapshot takes a CNS snapshot of the source volume. The CSI name
+// is the CNS snapshot's description, by which a retry finds it. At most
+// --max-snapshots-per-volume per volume.
+func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	name, src := req.GetName(), req.GetSourceVolumeId()
+	switch {
+	case name == "":
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	case src == "":
+		return nil, status.Error(codes.InvalidArgument, "source_volume_id is required")
+	}
+	release, err := d.inflight.acquire("snapshot name " + name)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	releaseVol, err := d.inflight.acquire("volume " + src)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseVol()
+
+	vol, err := d.vc.Volume(ctx, src)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// One query of every snapshot answers both "is this name taken" (for
+	// any volume: a name is unique across the cluster) and "how many does
+	// this volume have".
+	all, _, err := d.vc.Snapshots(ctx, vcenter.SnapshotFilter{}, 0, 0)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	count := 0
+	for _, s := range all {
+		if s.Description == name {
+			if s.VolumeID != src {
+				return nil, status.Errorf(codes.AlreadyExists,
+					"snapshot %q exists already, of volume %s, not of volume %s", name, s.VolumeID, src)
+			}
+			s.SizeBytes = vol.CapacityBytes
+			klog.V(2).InfoS("Snapshot exists already", "name", name, "snapshotID", snapshotID(s.VolumeID, s.ID))
+			return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
+		}
+		if s.VolumeID == src {
+			count++
+		}
+	}
+	if limit := d.maxSnapshots(); count >= limit {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s has %d snapshots, the most this driver allows per volume (--max-snapshots-per-volume=%d): delete one of its VolumeSnapshots first",
+			src, count, limit)
+	}
+	s, err := d.vc.CreateSnapshot(ctx, src, name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.SizeBytes = vol.CapacityBytes
+	klog.InfoS("Created snapshot", "name", name, "volumeID", src, "snapshotID", snapshotID(s.VolumeID, s.ID))
+	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
+}
+
+func csiSnapshot(s vcenter.Snapshot) *csi.Snapshot {
+	out := &csi.Snapshot{
+		SnapshotId:     snapshotID(s.VolumeID, s.ID),
+		SourceVolumeId: s.VolumeID,
+		SizeBytes:      s.SizeBytes,
+		ReadyToUse:     true, // CNS snapshots are usable once the task ends
+	}
+	if !s.CreateTime.IsZero() {
+		out.CreationTime = timestamppb.New(s.CreateTime)
+	}
+	return out
+}
+
+// DeleteSnapshot deletes a CNS snapshot; one already gone (or an ID this
+// driver never made) is success.
+func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	id := req.GetSnapshotId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "snapshot_id is required")
+	}
+	volID, snapID, ok := parseSnapshotID(id)
+	if !ok {
+		klog.V(2).InfoS("Not a snapshot ID of this driver, nothing to delete", "snapshotID", id)
+		return &csi.DeleteSnapshotResponse{}, nil
+	}
+	release, err := d.inflight.acquire("volume " + volID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	err = d.vc.DeleteSnapshot(ctx, volID, snapID)
+	switch {
+	case err == nil:
+		klog.InfoS("Deleted snapshot", "snapshotID", id)
+	case errors.Is(err, vcenter.ErrSnapshotNotFound), errors.Is(err, vcenter.ErrVolumeNotFound):
+		klog.V(2).InfoS("Snapshot already gone", "snapshotID", id)
+	default:
+		return nil, toStatus(err)
+	}
+	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// ListSnapshots pages through the snapshots, all of them or those of one
+// volume or one snapshot ID. The token is the offset of the next page.
+func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	}
+	var offset int64
+	if tok := req.GetStartingToken(); tok != "" {
+		n, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil || n < 0 {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is not one this driver gave out", tok)
+		}
+		offset = n
+	}
+	var f vcenter.SnapshotFilter
+	if id := req.GetSnapshotId(); id != "" {
+		volID, snapID, ok := parseSnapshotID(id)
+		if !ok || (req.GetSourceVolumeId() != "" && req.GetSourceVolumeId() != volID) {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		f = vcenter.SnapshotFilter{VolumeID: volID, SnapshotID: snapID}
+	} else if v := req.GetSourceVolumeId(); v != "" {
+		f.VolumeID = v
+	}
+	snaps, next, err := d.vc.Snapshots(ctx, f, offset, int64(req.GetMaxEntries()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &csi.ListSnapshotsResponse{}
+	for _, s := range snaps {
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(s)})
+	}
+	if next != 0 {
+		resp.NextToken = strconv.FormatInt(next, 10)
+	}
+	return resp, nil
+}
+
+// contentSource is what a CreateVolume copies: a snapshot or a volume.
+type contentSource struct {
+	volumeID   string
+	snapshotID string // the CNS snapshot ID; empty for a clone
+	sizeBytes  int64  // the source's size: the least the new volume may have
+	csiSnap    string // the CSI snapshot ID, as asked
+}
+
+// volumeSource checks a CreateVolume's content source (nil: none) and
+// reads the size the new volume must at least have.
+func (d *Driver) volumeSource(ctx context.Context, cs *csi.VolumeContentSource) (*contentSource, error) {
+	switch {
+	case cs == nil:
+		return nil, nil
+	case cs.GetSnapshot() != nil:
+		id := cs.GetSnapshot().GetSnapshotId()
+		volID, snapID, ok := parseSnapshotID(id)
+		if !ok {
+			return nil, status.Errorf(codes.NotFound, "snapshot %q not found: not a snapshot ID of this driver (<volume ID>+<snapshot ID>)", id)
+		}
+		snaps, _, err := d.vc.Snapshots(ctx, vcenter.SnapshotFilter{VolumeID: volID, SnapshotID: snapID}, 0, 0)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if len(snaps) == 0 {
+			return nil, status.Errorf(codes.NotFound, "snapshot %s not found", id)
+		}
+		return &contentSource{volumeID: volID, snapshotID: snapID, sizeBytes: snaps[0].SizeBytes, csiSnap: id}, nil
+	case cs.GetVolume() != nil:
+		id := cs.GetVolume().GetVolumeId()
+		vol, err := d.vc.Volume(ctx, id)
+		if errors.Is(err, vcenter.ErrVolumeNotFound) {
+			return nil, status.Errorf(codes.NotFound, "source volume %s not found", id)
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return &contentSource{volumeID: id, sizeBytes: vol.CapacityBytes}, nil
+	}
+	return nil, status.Error(codes.InvalidArgument, "volume_content_source names neither a snapshot nor a volume")
+}
+
+// sourceSize is the new volume's size given its source: at least the
+// source's; asking explicitly for less is OutOfRange.
+func (s *contentSource) sourceSize(size int64, r *csi.CapacityRange) (int64, error) {
+	if s == nil || size >= s.sizeBytes {
+		return size, nil
+	}
+	if r.GetRequiredBytes() == 0 && (r.GetLimitBytes() == 0 || r.GetLimitBytes() >= s.sizeBytes) {
+		return s.sizeBytes, nil // nothing asked: the source's size
+	}
+	return 0, status.Errorf(codes.OutOfRange,
+		"the volume would have %s, less than its source's %s", describeSize(size), describeSize(s.sizeBytes))
+}
+
+// toCSI is the content source a CreateVolume response repeats.
+func (s *contentSource) toCSI() *csi.VolumeContentSource {
+	switch {
+	case s == nil:
+		return nil
+	case s.snapshotID != "":
+		return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: s.csiSnap}}}
+	}
+	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: s.volumeID}}}
+}

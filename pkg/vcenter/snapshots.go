@@ -1,0 +1,255 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/object"
+	"k8s.io/klog/v2"
+)
+
+// Snapshot is a CNS snapshot of a block volume.
+type Snapshot struct {
+	ID          string // the CNS snapshot ID (unique per volume)
+	VolumeID    string
+	Description string // what the driver named it (the CSI snapshot name)
+	CreateTime  time.Time
+	// SizeBytes is the volume's capacity: CNS does not report a snapshot's
+	// own size. Filled by CreateSnapshot and Snapshots.
+	SizeBytes int64
+}
+
+// SnapshotFilter selects snapshots: all of them (both empty), one volume's,
+// or one snapshot of one volume.
+type SnapshotFilter struct {
+	VolumeID   string
+	SnapshotID string // needs VolumeID
+}
+
+// Snapshot errors; the driver maps them with errors.Is like the others.
+var (
+	ErrSnapshotNotFound = errors.New("snapshot not found")
+	// ErrHasSnapshots: a volume with snapshots can't be deleted.
+	ErrHasSnapshots = errors.New("volume has snapshots")
+)
+
+// snapshotQueryPage is the page size of a snapshot query.
+const snapshotQueryPage = 500
+
+// CreateSnapshot takes a CNS snapshot of the volume (CnsCreateSnapshots).
+func (c *client) CreateSnapshot(ctx context.Context, volumeID, description string) (Snapshot, error) {
+	spec := cnstypes.CnsSnapshotCreateSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Description: description}
+	r, err := c.runCNS(ctx, "snapshot", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.CreateSnapshots(ctx, []cnstypes.CnsSnapshotCreateSpec{spec})
+	})
+	if err != nil {
+		klog.ErrorS(err, "Creating snapshot failed", "volumeID", volumeID, "name", description)
+		return Snapshot{}, fmt.Errorf("snapshot volume %s: %w", volumeID, err)
+	}
+	cr, ok := r.(*cnstypes.CnsSnapshotCreateResult)
+	if !ok || cr.Snapshot.SnapshotId.Id == "" {
+		return Snapshot{}, fmt.Errorf("snapshot volume %s: vCenter returned no snapshot (%T)", volumeID, r)
+	}
+	s := toSnapshot(cr.Snapshot)
+	if s.VolumeID == "" {
+		s.VolumeID = volumeID
+	}
+	klog.InfoS("Snapshot created", "volumeID", volumeID, "snapshotID", s.ID, "name", description)
+	return s, nil
+}
+
+// DeleteSnapshot deletes one snapshot (CnsDeleteSnapshots);
+// ErrSnapshotNotFound when the volume or the snapshot does not exist.
+func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error {
+	spec := cnstypes.CnsSnapshotDeleteSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, SnapshotId: cnstypes.CnsSnapshotId{Id: snapshotID}}
+	_, err := c.runCNS(ctx, "delete snapshot", ErrSnapshotNotFound, func() (*object.Task, error) {
+		return c.conn.cns.DeleteSnapshots(ctx, []cnstypes.CnsSnapshotDeleteSpec{spec})
+	})
+	if err != nil {
+		if !errors.Is(err, ErrSnapshotNotFound) {
+			klog.ErrorS(err, "Deleting snapshot failed", "volumeID", volumeID, "snapshotID", snapshotID)
+		}
+		return fmt.Errorf("delete snapshot %s of volume %s: %w", snapshotID, volumeID, err)
+	}
+	klog.InfoS("Snapshot deleted", "volumeID", volumeID, "snapshotID", snapshotID)
+	return nil
+}
+
+// Snapshots pages through the snapshots the filter selects
+// (CnsQuerySnapshots), in a stable order, with each snapshot's size read
+// from its volume in one CNS volume query for the whole page. offset is
+// where the page starts, next is 0 when there is no more; limit <= 0 means
+// all. A volume or snapshot that does not exist selects nothing.
+func (c *client) Snapshots(ctx context.Context, f SnapshotFilter, offset, limit int64) ([]Snapshot, int64, error) {
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("%w: offset %d", ErrInvalidArgument, offset)
+	}
+	if f.SnapshotID != "" && f.VolumeID == "" {
+		return nil, 0, fmt.Errorf("%w: a snapshot ID needs its volume ID", ErrInvalidArgument)
+	}
+	qf := cnstypes.CnsSnapshotQueryFilter{}
+	if f.VolumeID != "" {
+		qs := cnstypes.CnsSnapshotQuerySpec{VolumeId: cnstypes.CnsVolumeId{Id: f.VolumeID}}
+		if f.SnapshotID != "" {
+			qs.SnapshotId = &cnstypes.CnsSnapshotId{Id: f.SnapshotID}
+		}
+		qf.SnapshotQuerySpecs = []cnstypes.CnsSnapshotQuerySpec{qs}
+	}
+	var out []Snapshot
+	next := offset
+	for {
+		ask := int64(snapshotQueryPage)
+		if limit > 0 {
+			ask = limit - int64(len(out))
+		}
+		qf.Cursor = &cnstypes.CnsCursor{Offset: next, Limit: ask}
+		res, err := c.querySnapshots(ctx, qf)
+		if err != nil {
+			if errors.Is(err, ErrSnapshotNotFound) || errors.Is(err, ErrVolumeNotFound) {
+				return nil, 0, nil
+			}
+			return nil, 0, err
+		}
+		var page []Snapshot
+		for _, e := range res.Entries {
+			if e.Error != nil {
+				// CNS reports an unknown volume or snapshot in the entry.
+				if err := mapFault(localizedError(e.Error), ErrSnapshotNotFound); errors.Is(err, ErrSnapshotNotFound) || errors.Is(err, ErrVolumeNotFound) {
+					continue
+				} else {
+					return nil, 0, fmt.Errorf("query snapshots: %w", err)
+				}
+			}
+			page = append(page, toSnapshot(e.Snapshot))
+		}
+		out = append(out, page...)
+		cur := res.Cursor
+		switch {
+		case cur.TotalRecords > 0 && cur.Offset > next && cur.Offset < cur.TotalRecords:
+			next = cur.Offset
+		default:
+			next = 0
+		}
+		if next == 0 || (limit > 0 && int64(len(out)) >= limit) {
+			break
+		}
+	}
+	if err := c.sizeSnapshots(ctx, out); err != nil {
+		return nil, 0, err
+	}
+	return out, next, nil
+}
+
+func (c *client) querySnapshots(ctx context.Context, qf cnstypes.CnsSnapshotQueryFilter) (*cnstypes.CnsSnapshotQueryResult, error) {
+	task, err := c.conn.cns.QuerySnapshots(ctx, qf)
+	if err != nil {
+		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
+	}
+	out, err := c.waitTask(ctx, task.Reference())
+	if err != nil {
+		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
+	}
+	res := snapshotResult(out.result)
+	if res == nil {
+		if got, ferr := c.fetchTask(ctx, task.Reference()); ferr == nil {
+			res = snapshotResult(got.result)
+		}
+	}
+	if res == nil {
+		return nil, fmt.Errorf("query snapshots: task %s returned no result", task.Reference().Value)
+	}
+	return res, nil
+}
+
+func snapshotResult(r any) *cnstypes.CnsSnapshotQueryResult {
+	switch r := r.(type) {
+	case cnstypes.CnsSnapshotQueryResult:
+		return &r
+	case *cnstypes.CnsSnapshotQueryResult:
+		return r
+	}
+	return nil
+}
+
+// sizeSnapshots fills SizeBytes from the snapshots' volumes, one query.
+func (c *client) sizeSnapshots(ctx context.Context, snaps []Snapshot) error {
+	if len(snaps) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var ids []cnstypes.CnsVolumeId
+	for _, s := range snaps {
+		if !seen[s.VolumeID] {
+			seen[s.VolumeID] = true
+			ids = append(ids, cnstypes.CnsVolumeId{Id: s.VolumeID})
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].Id < ids[j].Id })
+	res, err := c.query(ctx, cnstypes.CnsQueryFilter{VolumeIds: ids})
+	if err != nil {
+		return fmt.Errorf("query the snapshots' volumes: %w", err)
+	}
+	size := map[string]int64{}
+	for _, v := range c.toVolumes(res.Volumes) {
+		size[v.ID] = v.CapacityBytes
+	}
+	for i := range snaps {
+		snaps[i].SizeBytes = size[snaps[i].VolumeID]
+	}
+	return nil
+}
+
+func toSnapshot(s cnstypes.CnsSnapshot) Snapshot {
+	return Snapshot{
+		ID:          s.SnapshotId.Id,
+		VolumeID:    s.VolumeId.Id,
+		Description: s.Description,
+		CreateTime:  s.CreateTime,
+	}
+}
+
+// ExtendVolume grows the volume to capacityBytes, rounded up to a whole
+// MiB (CnsExtendVolume). The caller checks the current size first: CNS
+// refuses to shrink.
+func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityBytes int64) error {
+	if capacityBytes <= 0 {
+		return fmt.Errorf("%w: capacity %d bytes", ErrInvalidArgument, capacityBytes)
+	}
+	sizeMB := (capacityBytes + mib - 1) / mib
+	spec := cnstypes.CnsVolumeExtendSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, CapacityInMb: sizeMB}
+	_, err := c.runCNS(ctx, "extend", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{spec})
+	})
+	if err != nil {
+		klog.ErrorS(err, "Extending volume failed", "volumeID", volumeID, "sizeMB", sizeMB)
+		return fmt.Errorf("extend volume %s to %d MiB: %w", volumeID, sizeMB, err)
+	}
+	klog.InfoS("Volume extended", "volumeID", volumeID, "sizeMB", sizeMB)
+	return nil
+}
+
+// cloneVolume makes a full copy of a volume the way CNS offers it: a
+// snapshot of the source, a volume created from that snapshot
+// (CnsSnapshotVolumeSource, not a linked clone, so it does not depend on
+// the snapshot), then the snapshot deleted. If the last step fails the
+// snapshot stays (logged with its ID); the clone is made all the same.
+func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
+	snap, err := c.CreateSnapshot(ctx, spec.SourceVolumeID, "clone source of "+spec.Name)
+	if err != nil {
+		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
+	}
+	spec.SourceSnapshotID = snap.ID
+	vol, err := c.CreateVolume(ctx, spec)
+	if derr := c.DeleteSnapshot(context.WithoutCancel(ctx), spec.SourceVolumeID, snap.ID); derr != nil && !errors.Is(derr, ErrSnapshotNotFound) {
+		klog.ErrorS(derr, "Deleting the clone's transient snapshot failed; delete it by hand",
+			"volumeID", spec.SourceVolumeID, "snapshotID", snap.ID)
+	}
+	if err != nil {
+		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
+	}
+	return vol, nil
+}

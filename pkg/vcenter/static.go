@@ -1,0 +1,47 @@
+package vcenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/object"
+	"k8s.io/klog/v2"
+)
+
+// RegisterDisk makes an existing first-class disk a CNS volume: a
+// CnsCreateVolume whose backing is the disk's ID (CNS takes the datastore
+// and size from the disk), with this cluster's container-cluster record so
+// the volume is one of the cluster's. A disk that is already a CNS volume
+// is returned as it is.
+func (c *client) RegisterDisk(ctx context.Context, diskID, name string) (Volume, error) {
+	if diskID == "" || name == "" {
+		return Volume{}, fmt.Errorf("%w: disk ID and volume name are required", ErrInvalidArgument)
+	}
+	if vol, err := c.Volume(ctx, diskID); err == nil || !errors.Is(err, ErrVolumeNotFound) {
+		return vol, err
+	}
+	cs := cnstypes.CnsVolumeCreateSpec{
+		Name:                 name,
+		VolumeType:           string(cnstypes.CnsVolumeTypeBlock),
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{BackingDiskId: diskID},
+		Metadata:             c.volumeMetadata(CreateSpec{}),
+	}
+	_, err := c.runCNS(ctx, "register", ErrVolumeNotFound, func() (*object.Task, error) {
+		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
+	})
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "already") {
+		err = nil // registered meanwhile
+	}
+	if err != nil {
+		if errors.Is(err, ErrVolumeNotFound) {
+			return Volume{}, fmt.Errorf("%w: no CNS volume and no first-class disk with ID %s", ErrVolumeNotFound, diskID)
+		}
+		klog.ErrorS(err, "Registering the first-class disk with CNS failed", "volumeID", diskID)
+		return Volume{}, fmt.Errorf("register first-class disk %s with CNS: %w", diskID, err)
+	}
+	klog.InfoS("First-class disk registered as a CNS volume", "volumeID", diskID, "name", name)
+	return c.Volume(ctx, diskID)
+}
