@@ -337,18 +337,10 @@ const listPage = 500
 // ListVolumes pages through this cluster's volumes with the nodes each is
 // published to. The token is the offset of the next page.
 func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	if req.GetMaxEntries() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	offset, limit, err := pageOf(req.GetMaxEntries(), req.GetStartingToken())
+	if err != nil {
+		return nil, err
 	}
-	var offset int64
-	if tok := req.GetStartingToken(); tok != "" {
-		n, err := strconv.ParseInt(tok, 10, 64)
-		if err != nil || n < 0 {
-			return nil, status.Errorf(codes.Aborted, "starting_token %q is not one this driver gave out", tok)
-		}
-		offset = n
-	}
-	limit := int64(req.GetMaxEntries())
 	var vols []vcenter.Volume
 	for {
 		ask := int64(listPage)
@@ -385,6 +377,21 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 		resp.NextToken = strconv.FormatInt(offset, 10)
 	}
 	return resp, nil
+}
+
+// pageOf checks a List call's paging: max_entries (0 = no limit) and the
+// starting token, which is the offset this driver handed out as next_token.
+func pageOf(maxEntries int32, token string) (offset, limit int64, err error) {
+	if maxEntries < 0 {
+		return 0, 0, status.Error(codes.InvalidArgument, "max_entries must not be negative")
+	}
+	if token != "" {
+		offset, err = strconv.ParseInt(token, 10, 64)
+		if err != nil || offset < 0 {
+			return 0, 0, status.Errorf(codes.Aborted, "starting_token %q is not one this driver gave out", token)
+		}
+	}
+	return offset, int64(maxEntries), nil
 }
 
 func (d *Driver) countVolumes(ctx context.Context) (int64, error) {

@@ -153,16 +153,9 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 // ListSnapshots pages through the snapshots, all of them or those of one
 // volume or one snapshot ID. The token is the offset of the next page.
 func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
-	if req.GetMaxEntries() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "max_entries must not be negative")
-	}
-	var offset int64
-	if tok := req.GetStartingToken(); tok != "" {
-		n, err := strconv.ParseInt(tok, 10, 64)
-		if err != nil || n < 0 {
-			return nil, status.Errorf(codes.Aborted, "starting_token %q is not one this driver gave out", tok)
-		}
-		offset = n
+	offset, limit, err := pageOf(req.GetMaxEntries(), req.GetStartingToken())
+	if err != nil {
+		return nil, err
 	}
 	var f vcenter.SnapshotFilter
 	if id := req.GetSnapshotId(); id != "" {
@@ -174,7 +167,7 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 	} else if v := req.GetSourceVolumeId(); v != "" {
 		f.VolumeID = v
 	}
-	snaps, next, err := d.vc.Snapshots(ctx, f, offset, int64(req.GetMaxEntries()))
+	snaps, next, err := d.vc.Snapshots(ctx, f, offset, limit)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -196,6 +196,18 @@ func (m *volumeManager) makeDisk(vctx *simulator.Context, d *dsModel, name strin
 	if !ok {
 		return nil, &types.SystemError{Reason: fmt.Sprintf("CreateDisk_Task returned %T", info.Result)}
 	}
+	v := newVolume(d, obj, sizeMB)
+	v.cns.VolumeId.Id = obj.Config.Id.Id
+	if err := os.Truncate(v.flatFile, sizeMB*mib); err != nil {
+		m.removeDisk(c, v)
+		return nil, &types.SystemError{Reason: fmt.Sprintf("size data file: %v", err)}
+	}
+	return v, nil
+}
+
+// newVolume is the record of a volume backed by the first-class disk obj on
+// d: its files, a disk UUID of its own, no CNS fields yet.
+func newVolume(d *dsModel, obj *types.VStorageObject, sizeMB int64) *volume {
 	id := obj.Config.Id.Id
 	v := &volume{
 		created:  time.Now(),
@@ -208,12 +220,7 @@ func (m *volumeManager) makeDisk(vctx *simulator.Context, d *dsModel, name strin
 	if b, ok := obj.Config.Backing.(*types.BaseConfigInfoDiskFileBackingInfo); ok {
 		v.diskPath = b.FilePath
 	}
-	v.cns.VolumeId.Id = id
-	if err := os.Truncate(v.flatFile, sizeMB*mib); err != nil {
-		m.removeDisk(c, v)
-		return nil, &types.SystemError{Reason: fmt.Sprintf("size data file: %v", err)}
-	}
-	return v, nil
+	return v
 }
 
 // createDisk runs CreateDisk_Task in-process and waits (caller holds simMu).

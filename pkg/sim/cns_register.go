@@ -3,8 +3,6 @@ package sim
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"time"
 
 	"k8s.io/klog/v2"
 
@@ -50,17 +48,7 @@ func (m *volumeManager) registerDisk(vctx *simulator.Context, spec cnstypes.CnsV
 		result.Fault = cnsFault("Failed to register disk %s: Insufficient disk space on datastore '%s': %d bytes requested, %d bytes free", diskID, d.name, sizeMB*mib, free)
 		return result, nil
 	}
-	v := &volume{
-		created:  time.Now(),
-		ds:       d,
-		sizeMB:   sizeMB,
-		diskUUID: newDiskUUID(),
-		descFile: filepath.Join(d.dir, "fcd", diskID+".vmdk"),
-		flatFile: filepath.Join(d.dir, "fcd", diskID+"-flat.vmdk"),
-	}
-	if b, ok := obj.Config.Backing.(*types.BaseConfigInfoDiskFileBackingInfo); ok {
-		v.diskPath = b.FilePath
-	}
+	v := newVolume(d, &obj, sizeMB)
 	// A disk made outside CNS has a data file of 0 bytes in the simulator:
 	// give it its size (sparse; data already there stays).
 	if st, err := os.Stat(v.flatFile); err != nil || st.Size() < sizeMB*mib {
