@@ -7,11 +7,13 @@ import (
 	"testing"
 )
 
-// TestNodeConfigOptIn: node plugins get csi-vsphere.conf (to learn their
-// zone from vSphere tags) only when topology.nodeConfig asks for it.
-func TestNodeConfigOptIn(t *testing.T) {
-	rc := renderCase{name: "node-config", strict: true, values: func(*testing.T) map[string]any {
-		return map[string]any{"topology": map[string]any{"enabled": true, "nodeConfig": true}}
+// TestTopologyEnabled: with topology.enabled the provisioner is strict about
+// topology and node plugins get csi-vsphere.conf, to learn their zone from
+// vSphere tags (without it a node has no zone and strict topology can't
+// place its volumes).
+func TestTopologyEnabled(t *testing.T) {
+	rc := renderCase{name: "topology", strict: true, values: func(*testing.T) map[string]any {
+		return map[string]any{"topology": map[string]any{"enabled": true}}
 	}}
 	_, objs := renderDecoded(t, rc)
 	spec := podSpecs(objs)["vsphere-csi-node"]
@@ -30,5 +32,9 @@ func TestNodeConfigOptIn(t *testing.T) {
 		return v.Name == "vsphere-config" && v.Secret != nil && v.Secret.SecretName == "vsphere-config-secret"
 	}) {
 		t.Errorf("node pods lack the vsphere-config Secret volume")
+	}
+	if ctrl := podSpecs(objs)["vsphere-csi-controller"]; ctrl == nil ||
+		!slices.Contains(container(ctrl, "csi-provisioner").Args, "--strict-topology") {
+		t.Error("topology.enabled does not give the provisioner --strict-topology")
 	}
 }

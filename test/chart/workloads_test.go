@@ -70,8 +70,8 @@ func TestControllerDeployment(t *testing.T) {
 					t.Errorf("csi-provisioner args %v lack %s", prov.Args, a)
 				}
 			}
-			if !slices.Contains(prov.Args, "--strict-topology") { // topology.enabled defaults to true
-				t.Errorf("csi-provisioner args %v lack --strict-topology", prov.Args)
+			if slices.Contains(prov.Args, "--strict-topology") != full { // topology.enabled only in the full values
+				t.Errorf("csi-provisioner args %v: --strict-topology present=%v, want %v", prov.Args, !full, full)
 			}
 			capacity := []string{"--enable-capacity", "--capacity-ownerref-level=2", "--capacity-poll-interval=2m"}
 			for _, a := range capacity {
@@ -178,8 +178,10 @@ func TestNodeDaemonSet(t *testing.T) {
 					t.Errorf("the node driver does not mount %s", name)
 				}
 			}
-			if _, ok := mounts["vsphere-config"]; ok {
-				t.Error("the node plugin must not get vCenter credentials")
+			// vCenter credentials reach the nodes only with topology (the
+			// full values), for the node's zone lookup.
+			if _, ok := mounts["vsphere-config"]; ok != (rc.name == "full") {
+				t.Errorf("node plugin mounts vCenter credentials: %v, want %v (only with topology.enabled)", ok, rc.name == "full")
 			}
 			if !slices.Contains(drv.Args, "--mode=node") {
 				t.Errorf("driver args %v lack --mode=node", drv.Args)
