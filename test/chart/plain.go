@@ -39,6 +39,9 @@ func PlainManifests(root string) (map[string][]byte, error) {
 	opts := DefaultOptions()
 	opts.Service = "kubectl"
 	opts.Strict = true
+	// Plain manifests must apply on a cluster without the snapshot CRDs:
+	// deploy/examples/snapshot.yaml carries a VolumeSnapshotClass.
+	opts.APIVersions = nil
 	r, err := Render(filepath.Join(root, ChartPath), nil, opts)
 	if err != nil {
 		return nil, err

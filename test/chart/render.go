@@ -37,12 +37,18 @@ type Options struct {
 	Service string
 	// Strict fails on a template that reads a value which is not set.
 	Strict bool
+	// APIVersions are the cluster's extra APIs as helm install would find
+	// them ("group/version/Kind"), e.g. the snapshot CRDs.
+	APIVersions []string
 }
+
+// SnapshotClassAPI is the API a cluster has once the snapshot CRDs are in.
+const SnapshotClassAPI = "snapshot.storage.k8s.io/v1/VolumeSnapshotClass"
 
 // DefaultOptions is a release named vsphere-csi in the namespace the upstream vSphere CSI
 // driver uses, so that clusters switching from it keep their config Secret.
 func DefaultOptions() Options {
-	return Options{ReleaseName: "vsphere-csi", Namespace: "vmware-system-csi"}
+	return Options{ReleaseName: "vsphere-csi", Namespace: "vmware-system-csi", APIVersions: []string{SnapshotClassAPI}}
 }
 
 // Object is one rendered Kubernetes object.
@@ -101,6 +107,7 @@ func Render(chartDir string, overrides map[string]any, opts Options) (*Rendered,
 		overrides = map[string]any{}
 	}
 	caps := chartutil.DefaultCapabilities.Copy()
+	caps.APIVersions = append(caps.APIVersions, opts.APIVersions...)
 	vals, err := chartutil.ToRenderValues(chrt, overrides, chartutil.ReleaseOptions{
 		Name: opts.ReleaseName, Namespace: opts.Namespace, Revision: 1, IsInstall: true,
 	}, caps)

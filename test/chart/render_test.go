@@ -144,6 +144,28 @@ func TestStorageClasses(t *testing.T) {
 	}
 }
 
+// TestNoSnapshotClassWithoutCRDs: on a cluster without the snapshot CRDs
+// the chart still installs (csi-snapshotter waits for them), without the
+// VolumeSnapshotClass that would fail the install.
+func TestNoSnapshotClassWithoutCRDs(t *testing.T) {
+	opts := DefaultOptions()
+	opts.APIVersions = nil
+	r, err := Render(chartDir(t), nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshotter := false
+	for _, o := range r.Objects {
+		if o.Kind == "VolumeSnapshotClass" {
+			t.Errorf("VolumeSnapshotClass %s rendered for a cluster without the snapshot CRDs", o.Name)
+		}
+		snapshotter = snapshotter || strings.Contains(o.YAML, "csi-snapshotter")
+	}
+	if !snapshotter {
+		t.Error("csi-snapshotter is not deployed")
+	}
+}
+
 func TestVolumeSnapshotClasses(t *testing.T) {
 	off := renderCase{name: "snapshots off", values: func(*testing.T) map[string]any {
 		return map[string]any{"snapshots": map[string]any{"enabled": false}}
