@@ -144,6 +144,9 @@ func (h *loopHypervisor) closeAll() error {
 	h.closed = true
 	var errs []error
 	for id, d := range h.devices {
+		if err := unmountAll(d.dev); err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: unmount %s: %w", id, d.dev, err))
+		}
 		if err := h.release(d); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", id, err))
 			continue

@@ -112,8 +112,29 @@ func TestHypervisorAttachDetach(t *testing.T) {
 		t.Fatal(f.LocalizedMessage)
 	}
 	link2 := filepath.Join(s.NodeVMs()[0].ByIDDir, "wwn-0x"+uuid2)
-	if _, err := os.Lstat(link2); err != nil {
+	dev2, err := filepath.EvalSymlinks(link2)
+	if err != nil {
 		t.Fatalf("second link: %v", err)
+	}
+	// What a node plugin would have made of it: a filesystem, mounted, and
+	// bind-mounted into a pod. Close must not leave them behind.
+	if out, err := exec.Command("mkfs.ext4", "-q", dev2).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs: %v: %s", err, out)
+	}
+	staging, pod := filepath.Join(t.TempDir(), "staging"), filepath.Join(t.TempDir(), "pod volume")
+	for _, p := range []string{staging, pod} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount(dev2, staging, "ext4", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(staging, pod, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	if points, err := mountsOf(dev2); err != nil || len(points) != 2 {
+		t.Fatalf("mounts of %s: %v, %v; want the staging and the pod mount", dev2, points, err)
 	}
 	closed = true
 	if err := s.Close(); err != nil {
@@ -124,5 +145,8 @@ func TestHypervisorAttachDetach(t *testing.T) {
 	}
 	if loops := loopsOf(t, dir); len(loops) != 0 {
 		t.Errorf("loop devices left after Close: %v", loops)
+	}
+	if points, _ := mountsOf(dev2); len(points) != 0 {
+		t.Errorf("mounts left after Close: %v", points)
 	}
 }
