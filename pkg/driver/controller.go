@@ -427,6 +427,8 @@ func condition(v vcenter.Volume) *csi.VolumeCondition {
 	switch v.Health {
 	case "", "green":
 		return &csi.VolumeCondition{Abnormal: false, Message: "healthy"}
+	case "unknown":
+		return &csi.VolumeCondition{Abnormal: false, Message: "CNS has not assessed the volume's health yet"}
 	default:
 		return &csi.VolumeCondition{Abnormal: true, Message: fmt.Sprintf("CNS reports the volume's health as %s", v.Health)}
 	}

@@ -412,3 +412,34 @@ func TestCreateVolumeRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// TestVolumeCondition: what CNS says of a volume's health is what
+// ControllerGetVolume and ListVolumes report as its condition.
+func TestVolumeCondition(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := context.Background()
+	vol, err := e.d.CreateVolume(ctx, createReq("pvc-health", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	for _, tc := range []struct {
+		health   string
+		abnormal bool
+	}{{"green", false}, {"red", true}, {"unknown", false}, {"yellow", true}} {
+		if !e.sim.SetVolumeHealth(id, tc.health) {
+			t.Fatal("no such volume in the embedded vCenter")
+		}
+		got, err := e.d.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got.GetStatus().GetVolumeCondition(); c.GetAbnormal() != tc.abnormal || c.GetMessage() == "" {
+			t.Errorf("health %s: condition %v, want abnormal=%v with a message", tc.health, c, tc.abnormal)
+		}
+		list, err := e.d.ListVolumes(ctx, &csi.ListVolumesRequest{})
+		if err != nil || len(list.GetEntries()) != 1 || list.GetEntries()[0].GetStatus().GetVolumeCondition().GetAbnormal() != tc.abnormal {
+			t.Errorf("health %s: ListVolumes %v, %v", tc.health, list, err)
+		}
+	}
+}

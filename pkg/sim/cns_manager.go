@@ -174,3 +174,18 @@ func opResult(id string, fault *types.LocalizedMethodFault) cnstypes.CnsVolumeOp
 func batch(results ...cnstypes.BaseCnsVolumeOperationResult) *cnstypes.CnsVolumeOperationBatchResult {
 	return &cnstypes.CnsVolumeOperationBatchResult{VolumeResults: results}
 }
+
+// SetVolumeHealth sets the health CNS reports for a volume ("green",
+// "yellow", "red", "unknown"), as vSphere does when its storage degrades;
+// false when there is no such volume. For tests and demos of volume
+// conditions.
+func (s *Sim) SetVolumeHealth(volumeID, health string) bool {
+	m := s.cns
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.volumes[volumeID]
+	if ok {
+		v.cns.HealthStatus = health
+	}
+	return ok
+}
