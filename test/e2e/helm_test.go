@@ -46,21 +46,25 @@ func TestHelm(t *testing.T) {
 	kubeletDir := filepath.Join(env.dir, "kubelet")
 	// Workloads never scheduled (their images are not here): their
 	// containers run as host processes below instead.
-	values := []string{
-		"node.kubeletDir=" + kubeletDir,
-		"controller.replicas=1",
-		"controller.nodeSelector.e2e-no-such-node=true",
-		"node.nodeSelector.e2e-no-such-node=true",
-		"sidecars.nodeDriverRegistrar.enabled=false",
-		"sidecars.livenessProbe.enabled=false",
-		"snapshots.enabled=false",
-		"controller.healthPort=19828", "node.healthPort=19838",
-		"metrics.controllerPort=19829", "metrics.nodePort=19839",
+	valuesFile := filepath.Join(env.dir, "helm-values.yaml")
+	values := fmt.Sprintf(`node:
+  kubeletDir: %q
+  nodeSelector: {e2e-no-such-node: "true"}
+  healthPort: 19838
+controller:
+  replicas: 1
+  nodeSelector: {e2e-no-such-node: "true"}
+  healthPort: 19828
+metrics: {controllerPort: 19829, nodePort: 19839}
+sidecars:
+  nodeDriverRegistrar: {enabled: false}
+  livenessProbe: {enabled: false}
+snapshots: {enabled: false}
+`, kubeletDir)
+	if err := os.WriteFile(valuesFile, []byte(values), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	args := []string{"install", helmRelease, filepath.Join(env.root, "deploy/helm/vsphere-csi"), "--namespace", helmNamespace}
-	for _, v := range values {
-		args = append(args, "--set", v)
-	}
+	args := []string{"install", helmRelease, filepath.Join(env.root, "deploy/helm/vsphere-csi"), "--namespace", helmNamespace, "--values", valuesFile}
 	start := time.Now()
 	if out, err := helm(t, args...); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
@@ -123,7 +127,12 @@ func TestHelm(t *testing.T) {
 		}
 		startContainer(t, filepath.Join(dir, "node"), &node.Spec.Template.Spec, c, extra)
 	}
-	eventually(t, time.Minute, "CSINode lists the chart's node plugin (self-registration)", func(ctx context.Context) (bool, string, error) {
+	nodeLog := filepath.Join(env.dir, "logs", "helm-node-vsphere-csi.log")
+	eventually(t, time.Minute, "kubelet registered the chart's node plugin (its own registration socket)", func(context.Context) (bool, string, error) {
+		data, err := os.ReadFile(nodeLog)
+		return strings.Contains(string(data), "Kubelet registered the driver"), "not in " + nodeLog, err
+	})
+	eventually(t, time.Minute, "CSINode lists the driver", func(ctx context.Context) (bool, string, error) {
 		n, err := env.kube.StorageV1().CSINodes().Get(ctx, env.node, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
@@ -136,11 +145,10 @@ func TestHelm(t *testing.T) {
 		return false, fmt.Sprintf("drivers %v", n.Spec.Drivers), nil
 	})
 
-	// The chart's default StorageClass provisions a claim that a pod uses.
+	// The chart's StorageClass provisions a claim that a pod uses.
 	const claim = "helm-pvc"
 	cleanupPVC(t, claim)
-	pvc := pvcObject(claim, "", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem)
-	pvc.Spec.StorageClassName = nil // the default class: the chart's gold-sc
+	pvc := pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem)
 	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(), pvc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +214,9 @@ func startContainer(t *testing.T, dir string, spec *corev1.PodSpec, c corev1.Con
 				mounts[m.MountPath] = v.HostPath.Path
 			case v.EmptyDir != nil:
 				mounts[m.MountPath] = filepath.Join(dir, "emptydir-"+v.Name)
+				if err := os.MkdirAll(mounts[m.MountPath], 0o750); err != nil {
+					t.Fatal(err)
+				}
 			case v.Secret != nil:
 				d := filepath.Join(dir, "secret-"+v.Name)
 				if err := os.MkdirAll(d, 0o700); err != nil {
@@ -260,11 +271,6 @@ func startContainer(t *testing.T, dir string, spec *corev1.PodSpec, c corev1.Con
 		args = append(args, "--kubeconfig="+env.kubeconfig)
 	}
 	args = append(args, extra...)
-	for _, d := range mounts {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			t.Fatal(err)
-		}
-	}
 	logPath := filepath.Join(env.dir, "logs", "helm-"+filepath.Base(dir)+"-"+c.Name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {

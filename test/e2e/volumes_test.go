@@ -107,6 +107,16 @@ exec sleep 100000`
 		t.Fatalf("scale to 3 with ROUND=2: %v", err)
 	}
 	waitReady(t, name, 3)
+	pods, err := env.kube.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if env := p.Spec.Containers[0].Env; len(env) == 0 || env[0].Name != "ROUND" || env[0].Value != "2" {
+			t.Fatalf("pod %s runs with env %v: not the second round's template", p.Name, env)
+		}
+	}
+	t.Logf("after 0 -> 3, each of %d pods found its own name in its own volume", len(pods.Items))
 
 	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
