@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/grpcserve"
 )
 
 // CallObserver is told about every CSI call: method, gRPC code, duration.
@@ -64,22 +66,8 @@ func (d *Driver) Serve(ctx context.Context, l net.Listener, obs CallObserver) er
 	if d.opts.serves(ModeNode) {
 		csi.RegisterNodeServer(srv, d)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
 	klog.InfoS("Serving CSI", "driver", Name, "version", d.opts.Version, "mode", d.opts.Mode, "endpoint", l.Addr().String())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		stopped := make(chan struct{})
-		go func() { srv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			srv.Stop()
-		}
-		return nil
-	}
+	return grpcserve.Serve(ctx, srv, l, 10*time.Second)
 }
 
 // logCalls logs each CSI call once, its request stripped of secrets; errors

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/grpcserve"
 )
 
 // DefaultDir is where kubelet watches for registration sockets.
@@ -100,25 +102,11 @@ func (s *Server) Serve(ctx context.Context, dir string) error {
 	}
 	srv := grpc.NewServer()
 	registerapi.RegisterRegistrationServer(srv, s)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
 	klog.InfoS("Serving kubelet plugin registration", "socket", path, "driver", s.DriverName, "endpoint", s.Endpoint)
 	defer func() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			klog.ErrorS(err, "Removing the registration socket", "socket", path)
 		}
 	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		stopped := make(chan struct{})
-		go func() { srv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(5 * time.Second):
-			srv.Stop()
-		}
-		return nil
-	}
+	return grpcserve.Serve(ctx, srv, l, 5*time.Second)
 }
