@@ -42,8 +42,16 @@ type env struct {
 // controller talking to it over SOAP.
 func newEnv(t *testing.T, nodeVMs int) *env {
 	t.Helper()
+	return newEnvWith(t, sim.Options{NodeVMs: nodeVMs})
+}
+
+// newEnvWith starts the embedded vCenter with opts (in a test directory)
+// and a controller talking to it over SOAP, counting its round trips.
+func newEnvWith(t *testing.T, opts sim.Options) *env {
+	t.Helper()
 	ctx := context.Background()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: nodeVMs})
+	opts.Dir = filepath.Join(t.TempDir(), "vc")
+	s, err := sim.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package driver_test
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
-	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
 func profile(id string) []types.BaseVirtualMachineProfileSpec {
@@ -43,25 +41,9 @@ func newRealEnv(t *testing.T) *realEnv {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop devices and mounts (CI runs as root)")
 	}
-	ctx := context.Background()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, Hypervisor: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	e := &realEnv{env: &env{sim: s, calls: &roundTrips{}}, vm: s.NodeVMs()[0]}
-	vc, err := vcenter.New(ctx, vcenter.Options{
-		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
-		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster",
-		WrapTransport: func(next http.RoundTripper) http.RoundTripper { e.calls.next = next; return e.calls },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = vc.Close(context.Background()) })
-	if e.d, err = driver.NewDriver(driver.Options{Mode: driver.ModeController, Version: "test"}, vc, nil); err != nil {
-		t.Fatal(err)
-	}
+	e := &realEnv{env: newEnvWith(t, sim.Options{NodeVMs: 1, Hypervisor: true})}
+	e.vm = e.sim.NodeVMs()[0]
+	var err error
 	e.node, err = driver.NewDriver(driver.Options{Mode: driver.ModeNode, Version: "test", NodeID: e.vm.UUID, ByIDDir: e.vm.ByIDDir},
 		nil, node.New(node.Options{DeviceWait: 5 * time.Second}))
 	if err != nil {
