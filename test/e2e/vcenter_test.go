@@ -15,6 +15,7 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/pbm"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 )
@@ -23,6 +24,7 @@ import (
 // driver's controller uses, read from the csi-vsphere.conf it wrote.
 type vcenter struct {
 	cns *cns.Client
+	pbm *pbm.Client
 }
 
 func connectVCenter(t *testing.T) *vcenter {
@@ -45,7 +47,21 @@ func connectVCenter(t *testing.T) *vcenter {
 	if err != nil {
 		t.Fatalf("CNS client: %v", err)
 	}
-	return &vcenter{cns: cc}
+	pc, err := pbm.NewClient(t.Context(), c.Client)
+	if err != nil {
+		t.Fatalf("SPBM client: %v", err)
+	}
+	return &vcenter{cns: cc, pbm: pc}
+}
+
+// policyID is the ID of the storage policy with this name.
+func (v *vcenter) policyID(t *testing.T, name string) string {
+	t.Helper()
+	id, err := v.pbm.ProfileIDByName(t.Context(), name)
+	if err != nil {
+		t.Fatalf("ID of storage policy %q: %v", name, err)
+	}
+	return id
 }
 
 // volume queries CNS for a volume by ID; nil when CNS does not know it.
