@@ -110,28 +110,7 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 			return result, nil
 		}
 	}
-	v.cns = cnstypes.CnsVolume{
-		VolumeId:        cnstypes.CnsVolumeId{Id: v.cns.VolumeId.Id},
-		Name:            spec.Name,
-		VolumeType:      string(cnstypes.CnsVolumeTypeBlock),
-		DatastoreUrl:    d.url,
-		StoragePolicyId: policyID,
-		Metadata:        spec.Metadata,
-		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
-			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
-			BackingDiskId:           v.cns.VolumeId.Id,
-			BackingDiskPath:         v.diskPath,
-		},
-		ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
-		DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
-		HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),
-	}
-	m.mu.Lock()
-	m.seq++
-	v.seq = m.seq
-	m.volumes[v.cns.VolumeId.Id] = v
-	m.mu.Unlock()
-	m.inv.publish(vctx, d)
+	m.add(vctx, v, spec, policyID)
 	klog.V(2).InfoS("CNS volume created", "volumeID", v.cns.VolumeId.Id, "name", spec.Name, "datastore", d.name, "sizeMB", sizeMB, "policyID", policyID)
 
 	result.VolumeId = v.cns.VolumeId
@@ -203,6 +182,35 @@ func (m *volumeManager) makeDisk(vctx *simulator.Context, d *dsModel, name strin
 		return nil, &types.SystemError{Reason: fmt.Sprintf("size data file: %v", err)}
 	}
 	return v, nil
+}
+
+// add fills in the CNS record of v (its disk ID as volume ID, spec's name
+// and metadata, the policy) and makes it a volume of the manager, in
+// creation order; the datastore's free space is published.
+func (m *volumeManager) add(vctx *simulator.Context, v *volume, spec cnstypes.CnsVolumeCreateSpec, policyID string) {
+	id := v.cns.VolumeId.Id
+	v.cns = cnstypes.CnsVolume{
+		VolumeId:        cnstypes.CnsVolumeId{Id: id},
+		Name:            spec.Name,
+		VolumeType:      string(cnstypes.CnsVolumeTypeBlock),
+		DatastoreUrl:    v.ds.url,
+		StoragePolicyId: policyID,
+		Metadata:        spec.Metadata,
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
+			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: v.sizeMB},
+			BackingDiskId:           id,
+			BackingDiskPath:         v.diskPath,
+		},
+		ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
+		DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
+		HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),
+	}
+	m.mu.Lock()
+	m.seq++
+	v.seq = m.seq
+	m.volumes[id] = v
+	m.mu.Unlock()
+	m.inv.publish(vctx, v.ds)
 }
 
 // newVolume is the record of a volume backed by the first-class disk obj on

@@ -7,7 +7,6 @@ import (
 	"k8s.io/klog/v2"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
-	pbmtypes "github.com/vmware/govmomi/pbm/types"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -58,28 +57,8 @@ func (m *volumeManager) registerDisk(vctx *simulator.Context, spec cnstypes.CnsV
 			return result, nil
 		}
 	}
-	v.cns = cnstypes.CnsVolume{
-		VolumeId:        result.VolumeId,
-		Name:            spec.Name,
-		VolumeType:      string(cnstypes.CnsVolumeTypeBlock),
-		DatastoreUrl:    d.url,
-		StoragePolicyId: policyID,
-		Metadata:        spec.Metadata,
-		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
-			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
-			BackingDiskId:           diskID,
-			BackingDiskPath:         v.diskPath,
-		},
-		ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
-		DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
-		HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),
-	}
-	m.mu.Lock()
-	m.seq++
-	v.seq = m.seq
-	m.volumes[diskID] = v
-	m.mu.Unlock()
-	m.inv.publish(vctx, d)
+	v.cns.VolumeId.Id = diskID
+	m.add(vctx, v, spec, policyID)
 	klog.V(2).InfoS("First-class disk registered as a CNS volume", "volumeID", diskID, "name", spec.Name, "datastore", d.name, "sizeMB", sizeMB)
 	result.PlacementResults = []cnstypes.CnsPlacementResult{{Datastore: d.ref}}
 	return result, nil
