@@ -51,7 +51,7 @@ func run(binary, dir string) error {
 	defer s.Close()
 	fmt.Print(s.Summary())
 	conf := filepath.Join(dir, "csi-vsphere.conf")
-	if err := s.WriteConfig(conf, "demo-cluster"); err != nil {
+	if err := s.WriteConfig(conf, "demo-cluster", false); err != nil {
 		return err
 	}
 	vm := s.NodeVMs()[0]

@@ -22,10 +22,13 @@ func main() {
 		opts        sim.Options
 		writeConfig string
 		clusterID   string
+		topology    bool
 	)
 	flag.StringVar(&opts.Listen, "listen", "127.0.0.1:8989", "address to serve the SDK on")
 	flag.StringVar(&opts.Dir, "dir", "", "state directory (datastores, volume data files); empty: a temp dir removed on exit")
 	flag.IntVar(&opts.NodeVMs, "node-vms", sim.DefaultNodeVMs, "number of node VMs (k8s-node-1..N)")
+	flag.IntVar(&opts.ZoneBNodeVMs, "zone-b-node-vms", 0, "number of node VMs in zone B (k8s-node-b-1..N), on the zone-b cluster")
+	flag.BoolVar(&topology, "topology", false, "--write-config names the zone tag categories ([Labels] topology-categories), turning on the driver's topology")
 	flag.BoolVar(&opts.Hypervisor, "hypervisor", false, "turn attaches into loop devices with wwn-0x<uuid> links (needs root)")
 	flag.StringVar(&opts.ByIDRoot, "by-id-root", "", "node VM X's by-id directory is <by-id-root>/X (default <dir>/by-id)")
 	flag.StringVar(&opts.Username, "username", sim.DefaultUsername, "user name the simulator accepts")
@@ -35,7 +38,7 @@ func main() {
 	flag.Parse()
 	log.SetOutput(sim.StdlibLogWriter{})
 
-	if err := run(opts, writeConfig, clusterID); err != nil {
+	if err := run(opts, writeConfig, clusterID, topology); err != nil {
 		klog.ErrorS(err, "vsphere-sim failed")
 		klog.Flush()
 		os.Exit(1)
@@ -43,7 +46,7 @@ func main() {
 	klog.Flush()
 }
 
-func run(opts sim.Options, writeConfig, clusterID string) error {
+func run(opts sim.Options, writeConfig, clusterID string, topology bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -57,10 +60,10 @@ func run(opts sim.Options, writeConfig, clusterID string) error {
 		}
 	}()
 	if writeConfig != "" {
-		if err := s.WriteConfig(writeConfig, clusterID); err != nil {
+		if err := s.WriteConfig(writeConfig, clusterID, topology); err != nil {
 			return fmt.Errorf("write config: %w", err)
 		}
-		klog.InfoS("wrote config", "path", writeConfig, "clusterID", clusterID)
+		klog.InfoS("wrote config", "path", writeConfig, "clusterID", clusterID, "topology", topology)
 	}
 	fmt.Print(s.Summary())
 	fmt.Printf("listening on %s (Ctrl-C to stop)\n", s.URL())

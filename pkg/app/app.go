@@ -74,7 +74,7 @@ func Run(ctx context.Context, c Config) error {
 				klog.ErrorS(err, "Stopping the embedded vCenter")
 			}
 		}()
-		if vcCfg, err = config.Parse(strings.NewReader(s.ConfigINI(SimClusterID)), "embedded vCenter"); err != nil {
+		if vcCfg, err = config.Parse(strings.NewReader(s.ConfigINI(SimClusterID, false)), "embedded vCenter"); err != nil {
 			return err
 		}
 	} else if c.Mode != driver.ModeNode || nodeConfigPresent(c.ConfigPath) { // a node reads it for topology (topology.go)

@@ -23,7 +23,7 @@ func TestNodePluginLearnsItsZone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ini := s.ConfigINI("test-cluster") + "\n[Labels]\ntopology-categories = \"" + sim.TopologyCategories + "\"\n"
+	ini := s.ConfigINI("test-cluster", true)
 	cfg, err := config.Parse(strings.NewReader(ini), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestNodePluginLearnsItsZone(t *testing.T) {
 	}
 
 	// Without categories: no topology, no lookup.
-	plain, err := config.Parse(strings.NewReader(s.ConfigINI("test-cluster")), "test")
+	plain, err := config.Parse(strings.NewReader(s.ConfigINI("test-cluster", false)), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

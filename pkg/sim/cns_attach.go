@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"sort"
 
 	"k8s.io/klog/v2"
 
@@ -108,8 +109,9 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 	return diskUUIDHex(v.diskUUID), nil
 }
 
-// newDiskDevice builds the VirtualDisk for a volume on the VM's first SCSI
-// controller, at the first free unit.
+// newDiskDevice builds the VirtualDisk for a volume at the first free unit
+// of the VM's SCSI controllers, in bus order, as vCenter places a disk that
+// names no unit; a VM whose controllers are full refuses it.
 func (m *volumeManager) newDiskDevice(vctx *simulator.Context, vm *simulator.VirtualMachine, v *volume) (*types.VirtualDisk, *types.LocalizedMethodFault) {
 	disk := &types.VirtualDisk{
 		VirtualDevice: types.VirtualDevice{
@@ -127,32 +129,38 @@ func (m *volumeManager) newDiskDevice(vctx *simulator.Context, vm *simulator.Vir
 	var fault *types.LocalizedMethodFault
 	vctx.WithLock(vm, func() {
 		devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
-		key := int32(0)
+		var controllers []*types.VirtualSCSIController
 		for _, d := range devices {
 			if c, ok := d.(types.BaseVirtualSCSIController); ok {
-				key = c.GetVirtualSCSIController().Key
-				break
+				controllers = append(controllers, c.GetVirtualSCSIController())
 			}
 		}
-		if key == 0 {
+		if len(controllers) == 0 {
 			fault = cnsFault("VM %s has no SCSI controller", vm.Name)
 			return
 		}
-		unit := int32(-1)
-		used := map[int32]bool{7: true} // the controller's own unit
+		sort.Slice(controllers, func(i, j int) bool { return controllers[i].BusNumber < controllers[j].BusNumber })
+		used := map[int32]map[int32]bool{}
 		for _, d := range devices {
-			if b := d.GetVirtualDevice(); b.ControllerKey == key && b.UnitNumber != nil {
-				used[*b.UnitNumber] = true
+			if b := d.GetVirtualDevice(); b.UnitNumber != nil {
+				if used[b.ControllerKey] == nil {
+					used[b.ControllerKey] = map[int32]bool{}
+				}
+				used[b.ControllerKey][*b.UnitNumber] = true
 			}
 		}
-		for u := int32(0); u < 16; u++ {
-			if !used[u] {
-				unit = u
-				break
+		key, unit := int32(0), int32(-1)
+	find:
+		for _, c := range controllers {
+			for u := int32(0); u < 16; u++ {
+				if u != 7 && !used[c.Key][u] { // unit 7 is the controller's own
+					key, unit = c.Key, u
+					break find
+				}
 			}
 		}
 		if unit < 0 {
-			fault = cnsFault("VM %s has no free SCSI unit", vm.Name)
+			fault = cnsFault("VM %s has no free SCSI unit: its %d SCSI controllers are full", vm.Name, len(controllers))
 			return
 		}
 		disk.ControllerKey = key

@@ -174,9 +174,64 @@ func vmDisks(t *testing.T, c *clients, vm types.ManagedObjectReference) []*types
 	}
 	var out []*types.VirtualDisk
 	for _, d := range devices.SelectByType((*types.VirtualDisk)(nil)) {
-		out = append(out, d.(*types.VirtualDisk))
+		if d := d.(*types.VirtualDisk); d.VDiskId != nil { // not the OS disk
+			out = append(out, d)
+		}
 	}
 	return out
+}
+
+// TestAttachLimit: a node VM has 4 SCSI controllers and an OS disk on
+// SCSI 0:0, so it takes NodeVolumeSlots (59) volumes, spread over the
+// controllers in bus order without unit 7, and refuses the 60th.
+func TestAttachLimit(t *testing.T) {
+	s := startSim(t, Options{NodeVMs: 1})
+	c := connect(t, s)
+	vm := vmRef(s.NodeVMs()[0])
+	vsan := dsRef(t, s, "vsanDatastore")
+	devices, err := object.NewVirtualMachine(c.vim, vm).Device(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := map[int32]int32{} // controller key -> bus number
+	for _, d := range devices.SelectByType((*types.VirtualSCSIController)(nil)) {
+		sc := d.(types.BaseVirtualSCSIController).GetVirtualSCSIController()
+		bus[sc.Key] = sc.BusNumber
+	}
+	if len(bus) != NodeSCSIControllers {
+		t.Fatalf("node VM has %d SCSI controllers, want %d", len(bus), NodeSCSIControllers)
+	}
+	var osDisks int
+	for _, d := range devices.SelectByType((*types.VirtualDisk)(nil)) {
+		vd := d.(*types.VirtualDisk)
+		if vd.VDiskId == nil && bus[vd.ControllerKey] == 0 && vd.UnitNumber != nil && *vd.UnitNumber == 0 {
+			osDisks++
+		}
+	}
+	if osDisks != 1 {
+		t.Fatalf("node VM has %d OS disks on SCSI 0:0, want 1", osDisks)
+	}
+	for i := range NodeVolumeSlots {
+		id := mustCreate(t, c, createSpec(fmt.Sprintf("limit-%d", i), 1, "", vsan))
+		if _, f := attach(t, c, id, vm); f != nil {
+			t.Fatalf("attach %d of %d: %s", i+1, NodeVolumeSlots, f.LocalizedMessage)
+		}
+	}
+	slots := map[string]bool{}
+	for _, d := range vmDisks(t, c, vm) {
+		b, u := bus[d.ControllerKey], *d.UnitNumber
+		if u == 7 || (b == 0 && u == 0) || slots[fmt.Sprint(b, ":", u)] {
+			t.Errorf("volume disk at SCSI %d:%d (unit 7, the OS disk's unit or taken twice)", b, u)
+		}
+		slots[fmt.Sprint(b, ":", u)] = true
+	}
+	if len(slots) != NodeVolumeSlots {
+		t.Errorf("%d volume disks, want %d", len(slots), NodeVolumeSlots)
+	}
+	extra := mustCreate(t, c, createSpec("limit-extra", 1, "", vsan))
+	if _, f := attach(t, c, extra, vm); f == nil || !strings.Contains(f.LocalizedMessage, "no free SCSI unit") {
+		t.Errorf("attach %d: fault %+v, want one saying there is no free SCSI unit", NodeVolumeSlots+1, f)
+	}
 }
 
 func attach(t *testing.T, c *clients, id string, vm types.ManagedObjectReference) (string, *types.LocalizedMethodFault) {
@@ -541,7 +596,7 @@ func TestConcurrentQueries(t *testing.T) {
 			t.Errorf("VM %s still has %d disks", n.Name, d)
 		}
 	}
-	if got, want := freeSpace(t, c, ds), dsInfo(t, s, "vsanDatastore").CapacityBytes-16*32<<20; got != want {
+	if got, want := freeSpace(t, c, ds), dsInfo(t, s, "vsanDatastore").CapacityBytes-int64(len(nodes))*osDiskKB*1024-16*32<<20; got != want {
 		t.Errorf("free space %d, want %d", got, want)
 	}
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // ConfigINI is a csi-vsphere.conf pointing at the simulator, TLS verified
-// by thumbprint (no insecure-flag).
-func (s *Sim) ConfigINI(clusterID string) string {
+// by thumbprint (no insecure-flag). With topology, it names the zone tag
+// categories ([Labels] topology-categories) so the driver reports zones.
+func (s *Sim) ConfigINI(clusterID string, topology bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[Global]\n")
 	fmt.Fprintf(&b, "cluster-id = %q\n\n", clusterID)
@@ -18,10 +19,13 @@ func (s *Sim) ConfigINI(clusterID string) string {
 	fmt.Fprintf(&b, "port = %q\n", fmt.Sprint(s.Port()))
 	fmt.Fprintf(&b, "datacenters = %q\n", s.inv.dcName)
 	fmt.Fprintf(&b, "thumbprint = %q\n", s.thumb)
+	if topology {
+		fmt.Fprintf(&b, "\n[Labels]\ntopology-categories = %q\n", TopologyCategories)
+	}
 	return b.String()
 }
 
 // WriteConfig writes ConfigINI to path (mode 0600: it holds a password).
-func (s *Sim) WriteConfig(path, clusterID string) error {
-	return os.WriteFile(path, []byte(s.ConfigINI(clusterID)), 0o600)
+func (s *Sim) WriteConfig(path, clusterID string, topology bool) error {
+	return os.WriteFile(path, []byte(s.ConfigINI(clusterID, topology)), 0o600)
 }

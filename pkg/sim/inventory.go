@@ -218,16 +218,33 @@ func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *sim
 	if err := os.MkdirAll(n.byIDDir, 0o750); err != nil {
 		return nil, err
 	}
+	// As a node VM is built for the driver: NodeSCSIControllers PVSCSI
+	// controllers and an OS disk on SCSI 0:0, which leaves 59 units for
+	// volumes (vSphere's 4 × 15, minus the OS disk).
 	var devices object.VirtualDeviceList
-	scsi, err := devices.CreateSCSIController("pvscsi")
-	if err != nil {
-		return nil, err
+	for range NodeSCSIControllers {
+		scsi, err := devices.CreateSCSIController("pvscsi")
+		if err != nil {
+			return nil, err
+		}
+		devices = append(devices, scsi)
 	}
-	devices = append(devices, scsi)
 	change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
 	if err != nil {
 		return nil, err
 	}
+	homeDS, ok := inv.dsByName[home]
+	if !ok {
+		return nil, fmt.Errorf("node VM %s: no datastore %s", name, home)
+	}
+	osDisk := devices.CreateDisk(devices[0].(types.BaseVirtualController), homeDS.ref, "["+home+"] "+name+"/"+name+".vmdk")
+	osDisk.CapacityInKB = osDiskKB
+	osChange := &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: osDisk}
+	if _, err := os.Stat(filepath.Join(homeDS.dir, name, name+".vmdk")); err != nil {
+		// A new disk, unless a kept state dir still has it from a previous run.
+		osChange.FileOperation = types.VirtualDeviceConfigSpecFileOperationCreate
+	}
+	change = append(change, osChange)
 	spec := types.VirtualMachineConfigSpec{
 		Name:         name,
 		GuestId:      string(types.VirtualMachineGuestOsIdentifierUbuntu64Guest),
@@ -250,6 +267,8 @@ func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *sim
 		return nil, err
 	}
 	n.ref = res.Result.(types.ManagedObjectReference)
+	// The simulator charged the OS disk to its datastore; so does the model.
+	inv.reserve(homeDS, osDiskKB*1024)
 	vm := object.NewVirtualMachine(c, n.ref)
 	if task, err = vm.PowerOn(ctx); err != nil {
 		return nil, err

@@ -73,12 +73,14 @@ func TestInventory(t *testing.T) {
 	}
 
 	// Datastores: finite, different sizes, shared or not, url form.
+	// The node VMs' OS disks (DefaultNodeVMs of them) live on vsanDatastore.
 	want := map[string]struct {
-		size  int64
-		hosts int
+		size, free int64
+		hosts      int
 	}{
-		"vsanDatastore": {2 << 40, 3}, "nfs-gold": {500 << 30, 3}, "silver-ds": {1 << 40, 3}, "local-ds-0": {200 << 30, 1},
-		"zone-b-ds": {1 << 40, 2}, // zone B's own (tags.go)
+		"vsanDatastore": {2 << 40, 2<<40 - DefaultNodeVMs*osDiskKB*1024, 3}, "nfs-gold": {500 << 30, 500 << 30, 3},
+		"silver-ds": {1 << 40, 1 << 40, 3}, "local-ds-0": {200 << 30, 200 << 30, 1},
+		"zone-b-ds": {1 << 40, 1 << 40, 2}, // zone B's own (tags.go)
 	}
 	var dss []mo.Datastore
 	dsList, err := finder.DatastoreList(ctx, "*")
@@ -101,8 +103,8 @@ func TestInventory(t *testing.T) {
 			t.Errorf("unexpected datastore %s", d.Summary.Name)
 			continue
 		}
-		if d.Summary.Capacity != w.size || d.Summary.FreeSpace != w.size || len(d.Host) != w.hosts {
-			t.Errorf("%s: capacity %d free %d hosts %d; want %d, %d, %d", d.Summary.Name, d.Summary.Capacity, d.Summary.FreeSpace, len(d.Host), w.size, w.size, w.hosts)
+		if d.Summary.Capacity != w.size || d.Summary.FreeSpace != w.free || len(d.Host) != w.hosts {
+			t.Errorf("%s: capacity %d free %d hosts %d; want %d, %d, %d", d.Summary.Name, d.Summary.Capacity, d.Summary.FreeSpace, len(d.Host), w.size, w.free, w.hosts)
 		}
 		if !strings.Contains(d.Summary.Url, "/vmfs/volumes/") || !strings.HasSuffix(d.Summary.Url, "/") {
 			t.Errorf("%s: url %s", d.Summary.Name, d.Summary.Url)
@@ -119,7 +121,7 @@ func TestInventory(t *testing.T) {
 func TestConfigINI(t *testing.T) {
 	s := startSim(t, Options{})
 	path := filepath.Join(t.TempDir(), "csi-vsphere.conf")
-	if err := s.WriteConfig(path, "demo-cluster"); err != nil {
+	if err := s.WriteConfig(path, "demo-cluster", false); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -143,6 +145,13 @@ func TestConfigINI(t *testing.T) {
 	}
 	if len(s.Thumbprint()) != 59 {
 		t.Errorf("thumbprint %q is not SHA-1 AA:BB form", s.Thumbprint())
+	}
+	if strings.Contains(ini, "[Labels]") {
+		t.Errorf("config without topology names topology categories:\n%s", ini)
+	}
+	zoned := s.ConfigINI("demo-cluster", true)
+	if want := "[Labels]\ntopology-categories = \"" + TopologyCategories + "\"\n"; !strings.Contains(zoned, want) {
+		t.Errorf("config with topology lacks %q:\n%s", want, zoned)
 	}
 }
 

@@ -35,6 +35,18 @@ const (
 	DefaultNodeVMs  = 3
 )
 
+// A node VM has NodeSCSIControllers PVSCSI controllers (vSphere's maximum)
+// of 15 disk units each (unit 7 is the controller's own) and an OS disk on
+// SCSI 0:0: room for NodeVolumeSlots volumes, the driver's default
+// per-node limit.
+const (
+	NodeSCSIControllers = 4
+	NodeVolumeSlots     = NodeSCSIControllers*15 - 1
+	// osDiskKB is the OS disk's size: a placeholder that holds the OS
+	// disk's SCSI unit, small so it hardly moves the datastores' free space.
+	osDiskKB = 64 * 1024
+)
+
 // Options configure Start.
 type Options struct {
 	Dir     string // state root (datastore dirs, data files); "" = a new temp dir, removed on Close

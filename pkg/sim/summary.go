@@ -25,7 +25,7 @@ func (s *Sim) Summary() string {
 	fmt.Fprintf(&b, "  hosts:       %s\n", strings.Join(sortedKeys(hosts), ", "))
 	fmt.Fprintf(&b, "node VMs (%d):\n", len(s.inv.nodes))
 	for _, n := range s.NodeVMs() {
-		fmt.Fprintf(&b, "  %-14s uuid=%s host=%s by-id=%s\n", n.Name, n.UUID, n.Host, n.ByIDDir)
+		fmt.Fprintf(&b, "  %-14s uuid=%s host=%s zone=%s by-id=%s\n", n.Name, n.UUID, n.Host, n.Zone, n.ByIDDir)
 	}
 	fmt.Fprintf(&b, "datastores:\n")
 	for _, d := range s.Datastores() {

@@ -44,7 +44,7 @@ func newCSIEnv(t *testing.T, c app.Config) *csiEnv {
 		cancel()
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("features")), "embedded vCenter")
+	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("features", false)), "embedded vCenter")
 	if err != nil {
 		t.Fatal(err)
 	}

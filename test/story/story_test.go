@@ -49,7 +49,7 @@ func TestStoryInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("story")), "embedded vCenter")
+	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("story", false)), "embedded vCenter")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestStorySeparateProcesses(t *testing.T) {
 	}
 	defer s.Close()
 	conf := filepath.Join(dir, "csi-vsphere.conf")
-	if err := s.WriteConfig(conf, "story"); err != nil {
+	if err := s.WriteConfig(conf, "story", false); err != nil {
 		t.Fatal(err)
 	}
 	vm := s.NodeVMs()[1]
