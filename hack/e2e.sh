@@ -3,7 +3,8 @@
 #
 #   hack/e2e.sh            tools, up, test, down (down runs even when a step fails)
 #   hack/e2e.sh tools      build what is missing into $E2E_CACHE (Kubernetes v1.34.4,
-#                          CSI sidecars, helm, the pause and busybox images)
+#                          CSI sidecars, snapshot controller, helm, the pause and
+#                          busybox images)
 #   hack/e2e.sh up         start everything, leave it running (for debugging)
 #   hack/e2e.sh test       run the Go tests in test/e2e against a running cluster
 #   hack/e2e.sh down       stop what `up` started (by PID), unmount, free loop devices
@@ -11,8 +12,8 @@
 # Everything runs as host processes: etcd (Debian), kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd (Debian), kubelet, the
 # embedded vCenter (bin/vsphere-sim), the driver's controller with the
-# provisioner, attacher and resizer sidecars, and its node plugin, which
-# registers itself with kubelet. State, logs and PIDs are in $E2E_DIR.
+# provisioner, attacher, resizer and snapshotter sidecars, the snapshot
+# controller, and its node plugin, which registers itself with kubelet. State, logs and PIDs are in $E2E_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +24,7 @@ E2E_RUN=${E2E_RUN:-}
 GO=${GO:-go}
 K8S_VERSION=v1.34.4
 NODE_NAME=e2e-node
+NODE_VM=k8s-node-b-1 # the embedded vCenter's node VM the kubelet's node plays (zone-b)
 DRIVER=csi.vsphere.vmware.com
 # Ports, all on 127.0.0.1, away from the defaults other runs may hold.
 ETCD_PORT=${ETCD_PORT:-23790}
@@ -98,22 +100,45 @@ tools() {
 	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 		ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=34 -X $p.gitTreeState=clean"
 	done
-	LDFLAGS_EXTRA="$ld" build_module kube "$E2E_CACHE/kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube")" \
+	# Two modules, built side by side: on two cores each keeps the other's
+	# serial stretches (linking, loading packages) from idling a core.
+	local kube_out=$E2E_CACHE/kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube")
+	local sidecars_out=$E2E_CACHE/sidecars-$(modkey "$ROOT/test/e2e/tools/sidecars")
+	mkdir -p "$E2E_CACHE/logs"
+	local pids=() names=(kube sidecars) i rc=0
+	LDFLAGS_EXTRA="$ld" build_module kube "$kube_out" \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
-	build_module provisioner "$E2E_CACHE/provisioner-$(modkey "$ROOT/test/e2e/tools/provisioner")" \
-		github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
-	build_module attacher "$E2E_CACHE/attacher-$(modkey "$ROOT/test/e2e/tools/attacher")" \
-		github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher
-	build_module resizer "$E2E_CACHE/resizer-$(modkey "$ROOT/test/e2e/tools/resizer")" \
-		github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer
-	build_module helm "$E2E_CACHE/helm-$(modkey "$ROOT/test/e2e/tools/helm")" helm.sh/helm/v3/cmd/helm
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+		helm.sh/helm/v3/cmd/helm >"$E2E_CACHE/logs/build-kube.log" 2>&1 &
+	pids+=($!)
+	build_module sidecars "$sidecars_out" \
+		github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner \
+		github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher \
+		github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer \
+		github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter \
+		github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller \
+		>"$E2E_CACHE/logs/build-sidecars.log" 2>&1 &
+	pids+=($!)
+	for i in 0 1; do
+		if wait "${pids[$i]}"; then
+			sed 's/^/  /' "$E2E_CACHE/logs/build-${names[$i]}.log"
+		else
+			rc=1
+			echo "    ${names[$i]}: build FAILED; its output ($E2E_CACHE/logs/build-${names[$i]}.log):" >&2
+			tail -40 "$E2E_CACHE/logs/build-${names[$i]}.log" >&2
+		fi
+	done
+	[ $rc = 0 ] || die "building the e2e tools failed"
+	# The snapshot CRDs come with the snapshotter's client module (as YAML).
+	local crds
+	crds=$(cd "$ROOT/test/e2e/tools/sidecars" && $GO list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
+	mkdir -p "$E2E_CACHE/crds"
+	cp "$crds"/snapshot.storage.k8s.io_*.yaml "$E2E_CACHE/crds/"
+	echo "    snapshot CRDs: $(cd "$E2E_CACHE/crds" && echo *.yaml)"
 	mkdir -p "$E2E_CACHE/bin"
 	local d
-	for d in kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube") provisioner-$(modkey "$ROOT/test/e2e/tools/provisioner") \
-		attacher-$(modkey "$ROOT/test/e2e/tools/attacher") resizer-$(modkey "$ROOT/test/e2e/tools/resizer") \
-		helm-$(modkey "$ROOT/test/e2e/tools/helm"); do
-		ln -sf "$E2E_CACHE/$d"/* "$E2E_CACHE/bin/"
+	for d in "$kube_out" "$sidecars_out"; do
+		ln -sf "$d"/* "$E2E_CACHE/bin/"
 	done
 	echo "    $("$E2E_CACHE/bin/kubectl" version --client 2>/dev/null | head -1)"
 	took
@@ -336,42 +361,50 @@ driver() {
 	local bin=$E2E_CACHE/bin
 	step "Embedded vCenter (bin/vsphere-sim) on 127.0.0.1:$SIM_PORT"
 	mkdir -p "$SIM_DIR" "$BYID_ROOT"
+	# Zones from vSphere tags: the node VMs k8s-node-1.. are in zone-a, k8s-node-b-1 in zone-b.
 	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "127.0.0.1:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
-		--by-id-root "$BYID_ROOT" --write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
+		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology \
+		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
 	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
 	local line uuid
-	line=$(grep -m1 '^  k8s-node-1 ' "$LOGS/vsphere-sim.log") || die "no k8s-node-1 in the embedded vCenter's summary"
+	line=$(grep -m1 "^  $NODE_VM " "$LOGS/vsphere-sim.log") || die "no $NODE_VM in the embedded vCenter's summary"
 	uuid=$(sed -n 's/.* uuid=\([^ ]*\).*/\1/p' <<<"$line")
-	echo "    node VM k8s-node-1 plays $NODE_NAME: BIOS UUID $uuid, disks appear in $BYID_ROOT/k8s-node-1"
+	echo "    node VM $NODE_VM plays $NODE_NAME: BIOS UUID $uuid, $(grep -o 'zone=[^ ]*' <<<"$line"), disks appear in $BYID_ROOT/$NODE_VM"
 	echo "$uuid" >"$E2E_DIR/node-uuid"
+	echo "$NODE_VM" >"$E2E_DIR/node-vm"
 	took
 
-	step "CSIDriver $DRIVER (from deploy/kubernetes/csidriver.yaml)"
+	step "CSIDriver $DRIVER (from deploy/kubernetes/csidriver.yaml); snapshot CRDs and snapshot-controller"
 	kubectl apply -f "$ROOT/deploy/kubernetes/csidriver.yaml" >/dev/null
+	kubectl apply -f "$E2E_CACHE/crds/" >/dev/null
+	kubectl wait --for condition=established --timeout 60s -f "$E2E_CACHE/crds/" >/dev/null
+	start snapshot-controller "$bin/snapshot-controller" --kubeconfig "$KUBECONFIG_FILE" --leader-election=false --v 4
 	took
 
-	step "Driver controller (host process) + csi-provisioner, csi-attacher, csi-resizer"
+	step "Driver controller (host process) + csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter"
 	mkdir -p "$(dirname "$CSI_CONTROLLER_SOCK")"
 	start csi-controller "$ROOT/bin/vsphere-csi" --mode controller --endpoint "unix://$CSI_CONTROLLER_SOCK" \
 		--config "$E2E_DIR/csi-vsphere.conf" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" -v 4
 	wait_for "the controller's CSI socket" 30 test -S "$CSI_CONTROLLER_SOCK" || { alive_or_log csi-controller; return 1; }
 	wait_for "the controller's /healthz" 30 curl -sf "http://127.0.0.1:$DRIVER_HEALTHZ_PORT/healthz" || { alive_or_log csi-controller; return 1; }
 	start csi-provisioner "$bin/csi-provisioner" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
-		--leader-election=false --extra-create-metadata --default-fstype ext4 --timeout 120s --v 4
+		--leader-election=false --extra-create-metadata --default-fstype ext4 --strict-topology --timeout 120s --v 4
 	start csi-attacher "$bin/csi-attacher" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
 		--leader-election=false --timeout 120s --v 4
 	start csi-resizer "$bin/csi-resizer" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
 		--leader-election=false --timeout 120s --v 4
+	start csi-snapshotter "$bin/csi-snapshotter" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \
+		--leader-election=false --extra-create-metadata --timeout 120s --v 4
 	took
 
-	step "Driver node plugin (host process) registering itself with kubelet"
-	start csi-node "$ROOT/bin/vsphere-csi" --mode node --endpoint "unix://$CSI_NODE_SOCK" \
-		--node-id "$(cat "$E2E_DIR/node-uuid")" --by-id-dir "$BYID_ROOT/k8s-node-1" \
+	step "Driver node plugin (host process) registering itself with kubelet; its zone from vCenter"
+	start csi-node "$ROOT/bin/vsphere-csi" --mode node --endpoint "unix://$CSI_NODE_SOCK" --config "$E2E_DIR/csi-vsphere.conf" \
+		--node-id "$(cat "$E2E_DIR/node-uuid")" --by-id-dir "$BYID_ROOT/$NODE_VM" \
 		--kubelet-registration-path "$CSI_NODE_SOCK" --plugin-registration-dir "$KUBELET_DIR/plugins_registry" -v 4
 	wait_for "CSINode $NODE_NAME listing $DRIVER" 60 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get csinode $NODE_NAME -o jsonpath='{.spec.drivers[*].name}' | grep -qw $DRIVER" ||
 		{ alive_or_log csi-node; tail -20 "$LOGS/kubelet.log" >&2; return 1; }
-	kubectl get csinode "$NODE_NAME" -o jsonpath='    CSINode {.metadata.name}: driver {.spec.drivers[0].name}, node ID {.spec.drivers[0].nodeID}{"\n"}'
-	for p in csi-provisioner csi-attacher csi-resizer; do alive "$p" || echo "    warning: $p exited; see $LOGS/$p.log"; done
+	kubectl get csinode "$NODE_NAME" -o jsonpath='    CSINode {.metadata.name}: driver {.spec.drivers[0].name}, node ID {.spec.drivers[0].nodeID}, topology keys {.spec.drivers[0].topologyKeys}{"\n"}'
+	for p in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller; do alive "$p" || echo "    warning: $p exited; see $LOGS/$p.log"; done
 	took
 }
 
@@ -405,7 +438,7 @@ run_tests() {
 	took
 	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then
 		step "helm install/uninstall of the chart: the driver processes above stop, the test runs the chart's"
-		for n in csi-provisioner csi-attacher csi-resizer csi-node csi-controller; do stop_pid $n; done
+		for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter csi-node csi-controller; do stop_pid $n; done
 		E2E_HELM=1 gotest go-test-helm -run '^TestHelm$' || rc=1
 		took
 	fi
@@ -438,7 +471,7 @@ down() {
 	local n f
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
-	for n in csi-provisioner csi-attacher csi-resizer csi-node csi-controller kubelet; do stop_pid $n; done
+	for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet; do stop_pid $n; done
 	# Containers containerd still runs (their shims are our children's children).
 	if alive containerd; then
 		local c

@@ -59,7 +59,7 @@ metrics: {controllerPort: 19829, nodePort: 19839}
 sidecars:
   nodeDriverRegistrar: {enabled: false}
   livenessProbe: {enabled: false}
-snapshots: {enabled: false}
+topology: {enabled: true}
 `, kubeletDir)
 	if err := os.WriteFile(valuesFile, []byte(values), 0o644); err != nil {
 		t.Fatal(err)
@@ -114,9 +114,13 @@ snapshots: {enabled: false}
 	if err != nil {
 		t.Fatal(err)
 	}
+	nodeVM, err := os.ReadFile(filepath.Join(env.dir, "node-vm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(env.dir, "helm")
 	// The node VM's identity (DMI on a real node) and where its disks appear.
-	nodeExtra := []string{"--node-id=" + strings.TrimSpace(string(nodeUUID)), "--by-id-dir=" + filepath.Join(env.dir, "by-id/k8s-node-1")}
+	nodeExtra := []string{"--node-id=" + strings.TrimSpace(string(nodeUUID)), "--by-id-dir=" + filepath.Join(env.dir, "by-id", strings.TrimSpace(string(nodeVM)))}
 	for _, c := range ctrl.Spec.Template.Spec.Containers {
 		startContainer(t, filepath.Join(dir, "controller"), &ctrl.Spec.Template.Spec, c, nil)
 	}
@@ -156,6 +160,19 @@ snapshots: {enabled: false}
 	cleanupPod(t, "helm-writer")
 	runPod(t, podObject("helm-writer", claim, `set -e; echo helm > /data/f; sync; [ "$(cat /data/f)" = helm ]`, false))
 	deletePod(t, "helm-writer", pv.Name)
+	// The chart's snapshotter and VolumeSnapshotClass (the CRDs are there).
+	kubectlApply(t, `apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshot
+metadata: {name: helm-snap, namespace: `+ns+`}
+spec:
+  volumeSnapshotClassName: vsphere-snapshot
+  source: {persistentVolumeClaimName: `+claim+`}
+`)
+	eventually(t, 2*time.Minute, "VolumeSnapshot helm-snap of the chart's class readyToUse", func(ctx context.Context) (bool, string, error) {
+		out, err := kubectl(ctx, "get", "volumesnapshot", "helm-snap", "-o", "jsonpath={.status.readyToUse} {.status.error.message}")
+		return err == nil && strings.HasPrefix(out, "true"), out + "; events: " + eventsOf(ctx, "VolumeSnapshot", "helm-snap"), nil
+	})
+	mustKubectl(t, "delete", "volumesnapshot", "helm-snap", "--wait=true", "--timeout=2m")
 	deletePVC(t, claim, pv.Name)
 
 	start = time.Now()
@@ -198,6 +215,7 @@ func startContainer(t *testing.T, dir string, spec *corev1.PodSpec, c corev1.Con
 		"csi-provisioner": filepath.Join(env.bin, "csi-provisioner"),
 		"csi-attacher":    filepath.Join(env.bin, "csi-attacher"),
 		"csi-resizer":     filepath.Join(env.bin, "csi-resizer"),
+		"csi-snapshotter": filepath.Join(env.bin, "csi-snapshotter"),
 	}
 	bin, ok := binaries[c.Name]
 	if !ok {

@@ -78,6 +78,32 @@ func (v *vcenter) volume(ctx context.Context, id string) (*cnstypes.CnsVolume, e
 	return nil, nil
 }
 
+// snapshotIDs lists the IDs of the CNS snapshots of a volume.
+func (v *vcenter) snapshotIDs(ctx context.Context, volumeID string) ([]string, error) {
+	task, err := v.cns.QuerySnapshots(ctx, cnstypes.CnsSnapshotQueryFilter{
+		SnapshotQuerySpecs: []cnstypes.CnsSnapshotQuerySpec{{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cns.GetTaskInfo(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cns.GetQuerySnapshotsTaskResult(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range res.Entries {
+		if e.Error != nil {
+			return nil, fmt.Errorf("snapshot query of %s: %s", volumeID, e.Error.LocalizedMessage)
+		}
+		ids = append(ids, e.Snapshot.SnapshotId.Id)
+	}
+	return ids, nil
+}
+
 // pvcNames are the PVC names in a CNS volume's Kubernetes metadata.
 func pvcNames(v *cnstypes.CnsVolume) []string {
 	var names []string
@@ -163,5 +189,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-var _ = fmt.Sprint
