@@ -132,6 +132,11 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 	existing, err := d.vc.FindVolumeByName(ctx, name)
 	switch {
 	case err == nil:
+		if p.source != nil && p.source.snapshotID == "" {
+			// A clone made before the driver could answer may have left its
+			// transient snapshot on the source.
+			d.dropCloneSnapshots(ctx, p.source.volumeID, name)
+		}
 		return existing, sameVolume(existing, policy, size, r)
 	case !errors.Is(err, vcenter.ErrVolumeNotFound):
 		return vcenter.Volume{}, err
@@ -213,6 +218,11 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	defer release()
 	err = d.vc.DeleteVolume(ctx, id)
+	if errors.Is(err, vcenter.ErrHasSnapshots) && d.dropCloneSnapshots(ctx, id, "") == 0 {
+		// The only snapshots were clones' transient ones, left by a clone
+		// whose last step failed: the driver's own, gone now.
+		err = d.vc.DeleteVolume(ctx, id)
+	}
 	switch {
 	case err == nil:
 		klog.InfoS("Deleted volume", "volumeID", id)

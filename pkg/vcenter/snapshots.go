@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
@@ -77,6 +78,21 @@ func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 	}
 	klog.InfoS("Snapshot deleted", "volumeID", volumeID, "snapshotID", snapshotID)
 	return nil
+}
+
+// snapshotsDescribed lists the volume's snapshots with that description.
+func (c *client) snapshotsDescribed(ctx context.Context, volumeID, description string) ([]Snapshot, error) {
+	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: volumeID}, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []Snapshot
+	for _, sn := range all {
+		if sn.Description == description {
+			out = append(out, sn)
+		}
+	}
+	return out, nil
 }
 
 // Snapshots pages through the snapshots the filter selects
@@ -232,14 +248,37 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 	return nil
 }
 
+// CloneSnapshotDescription is the description of the transient snapshot
+// a clone named name is made from. One name, one description: a retried
+// clone finds what an interrupted attempt left.
+func CloneSnapshotDescription(name string) string { return cloneSnapshotPrefix + name }
+
+// IsCloneSnapshot says whether a snapshot is a clone's transient one: the
+// driver's own, never a VolumeSnapshot's.
+func IsCloneSnapshot(s Snapshot) bool { return strings.HasPrefix(s.Description, cloneSnapshotPrefix) }
+
+const cloneSnapshotPrefix = "clone source of "
+
 // cloneVolume makes a full copy of a volume the way CNS offers it: a
 // snapshot of the source, a volume created from that snapshot
 // (CnsSnapshotVolumeSource, not a linked clone, so it does not depend on
-// the snapshot), then the snapshot deleted. If the last step fails the
-// snapshot stays (logged with its ID); the clone is made all the same.
+// the snapshot), then the snapshot deleted. A transient snapshot that an
+// interrupted earlier attempt of this clone left is used instead of a new
+// one (so it is deleted too). If the last step fails the snapshot stays
+// (logged with its ID) and the clone is made all the same; the next
+// CreateVolume of that name deletes it (the driver's idempotent path).
 func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
-	snap, err := c.CreateSnapshot(ctx, spec.SourceVolumeID, "clone source of "+spec.Name)
+	desc := CloneSnapshotDescription(spec.Name)
+	left, err := c.snapshotsDescribed(ctx, spec.SourceVolumeID, desc)
 	if err != nil {
+		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
+	}
+	var snap Snapshot
+	if len(left) > 0 {
+		snap = left[0]
+		klog.InfoS("Clone uses the transient snapshot an interrupted attempt left", "name", spec.Name,
+			"volumeID", spec.SourceVolumeID, "snapshotID", snap.ID)
+	} else if snap, err = c.CreateSnapshot(ctx, spec.SourceVolumeID, desc); err != nil {
 		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
 	}
 	spec.SourceSnapshotID = snap.ID
