@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/pbm"
+	"github.com/vmware/govmomi/vim25"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 )
@@ -23,6 +24,7 @@ import (
 // vcenter is a client of the embedded vCenter (bin/vsphere-sim) that the
 // driver's controller uses, read from the csi-vsphere.conf it wrote.
 type vcenter struct {
+	vim *vim25.Client
 	cns *cns.Client
 	pbm *pbm.Client
 }
@@ -51,7 +53,7 @@ func connectVCenter(t *testing.T) *vcenter {
 	if err != nil {
 		t.Fatalf("SPBM client: %v", err)
 	}
-	return &vcenter{cns: cc, pbm: pc}
+	return &vcenter{vim: c.Client, cns: cc, pbm: pc}
 }
 
 // policyID is the ID of the storage policy with this name.
