@@ -270,6 +270,12 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s is attached to another node VM; it must be detached there first: %v", id, err)
 	}
+	if errors.Is(err, vcenter.ErrNodeFull) {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"node %s can take no more volumes (vSphere allows 4 SCSI controllers of 15 disks per VM); "+
+				"a volume must be detached from it first, and the node plugin's --max-volumes-per-node "+
+				"should keep the scheduler from getting here: %v", node, err)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

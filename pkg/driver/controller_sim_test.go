@@ -451,3 +451,27 @@ func TestVolumeCondition(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishToFullNode: a node VM whose SCSI controllers are full (59
+// volumes beside its OS disk) refuses the next volume with
+// ResourceExhausted, the code the CSI spec gives "max volumes attached".
+func TestPublishToFullNode(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	node := e.sim.NodeVMs()[0].UUID
+	for i := 0; i <= sim.NodeVolumeSlots; i++ {
+		vol, err := e.d.CreateVolume(ctx, createReq(fmt.Sprintf("pvc-full-%d", i), 64<<20, gold))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
+			VolumeId: vol.GetVolume().GetVolumeId(), NodeId: node, VolumeCapability: mountRWO()[0]})
+		if i < sim.NodeVolumeSlots {
+			if err != nil {
+				t.Fatalf("publish %d of %d: %v", i+1, sim.NodeVolumeSlots, err)
+			}
+			continue
+		}
+		wantCode(t, err, codes.ResourceExhausted, "can take no more volumes")
+	}
+}

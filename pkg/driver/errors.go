@@ -39,7 +39,7 @@ func codeFor(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, vcenter.ErrVolumeInUse), errors.Is(err, vcenter.ErrHasSnapshots):
 		return codes.FailedPrecondition
-	case errors.Is(err, vcenter.ErrInsufficientSpace):
+	case errors.Is(err, vcenter.ErrInsufficientSpace), errors.Is(err, vcenter.ErrNodeFull):
 		return codes.ResourceExhausted
 	case errors.Is(err, vcenter.ErrNotAuthenticated), errors.Is(err, vcenter.ErrUnavailable):
 		return codes.Unavailable

@@ -160,7 +160,8 @@ func (m *volumeManager) newDiskDevice(vctx *simulator.Context, vm *simulator.Vir
 			}
 		}
 		if unit < 0 {
-			fault = cnsFault("VM %s has no free SCSI unit: its %d SCSI controllers are full", vm.Name, len(controllers))
+			// What CNS says when the VM's controllers are full and it can't add one.
+			fault = cnsFault("CNS: Failed to attach disk because missing SCSI controller (VM %s: its %d SCSI controllers are full)", vm.Name, len(controllers))
 			return
 		}
 		disk.ControllerKey = key

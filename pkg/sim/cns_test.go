@@ -229,8 +229,8 @@ func TestAttachLimit(t *testing.T) {
 		t.Errorf("%d volume disks, want %d", len(slots), NodeVolumeSlots)
 	}
 	extra := mustCreate(t, c, createSpec("limit-extra", 1, "", vsan))
-	if _, f := attach(t, c, extra, vm); f == nil || !strings.Contains(f.LocalizedMessage, "no free SCSI unit") {
-		t.Errorf("attach %d: fault %+v, want one saying there is no free SCSI unit", NodeVolumeSlots+1, f)
+	if _, f := attach(t, c, extra, vm); f == nil || !strings.Contains(f.LocalizedMessage, "missing SCSI controller") {
+		t.Errorf("attach %d: fault %+v, want CNS's \"missing SCSI controller\"", NodeVolumeSlots+1, f)
 	}
 }
 

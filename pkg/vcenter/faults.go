@@ -102,6 +102,10 @@ func classify(fault any, msg string, notFound error) error {
 	switch {
 	case strings.Contains(text, "has snapshots"):
 		return ErrHasSnapshots
+	case strings.Contains(text, "missing scsi controller"), strings.Contains(text, "scsi controller reached limit"):
+		// CNS: "Failed to attach disk because missing SCSI controller" when
+		// the VM's 4 controllers are full.
+		return ErrNodeFull
 	case strings.Contains(text, "insufficient"):
 		return ErrInsufficientSpace
 	case strings.Contains(text, "not found") && notFound != nil:
@@ -240,7 +244,7 @@ func joinMessages(msgs ...string) string {
 func isSentinel(err error) bool {
 	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
 		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrPolicyIncompatible,
-		ErrSnapshotNotFound, ErrHasSnapshots} {
+		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull} {
 		if errors.Is(err, s) {
 			return true
 		}

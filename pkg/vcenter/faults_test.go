@@ -62,10 +62,11 @@ func TestMapFault(t *testing.T) {
 		{"eof", fmt.Errorf("reading response: %w", io.ErrUnexpectedEOF), nil, ErrUnavailable, "unexpected EOF"},
 		{"context deadline stays", fmt.Errorf("waiting: %w", context.DeadlineExceeded), nil, nil, "deadline"},
 		{"sentinel passes", fmt.Errorf("x: %w", ErrVolumeInUse), nil, ErrVolumeInUse, "x"},
+		{"node VM full", lmf(&cnstypes.CnsFault{Reason: "CNS: Failed to attach disk because missing SCSI controller"}, ""), ErrVolumeNotFound, ErrNodeFull, "missing SCSI controller"},
 		{"plain error", errors.New("something odd"), nil, nil, "something odd"},
 	}
 	sentinels := []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
-		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable}
+		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrNodeFull}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := mapFault(tt.err, tt.notFound)

@@ -167,9 +167,12 @@ var (
 	ErrPolicyNotFound    = errors.New("storage policy not found")
 	ErrVolumeInUse       = errors.New("volume is attached")
 	ErrInsufficientSpace = errors.New("not enough free space")
-	ErrInvalidArgument   = errors.New("invalid argument")
-	ErrNotAuthenticated  = errors.New("not authenticated to vCenter")
-	ErrUnavailable       = errors.New("vCenter unavailable")
+	// ErrNodeFull: the node VM has no free SCSI unit for another disk (4
+	// controllers of 15 disks each are vSphere's maximum).
+	ErrNodeFull         = errors.New("node VM has no free SCSI slot")
+	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrNotAuthenticated = errors.New("not authenticated to vCenter")
+	ErrUnavailable      = errors.New("vCenter unavailable")
 	// ErrPolicyIncompatible: the storage policy is not compatible with the
 	// datastore a volume is on.
 	ErrPolicyIncompatible = errors.New("storage policy not compatible with the volume's datastore")
