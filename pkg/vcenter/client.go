@@ -17,10 +17,11 @@ type client struct {
 	conn  *conn
 	roots []types.ManagedObjectReference // container-view roots
 
-	inv   atomic.Pointer[inventory]
-	topo  atomic.Pointer[topology] // topology.go; nil without categories
-	tasks *taskWaiter
-	pol   *policyCache
+	inv      atomic.Pointer[inventory]
+	topo     atomic.Pointer[topology] // topology.go; nil without categories
+	tasks    *taskWaiter
+	pol      *policyCache
+	attaches attachBatches // attach_batch.go
 
 	healthMu sync.Mutex
 	health   error

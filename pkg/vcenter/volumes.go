@@ -323,17 +323,10 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 			return "", fmt.Errorf("%w: volume %s is attached to VM %s", ErrVolumeInUse, volumeID, a.VMName)
 		}
 	}
-	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
-	r, err := c.runCNS(ctx, "attach", ErrVolumeNotFound, func() (*object.Task, error) {
-		return c.conn.cns.AttachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
-	})
+	diskUUID, err := c.attachBatched(ctx, vmRef, volumeID) // attach_batch.go
 	if err != nil {
 		klog.ErrorS(err, "Attaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 		return "", fmt.Errorf("attach volume %s to VM %s: %w", volumeID, node.Name, err)
-	}
-	var diskUUID string
-	if ar, ok := r.(*cnstypes.CnsVolumeAttachResult); ok {
-		diskUUID = ar.DiskUUID
 	}
 	diskUUID = normalizeDiskUUID(diskUUID)
 	if diskUUID == "" {
@@ -389,6 +382,21 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 // runCNS starts a CNS task, waits for it through the shared waiter and
 // returns its one per-volume result; every fault is mapped.
 func (c *client) runCNS(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) (cnstypes.BaseCnsVolumeOperationResult, error) {
+	results, err := c.runCNSBatch(ctx, op, notFound, start)
+	if err != nil {
+		return nil, err
+	}
+	r := results[0]
+	if f := r.GetCnsVolumeOperationResult().Fault; f != nil {
+		return r, mapFault(localizedError(f), notFound)
+	}
+	return r, nil
+}
+
+// runCNSBatch is runCNS for a task with several specs: every result, in
+// the order of the specs; each result's own fault is the caller's to read.
+// An error here is the task's (or its start's): it concerns every spec.
+func (c *client) runCNSBatch(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
 	task, err := start()
 	if err != nil {
 		return nil, mapFault(err, notFound)
@@ -409,11 +417,7 @@ func (c *client) runCNS(ctx context.Context, op string, notFound error, start fu
 	if len(results) == 0 {
 		return nil, fmt.Errorf("CNS %s task %s returned no result", op, ref.Value)
 	}
-	r := results[0]
-	if f := r.GetCnsVolumeOperationResult().Fault; f != nil {
-		return r, mapFault(localizedError(f), notFound)
-	}
-	return r, nil
+	return results, nil
 }
 
 func batchResults(result any) []cnstypes.BaseCnsVolumeOperationResult {

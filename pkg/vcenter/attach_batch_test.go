@@ -1,0 +1,90 @@
+package vcenter
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// TestAttachesBatchPerNode: attaches to one node VM that arrive while a
+// CnsAttachVolume for it is in flight go together in the next one: here 6
+// volumes (one of them unknown to CNS) wait behind a call in flight and
+// then cost one CnsAttachVolume; each caller gets its own disk UUID or its
+// own error.
+func TestAttachesBatchPerNode(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	ctx := ctxT(t)
+	node := e.sim.NodeVMs()[0]
+	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: node.Ref}
+	var ids []string
+	for i := range 5 {
+		v, err := e.c.CreateVolume(ctx, CreateSpec{Name: fmt.Sprintf("pvc-batch-%d", i), CapacityBytes: 64 << 20, DatastoreIDs: placeable(t, e.c, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	const unknown = "0badc0de-0000-4000-8000-000000000000"
+	ids = append(ids, unknown)
+
+	// A call for the VM is in flight: hold its queue as the drain would.
+	q := &attachQueue{running: true}
+	e.c.attaches.mu.Lock()
+	e.c.attaches.byNode = map[types.ManagedObjectReference]*attachQueue{vm: q}
+	e.c.attaches.mu.Unlock()
+
+	mark := e.rec.mark()
+	disks := make([]string, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { disks[i], errs[i] = e.c.AttachVolume(ctx, id, node.UUID) })
+	}
+	for queued := 0; queued < len(ids); time.Sleep(time.Millisecond) {
+		e.c.attaches.mu.Lock()
+		queued = len(q.pending)
+		e.c.attaches.mu.Unlock()
+	}
+	go e.c.drainAttaches(vm, q) // the call in flight ends
+	wg.Wait()
+
+	seen := map[string]bool{}
+	for i, id := range ids {
+		if id == unknown {
+			if !errors.Is(errs[i], ErrVolumeNotFound) {
+				t.Errorf("attach of unknown volume: %v, want ErrVolumeNotFound", errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || len(disks[i]) != 32 || seen[disks[i]] {
+			t.Errorf("attach %s: disk %q, %v; want its own 32-hex-digit disk UUID", id, disks[i], errs[i])
+		}
+		seen[disks[i]] = true
+	}
+	var attaches []string
+	for _, m := range e.rec.since(mark) {
+		if strings.HasPrefix(m, "CnsAttachVolume") {
+			attaches = append(attaches, m)
+		}
+	}
+	if len(attaches) != 1 {
+		t.Errorf("%d CnsAttachVolume calls for %d volumes queued behind a call in flight, want 1: %v", len(attaches), len(ids), attaches)
+	}
+	// Each is attached as the inventory sees it, and a lone attach goes alone.
+	for _, id := range ids[:5] {
+		if again, err := e.c.AttachVolume(ctx, id, node.UUID); err != nil || !seen[again] {
+			t.Errorf("attach %s again: %q, %v; want its disk UUID, no call", id, again, err)
+		}
+	}
+	e.c.attaches.mu.Lock()
+	left := len(e.c.attaches.byNode)
+	e.c.attaches.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d attach queues left after the attaches ended", left)
+	}
+}
