@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,6 +117,61 @@ func BenchmarkCreateVolume(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(e.calls.n.Load()-before)/float64(b.N), "roundtrips/op")
 			b.ReportMetric(float64(13+3*nodes), "upstream-roundtrips/op")
+		})
+	}
+}
+
+// BenchmarkPublishBurst: 8 volumes published to one node VM, all at once
+// (a StatefulSet's pods landing on one node) or one after the other.
+// roundtrips/volume is every HTTP request to vCenter per ControllerPublish:
+// attaches that arrive together share CnsAttachVolume calls.
+func BenchmarkPublishBurst(b *testing.B) {
+	const n = 8
+	for _, burst := range []bool{true, false} {
+		b.Run(fmt.Sprintf("concurrent=%v", burst), func(b *testing.B) {
+			e := newEnv(b, driver.ModeController, 3)
+			ctx := context.Background()
+			node := e.sim.NodeVMs()[0].UUID
+			var calls int64
+			for i := range b.N {
+				b.StopTimer()
+				ids := make([]string, n)
+				for j := range ids {
+					v, err := e.d.CreateVolume(ctx, createReq(fmt.Sprintf("burst-%d-%d", i, j), 64<<20))
+					if err != nil {
+						b.Fatal(err)
+					}
+					ids[j] = v.GetVolume().GetVolumeId()
+				}
+				publish := func(id string) {
+					if _, err := e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
+						VolumeId: id, NodeId: node, VolumeCapability: mountCap()}); err != nil {
+						b.Error(err)
+					}
+				}
+				before := e.calls.n.Load()
+				b.StartTimer()
+				if burst {
+					var wg sync.WaitGroup
+					for _, id := range ids {
+						wg.Go(func() { publish(id) })
+					}
+					wg.Wait()
+				} else {
+					for _, id := range ids {
+						publish(id)
+					}
+				}
+				b.StopTimer()
+				calls += e.calls.n.Load() - before
+				for _, id := range ids {
+					if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: node}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(calls)/float64(b.N*n), "roundtrips/volume")
 		})
 	}
 }
