@@ -259,12 +259,9 @@ func (d *Driver) dropCloneSnapshots(ctx context.Context, volumeID, name string) 
 		klog.ErrorS(err, "Listing snapshots for clones' leftovers failed", "volumeID", volumeID)
 		return -1
 	}
-	others := 0
-	for _, s := range snaps {
-		if !vcenter.IsCloneSnapshot(s) || (name != "" && s.Description != vcenter.CloneSnapshotDescription(name)) {
-			others++
-			continue
-		}
+	left := vcenter.CloneLeftovers(snaps, name)
+	others := len(snaps) - len(left)
+	for _, s := range left {
 		if err := d.vc.DeleteSnapshot(ctx, volumeID, s.ID); err != nil && !errors.Is(err, vcenter.ErrSnapshotNotFound) {
 			klog.ErrorS(err, "Deleting a clone's transient snapshot failed", "volumeID", volumeID, "snapshotID", s.ID)
 			others++ // still there

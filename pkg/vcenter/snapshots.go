@@ -80,21 +80,6 @@ func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 	return nil
 }
 
-// snapshotsDescribed lists the volume's snapshots with that description.
-func (c *client) snapshotsDescribed(ctx context.Context, volumeID, description string) ([]Snapshot, error) {
-	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: volumeID}, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	var out []Snapshot
-	for _, sn := range all {
-		if sn.Description == description {
-			out = append(out, sn)
-		}
-	}
-	return out, nil
-}
-
 // Snapshots pages through the snapshots the filter selects
 // (CnsQuerySnapshots), in a stable order, with each snapshot's size read
 // from its volume in one CNS volume query for the whole page. offset is
@@ -253,9 +238,18 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 // clone finds what an interrupted attempt left.
 func CloneSnapshotDescription(name string) string { return cloneSnapshotPrefix + name }
 
-// IsCloneSnapshot says whether a snapshot is a clone's transient one: the
-// driver's own, never a VolumeSnapshot's.
-func IsCloneSnapshot(s Snapshot) bool { return strings.HasPrefix(s.Description, cloneSnapshotPrefix) }
+// CloneLeftovers picks from snaps the transient snapshots of the clone
+// named name, or of any clone when name is "": the driver's own, never a
+// VolumeSnapshot's.
+func CloneLeftovers(snaps []Snapshot, name string) []Snapshot {
+	var out []Snapshot
+	for _, s := range snaps {
+		if (name == "" && strings.HasPrefix(s.Description, cloneSnapshotPrefix)) || s.Description == CloneSnapshotDescription(name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 const cloneSnapshotPrefix = "clone source of "
 
@@ -269,10 +263,11 @@ const cloneSnapshotPrefix = "clone source of "
 // CreateVolume of that name deletes it (the driver's idempotent path).
 func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
 	desc := CloneSnapshotDescription(spec.Name)
-	left, err := c.snapshotsDescribed(ctx, spec.SourceVolumeID, desc)
+	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: spec.SourceVolumeID}, 0, 0)
 	if err != nil {
 		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
 	}
+	left := CloneLeftovers(all, spec.Name)
 	var snap Snapshot
 	if len(left) > 0 {
 		snap = left[0]

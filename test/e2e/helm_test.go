@@ -151,11 +151,7 @@ topology: {enabled: true}
 
 	// The chart's StorageClass provisions a claim that a pod uses.
 	const claim = "helm-pvc"
-	cleanupPVC(t, claim)
-	pvc := pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(), pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPVC(t, pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
 	pv := waitBound(t, claim)
 	cleanupPod(t, "helm-writer")
 	runPod(t, podObject("helm-writer", claim, `set -e; echo helm > /data/f; sync; [ "$(cat /data/f)" = helm ]`, false))

@@ -126,6 +126,15 @@ func pvcObject(name, class string, size string, mode corev1.PersistentVolumeAcce
 	}
 }
 
+// createPVC creates the claim, deleted when the test ends.
+func createPVC(t *testing.T, pvc *corev1.PersistentVolumeClaim) {
+	t.Helper()
+	cleanupPVC(t, pvc.Name)
+	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(), pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create PVC %s: %v", pvc.Name, err)
+	}
+}
+
 // waitBound waits for the claim to be Bound and returns its PV.
 func waitBound(t *testing.T, claim string) *corev1.PersistentVolume {
 	t.Helper()

@@ -34,11 +34,7 @@ func TestExpansion(t *testing.T) {
 		AllowVolumeExpansion: &allow,
 	}
 	createStorageClass(t, sc)
-	cleanupPVC(t, claim)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(),
-		pvcObject(claim, sc.Name, "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create PVC %s: %v", claim, err)
-	}
+	createPVC(t, pvcObject(claim, sc.Name, "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
 	pv := waitBound(t, claim)
 	if pv.Spec.CSI == nil || pv.Spec.CSI.FSType != "xfs" {
 		t.Fatalf("PV %s is not an xfs CSI volume: %+v", pv.Name, pv.Spec.PersistentVolumeSource)
@@ -159,13 +155,10 @@ func TestVolumeAttributesClass(t *testing.T) {
 	silverID, goldID := vc.policyID(t, "Silver"), vc.policyID(t, "Gold")
 	t.Logf("storage policies: Silver %s, Gold %s", silverID, goldID)
 
-	cleanupPVC(t, claim)
 	pvc := pvcObject(claim, sc.Name, "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem)
 	silver := "silver"
 	pvc.Spec.VolumeAttributesClassName = &silver
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(), pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create PVC %s: %v", claim, err)
-	}
+	createPVC(t, pvc)
 	pv := waitBound(t, claim)
 	id := pv.Spec.CSI.VolumeHandle
 	waitVAC(t, claim, pv.Name, "silver")

@@ -61,11 +61,7 @@ func TestTopologyWaitForFirstConsumer(t *testing.T) {
 	vc := connectVCenter(t)
 	const claim, podName = "e2e-wffc", "e2e-wffc"
 	applyTopologyExample(t)
-	cleanupPVC(t, claim)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(),
-		pvcObject(claim, "gold-zonal-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPVC(t, pvcObject(claim, "gold-zonal-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
 	// No consumer: the claim waits, and no volume is made for it.
 	eventually(t, time.Minute, "PVC "+claim+" waiting for its first consumer", func(ctx context.Context) (bool, string, error) {
 		ev := eventsOf(ctx, "PersistentVolumeClaim", claim)
@@ -107,11 +103,7 @@ func TestTopologyOtherZone(t *testing.T) {
 	vc := connectVCenter(t)
 	const claim, podName = "e2e-zone-a", "e2e-zone-a"
 	applyTopologyExample(t)
-	cleanupPVC(t, claim)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(),
-		pvcObject(claim, "gold-zone-a-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPVC(t, pvcObject(claim, "gold-zone-a-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
 	pv := waitBound(t, claim)
 	if zones := affinityValues(pv, zoneKey); len(zones) != 1 || zones[0] != otherZone {
 		t.Errorf("PV %s node affinity on %s: %v, want [%s]", pv.Name, zoneKey, zones, otherZone)

@@ -177,10 +177,7 @@ func scale(t *testing.T, name string, n int) {
 // ProvisioningFailed event carrying want (every string of it).
 func pendingWithEvent(t *testing.T, pvc *corev1.PersistentVolumeClaim, want ...string) {
 	t.Helper()
-	cleanupPVC(t, pvc.Name)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(), pvc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create PVC %s: %v", pvc.Name, err)
-	}
+	createPVC(t, pvc)
 	var msg string
 	eventually(t, time.Minute, "a ProvisioningFailed event on PVC "+pvc.Name+" saying "+strings.Join(want, " … "), func(ctx context.Context) (bool, string, error) {
 		list, err := env.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
@@ -243,11 +240,7 @@ func TestMissingPolicyPending(t *testing.T) {
 // the claim's size.
 func TestRawBlock(t *testing.T) {
 	const claim = "e2e-raw-block"
-	cleanupPVC(t, claim)
-	if _, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Create(t.Context(),
-		pvcObject(claim, "gold-sc", "2Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeBlock), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createPVC(t, pvcObject(claim, "gold-sc", "2Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeBlock))
 	pv := waitBound(t, claim)
 	cleanupPod(t, "e2e-raw-block")
 	runPod(t, podObject("e2e-raw-block", claim,
