@@ -35,6 +35,7 @@ SCHED_PORT=${SCHED_PORT:-16259}
 KUBELET_PORT=${KUBELET_PORT:-16250}
 KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-16248}
 SIM_PORT=${SIM_PORT:-18989}
+SIM_CONTROL_PORT=${SIM_CONTROL_PORT:-18990}
 DRIVER_HEALTHZ_PORT=${DRIVER_HEALTHZ_PORT:-19808}
 DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs"
 
@@ -362,8 +363,10 @@ driver() {
 	step "Embedded vCenter (bin/vsphere-sim) on 127.0.0.1:$SIM_PORT"
 	mkdir -p "$SIM_DIR" "$BYID_ROOT"
 	# Zones from vSphere tags: the node VMs k8s-node-1.. are in zone-a, k8s-node-b-1 in zone-b.
+	# --release-on-exit: at teardown its node VMs' disks go with it (a restart for a
+	# test goes through the control endpoint, which keeps them, as a vCenter restart does).
 	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "127.0.0.1:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
-		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology \
+		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology --release-on-exit --control "127.0.0.1:$SIM_CONTROL_PORT" \
 		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
 	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
 	local line uuid

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 )
 
 type options struct {
@@ -35,6 +36,7 @@ type options struct {
 	simulator        bool
 	simulatorDir     string
 	simulatorNodeVMs int
+	simulatorLatency sim.Latency
 }
 
 func parseFlags(args []string) (options, error) {
@@ -60,12 +62,18 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
 	fs.StringVar(&o.simulatorDir, "simulator-dir", "", "with --simulator: where the embedded vCenter keeps its datastores (default: a temporary directory)")
 	fs.IntVar(&o.simulatorNodeVMs, "simulator-node-vms", 3, "with --simulator: number of node VMs")
+	var latency string
+	fs.StringVar(&latency, "simulator-latency", "", `with --simulator: how long the embedded vCenter's calls and tasks take: "realistic" (a real vCenter's timings), METHOD=DURATION[,...], jitter=N%`)
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var err error
+	if o.simulatorLatency, err = sim.ParseLatency(latency); err != nil {
+		return o, fmt.Errorf("--simulator-latency: %w", err)
 	}
 	switch driver.Mode(o.mode) {
 	case driver.ModeController, driver.ModeNode, driver.ModeAll:

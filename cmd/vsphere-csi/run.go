@@ -26,5 +26,6 @@ func run(ctx context.Context, o options) error {
 		Simulator:        o.simulator,
 		SimulatorDir:     o.simulatorDir,
 		SimulatorNodeVMs: o.simulatorNodeVMs,
+		SimulatorLatency: o.simulatorLatency,
 	})
 }

@@ -50,6 +50,7 @@ type Config struct {
 	Simulator        bool
 	SimulatorDir     string
 	SimulatorNodeVMs int
+	SimulatorLatency sim.Latency
 }
 
 // Run serves CSI until ctx ends, then cleans up (logout, loop devices).
@@ -151,7 +152,7 @@ func startSimulator(ctx context.Context, c *Config) (*sim.Sim, error) {
 		c.Mode = driver.ModeController
 	}
 	log.SetOutput(sim.StdlibLogWriter{}) // the simulator's HTTP server logs there
-	s, err := sim.Start(ctx, sim.Options{Dir: c.SimulatorDir, NodeVMs: c.SimulatorNodeVMs, Hypervisor: root})
+	s, err := sim.Start(ctx, sim.Options{Dir: c.SimulatorDir, NodeVMs: c.SimulatorNodeVMs, Hypervisor: root, Latency: c.SimulatorLatency})
 	if err != nil {
 		return nil, fmt.Errorf("embedded vCenter: %w", err)
 	}

@@ -475,3 +475,49 @@ func TestPublishToFullNode(t *testing.T) {
 		wantCode(t, err, codes.ResourceExhausted, "can take no more volumes")
 	}
 }
+
+// TestCreateVolumeWaitsForItsTask: with the embedded vCenter's CNS create
+// taking 4 s, CreateVolume takes at least that, and until it answers the
+// volume is nowhere in CNS (ListVolumes is a CnsQueryVolume).
+func TestCreateVolumeWaitsForItsTask(t *testing.T) {
+	e := newEnvWith(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 4 * time.Second}}})
+	start := time.Now()
+	finished := make(chan struct{})
+	var createErr error
+	go func() {
+		defer close(finished)
+		_, createErr = e.d.CreateVolume(context.Background(), createReq("pvc-slow", gib, gold))
+	}()
+	looks := 0
+	for ended := false; !ended; {
+		list, err := e.d.ListVolumes(context.Background(), &csi.ListVolumesRequest{})
+		answered := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-finished:
+			ended = true
+		default:
+			looks++
+			// The task started after start: no answer given before 4 s
+			// may show its effect.
+			if len(list.GetEntries()) != 0 && answered < 4*time.Second {
+				t.Fatalf("volume visible %v after the start, while its 4 s CNS task runs", answered)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if createErr != nil {
+		t.Fatal(createErr)
+	}
+	if took := time.Since(start); took < 4*time.Second {
+		t.Errorf("CreateVolume answered after %v, before its 4 s task could end", took)
+	}
+	if looks == 0 {
+		t.Error("never looked while the task ran")
+	}
+	if n := countVolumes(t, e.d); n != 1 {
+		t.Errorf("%d volumes after CreateVolume, want 1", n)
+	}
+}

@@ -20,7 +20,7 @@ import (
 // disk file, with the volume's own disk UUID. Per-spec failures are in the
 // results; the task succeeds.
 func (m *volumeManager) CnsAttachVolume(ctx *simulator.Context, req *cnstypes.CnsAttachVolume) soap.HasFault {
-	ref := m.runTask(ctx, "CnsAttachVolume", firstSpec(req.AttachSpecs), func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsAttachVolume", vms: specVMs(req.AttachSpecs), run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.AttachSpecs) == 0 {
 			return nil, invalidArgument("attachSpecs", "no attach specs")
 		}
@@ -33,13 +33,13 @@ func (m *volumeManager) CnsAttachVolume(ctx *simulator.Context, req *cnstypes.Cn
 			})
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsAttachVolumeBody{Res: &cnstypes.CnsAttachVolumeResponse{Returnval: ref}}
 }
 
 // CnsDetachVolume removes each spec's disk from its VM.
 func (m *volumeManager) CnsDetachVolume(ctx *simulator.Context, req *cnstypes.CnsDetachVolume) soap.HasFault {
-	ref := m.runTask(ctx, "CnsDetachVolume", firstSpec(req.DetachSpecs), func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsDetachVolume", vms: specVMs(req.DetachSpecs), run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.DetachSpecs) == 0 {
 			return nil, invalidArgument("detachSpecs", "no detach specs")
 		}
@@ -49,15 +49,17 @@ func (m *volumeManager) CnsDetachVolume(ctx *simulator.Context, req *cnstypes.Cn
 			results = append(results, &res)
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsDetachVolumeBody{Res: &cnstypes.CnsDetachVolumeResponse{Returnval: ref}}
 }
 
-func firstSpec(specs []cnstypes.CnsVolumeAttachDetachSpec) string {
-	if len(specs) == 0 {
-		return ""
+// specVMs are the VMs a batch of attach or detach specs reconfigures.
+func specVMs(specs []cnstypes.CnsVolumeAttachDetachSpec) []types.ManagedObjectReference {
+	vms := make([]types.ManagedObjectReference, 0, len(specs))
+	for _, s := range specs {
+		vms = append(vms, s.Vm)
 	}
-	return specs[0].VolumeId.Id
+	return vms
 }
 
 func lookupVM(vctx *simulator.Context, ref types.ManagedObjectReference) (*simulator.VirtualMachine, bool) {
@@ -93,7 +95,7 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 	if f := m.reconfigure(c, vm, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: disk}, v.ds); f != nil {
 		return "", &types.LocalizedMethodFault{Fault: f, LocalizedMessage: fmt.Sprintf("attach volume %s to VM %s: reconfigure failed", id, vm.Name)}
 	}
-	if node, ok := m.inv.nodeByRef[vmRef]; ok {
+	if node, ok := m.inv.nodeByRef[vmRef]; ok && !node.poweredOff.get() {
 		if err := m.hv.attach(id, v.flatFile, node.byIDDir, v.diskUUID); err != nil {
 			m.removeDevice(c, vm, id, v.ds)
 			return "", cnsFault("attach volume %s to VM %s: hypervisor: %v", id, vm.Name, err)
@@ -105,6 +107,7 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 		cur.vm = &ref
 	}
 	m.mu.Unlock()
+	m.saveVolume(id)
 	klog.V(2).InfoS("CNS volume attached", "volumeID", id, "vm", vm.Name, "diskUUID", diskUUIDHex(v.diskUUID))
 	return diskUUIDHex(v.diskUUID), nil
 }
@@ -243,6 +246,7 @@ func (m *volumeManager) detach(vctx *simulator.Context, id string, vmRef types.M
 		cur.vm = nil
 	}
 	m.mu.Unlock()
+	m.saveVolume(id)
 	klog.V(2).InfoS("CNS volume detached", "volumeID", id, "vm", vm.Name)
 	return nil
 }

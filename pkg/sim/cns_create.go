@@ -28,7 +28,7 @@ const mib = int64(units.MB)
 // Placement failures come back in the volume result's Fault (a CnsFault),
 // with the task itself successful, as real CNS reports them.
 func (m *volumeManager) CnsCreateVolume(ctx *simulator.Context, req *cnstypes.CnsCreateVolume) soap.HasFault {
-	ref := m.runTask(ctx, "CnsCreateVolume", firstName(req.CreateSpecs), func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsCreateVolume", run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.CreateSpecs) != 1 {
 			return nil, invalidArgument("createSpecs", "CnsCreateVolume takes exactly one spec, got %d", len(req.CreateSpecs))
 		}
@@ -37,15 +37,8 @@ func (m *volumeManager) CnsCreateVolume(ctx *simulator.Context, req *cnstypes.Cn
 			return nil, fault
 		}
 		return batch(res), nil
-	})
+	}})
 	return &methods.CnsCreateVolumeBody{Res: &cnstypes.CnsCreateVolumeResponse{Returnval: ref}}
-}
-
-func firstName(specs []cnstypes.CnsVolumeCreateSpec) string {
-	if len(specs) == 0 {
-		return ""
-	}
-	return specs[0].Name
 }
 
 func policyOf(spec cnstypes.CnsVolumeCreateSpec) string {
@@ -210,6 +203,7 @@ func (m *volumeManager) add(vctx *simulator.Context, v *volume, spec cnstypes.Cn
 	v.seq = m.seq
 	m.volumes[id] = v
 	m.mu.Unlock()
+	m.saveVolume(id)
 	m.inv.publish(vctx, v.ds)
 }
 
@@ -219,6 +213,7 @@ func newVolume(d *dsModel, obj *types.VStorageObject, sizeMB int64) *volume {
 	id := obj.Config.Id.Id
 	v := &volume{
 		created:  time.Now(),
+		fcd:      *obj,
 		ds:       d,
 		sizeMB:   sizeMB,
 		diskUUID: newDiskUUID(),

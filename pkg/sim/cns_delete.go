@@ -18,22 +18,15 @@ import (
 // its files and its space go too; without, only the CNS record goes (the
 // first-class disk stays, as on real vCenter).
 func (m *volumeManager) CnsDeleteVolume(ctx *simulator.Context, req *cnstypes.CnsDeleteVolume) soap.HasFault {
-	ref := m.runTask(ctx, "CnsDeleteVolume", firstID(req.VolumeIds), func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsDeleteVolume", run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.VolumeIds) != 1 {
 			return nil, invalidArgument("volumeIds", "CnsDeleteVolume takes exactly one volume ID, got %d", len(req.VolumeIds))
 		}
 		id := req.VolumeIds[0].Id
 		res := opResult(id, m.delete(vctx, id, req.DeleteDisk))
 		return batch(&res), nil
-	})
+	}})
 	return &methods.CnsDeleteVolumeBody{Res: &cnstypes.CnsDeleteVolumeResponse{Returnval: ref}}
-}
-
-func firstID(ids []cnstypes.CnsVolumeId) string {
-	if len(ids) == 0 {
-		return ""
-	}
-	return ids[0].Id
 }
 
 func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bool) *types.LocalizedMethodFault {
@@ -57,6 +50,7 @@ func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bo
 		msg := fmt.Sprintf("volume %s not found", id)
 		return localized(&types.NotFound{}, msg)
 	}
+	m.saveVolume(id) // the record goes before the files do
 	if deleteDisk {
 		m.removeDisk(vctx, v)
 		m.inv.release(v.ds, v.sizeMB*mib)

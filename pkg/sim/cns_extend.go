@@ -17,22 +17,15 @@ import (
 // the datastore's use, the first-class disk, the VM's disk device and the
 // loop device when attached. Shrinking is refused.
 func (m *volumeManager) CnsExtendVolume(ctx *simulator.Context, req *cnstypes.CnsExtendVolume) soap.HasFault {
-	ref := m.runTask(ctx, "CnsExtendVolume", firstExtend(req.ExtendSpecs), func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsExtendVolume", run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.ExtendSpecs) != 1 {
 			return nil, invalidArgument("extendSpecs", "CnsExtendVolume takes exactly one spec, got %d", len(req.ExtendSpecs))
 		}
 		spec := req.ExtendSpecs[0]
 		res := opResult(spec.VolumeId.Id, m.extend(vctx, spec.VolumeId.Id, spec.CapacityInMb))
 		return batch(&res), nil
-	})
+	}})
 	return &methods.CnsExtendVolumeBody{Res: &cnstypes.CnsExtendVolumeResponse{Returnval: ref}}
-}
-
-func firstExtend(specs []cnstypes.CnsVolumeExtendSpec) string {
-	if len(specs) == 0 {
-		return ""
-	}
-	return specs[0].VolumeId.Id
 }
 
 func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64) *types.LocalizedMethodFault {
@@ -85,8 +78,10 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 		}
 		details.CapacityInMb = sizeMB
 		cur.cns.BackingObjectDetails = &details // copy-on-write
+		cur.fcd.Config.CapacityInMB = sizeMB
 	}
 	m.mu.Unlock()
+	m.saveVolume(id)
 	m.inv.publish(c, v.ds)
 	klog.V(2).InfoS("CNS volume extended", "volumeID", id, "sizeMB", sizeMB)
 	return nil

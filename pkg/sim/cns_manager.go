@@ -8,7 +8,6 @@ import (
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -25,6 +24,8 @@ type volumeManager struct {
 	inv      *inventory
 	policies *policyMap
 	hv       hypervisor
+	lab      *lab
+	store    *store // state.go: where records are kept across restarts
 
 	volLocks keyedMutex // one operation per volume at a time
 	vmLocks  keyedMutex // one device change per VM at a time (unit numbers)
@@ -47,14 +48,17 @@ type volume struct {
 	descFile string // <ds dir>/fcd/<id>.vmdk
 	diskUUID string // backing UUID, "6000C29x-xxxx-…", fixed at creation
 	vm       *types.ManagedObjectReference
+	fcd      types.VStorageObject // the first-class disk, as kept across restarts
 }
 
-func newVolumeManager(inv *inventory, policies *policyMap, hv hypervisor) *volumeManager {
+func newVolumeManager(inv *inventory, policies *policyMap, hv hypervisor, b *lab, st *store) *volumeManager {
 	return &volumeManager{
 		ManagedObjectReference: cns.CnsVolumeManagerInstance,
 		inv:                    inv,
 		policies:               policies,
 		hv:                     hv,
+		lab:                    b,
+		store:                  st,
 		volumes:                map[string]*volume{},
 	}
 }
@@ -87,50 +91,16 @@ func (m *volumeManager) snapshot(id string) (volume, bool) {
 	return *v, true
 }
 
+// count is the number of volumes.
+func (m *volumeManager) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.volumes)
+}
+
 func (m *volumeManager) volumeFile(id string) (string, bool) {
 	v, ok := m.snapshot(id)
 	return v.flatFile, ok
-}
-
-// runTask runs fn as a CNS task in the vim25 task registry. The task's
-// entity is one of taskStripes stripes of the manager, chosen by key.
-func (m *volumeManager) runTask(ctx *simulator.Context, name, key string, fn func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault)) types.ManagedObjectReference {
-	vctx := ctx.For(vim25.Path)
-	entity := m.ManagedObjectReference
-	entity.Value = fmt.Sprintf("%s-%d", entity.Value, stripe(key))
-	task := simulator.CreateTask(entity, name, func(*simulator.Task) (res types.AnyType, fault types.BaseMethodFault) {
-		defer func() { // never let a bug kill the process
-			if r := recover(); r != nil {
-				fault = &cnstypes.CnsFault{Reason: fmt.Sprintf("internal error in %s: %v", name, r)}
-			}
-		}()
-		return fn(vctx)
-	})
-	return task.Run(vctx)
-}
-
-// waitTask waits for a simulator task started in-process.
-func waitTask(ctx *simulator.Context, ref types.ManagedObjectReference) types.TaskInfo {
-	t, ok := ctx.Map.Get(ref).(*simulator.Task)
-	if !ok {
-		return types.TaskInfo{State: types.TaskInfoStateError, Error: &types.LocalizedMethodFault{
-			Fault: &types.ManagedObjectNotFound{Obj: ref}, LocalizedMessage: "task " + ref.Value + " not found"}}
-	}
-	lockCtx := &simulator.Context{}
-	for {
-		var info types.TaskInfo
-		done := false
-		ctx.Map.WithLock(lockCtx, t, func() {
-			switch t.Info.State {
-			case types.TaskInfoStateSuccess, types.TaskInfoStateError:
-				done, info = true, t.Info
-			}
-		})
-		if done {
-			return info
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // Faults.
@@ -182,10 +152,13 @@ func batch(results ...cnstypes.BaseCnsVolumeOperationResult) *cnstypes.CnsVolume
 func (s *Sim) SetVolumeHealth(volumeID, health string) bool {
 	m := s.cns
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	v, ok := m.volumes[volumeID]
 	if ok {
 		v.cns.HealthStatus = health
+	}
+	m.mu.Unlock()
+	if ok {
+		m.saveVolume(volumeID)
 	}
 	return ok
 }

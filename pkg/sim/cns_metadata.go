@@ -13,25 +13,22 @@ import (
 // identity, Delete removes it. A non-empty ContainerCluster replaces the
 // volume's.
 func (m *volumeManager) CnsUpdateVolumeMetadata(ctx *simulator.Context, req *cnstypes.CnsUpdateVolumeMetadata) soap.HasFault {
-	ref := m.runTask(ctx, "CnsUpdateVolumeMetadata", firstUpdate(req.UpdateSpecs), func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsUpdateVolumeMetadata", run: func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.UpdateSpecs) == 0 {
 			return nil, invalidArgument("updateSpecs", "no update specs")
 		}
 		var results []cnstypes.BaseCnsVolumeOperationResult
 		for _, spec := range req.UpdateSpecs {
-			res := opResult(spec.VolumeId.Id, m.updateMetadata(spec))
+			fault := m.updateMetadata(spec)
+			if fault == nil {
+				m.saveVolume(spec.VolumeId.Id)
+			}
+			res := opResult(spec.VolumeId.Id, fault)
 			results = append(results, &res)
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsUpdateVolumeBody{Res: &cnstypes.CnsUpdateVolumeMetadataResponse{Returnval: ref}}
-}
-
-func firstUpdate(specs []cnstypes.CnsVolumeMetadataUpdateSpec) string {
-	if len(specs) == 0 {
-		return ""
-	}
-	return specs[0].VolumeId.Id
 }
 
 type entityKey struct{ kind, namespace, name, cluster string }

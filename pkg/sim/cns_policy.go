@@ -18,11 +18,7 @@ import (
 // record's StoragePolicyId and the first-class disk's profile change.
 // Per-spec failures are in the results; the task succeeds.
 func (m *volumeManager) CnsReconfigVolumePolicy(ctx *simulator.Context, req *cnstypes.CnsReconfigVolumePolicy) soap.HasFault {
-	key := ""
-	if len(req.VolumePolicyReconfigSpecs) > 0 {
-		key = req.VolumePolicyReconfigSpecs[0].VolumeId.Id
-	}
-	ref := m.runTask(ctx, "CnsReconfigVolumePolicy", key, func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsReconfigVolumePolicy", run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.VolumePolicyReconfigSpecs) == 0 {
 			return nil, invalidArgument("volumePolicyReconfigSpecs", "no policy reconfiguration specs")
 		}
@@ -32,7 +28,7 @@ func (m *volumeManager) CnsReconfigVolumePolicy(ctx *simulator.Context, req *cns
 			results = append(results, &res)
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsReconfigVolumePolicyBody{Res: &cnstypes.CnsReconfigVolumePolicyResponse{Returnval: ref}}
 }
 
@@ -71,6 +67,7 @@ func (m *volumeManager) reconfigPolicy(spec cnstypes.CnsVolumePolicyReconfigSpec
 		cur.cns.ComplianceStatus = string(pbmtypes.PbmComplianceStatusCompliant)
 	}
 	m.mu.Unlock()
+	m.saveVolume(id)
 	klog.V(2).InfoS("CNS volume policy changed", "volumeID", id, "policy", pol.name, "datastore", v.ds.name)
 	return nil
 }

@@ -108,7 +108,7 @@ func hasLabel(c cnstypes.CnsVolume, labels []types.KeyValue) bool {
 
 // CnsQueryVolumeInfo returns the first-class disk behind each volume.
 func (m *volumeManager) CnsQueryVolumeInfo(ctx *simulator.Context, req *cnstypes.CnsQueryVolumeInfo) soap.HasFault {
-	ref := m.runTask(ctx, "CnsQueryVolumeInfo", "", func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsQueryVolumeInfo", run: func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		vsom := vctx.Map.VStorageObjectManager()
 		var results []cnstypes.BaseCnsVolumeOperationResult
 		for _, id := range req.VolumeIds {
@@ -136,6 +136,6 @@ func (m *volumeManager) CnsQueryVolumeInfo(ctx *simulator.Context, req *cnstypes
 			})
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsQueryVolumeInfoBody{Res: &cnstypes.CnsQueryVolumeInfoResponse{Returnval: ref}}
 }

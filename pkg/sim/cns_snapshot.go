@@ -37,11 +37,7 @@ type snapshotRec struct {
 // CnsCreateSnapshots snapshots each volume of the specs; each spec gets
 // its result (a CnsSnapshotCreateResult, or a fault).
 func (m *volumeManager) CnsCreateSnapshots(ctx *simulator.Context, req *cnstypes.CnsCreateSnapshots) soap.HasFault {
-	key := ""
-	if len(req.SnapshotSpecs) > 0 {
-		key = req.SnapshotSpecs[0].VolumeId.Id
-	}
-	ref := m.runTask(ctx, "CnsCreateSnapshots", key, func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsCreateSnapshots", run: func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.SnapshotSpecs) == 0 {
 			return nil, invalidArgument("snapshotSpecs", "no snapshot spec")
 		}
@@ -50,7 +46,7 @@ func (m *volumeManager) CnsCreateSnapshots(ctx *simulator.Context, req *cnstypes
 			results = append(results, m.createSnapshot(spec))
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsCreateSnapshotsBody{Res: &cnstypes.CnsCreateSnapshotsResponse{Returnval: ref}}
 }
 
@@ -96,6 +92,7 @@ func (m *volumeManager) createSnapshot(spec cnstypes.CnsSnapshotCreateSpec) *cns
 	}
 	m.snaps[id] = append(m.snaps[id], rec)
 	m.mu.Unlock()
+	m.saveSnapshot(rec, false)
 	klog.V(2).InfoS("CNS snapshot created", "volumeID", id, "snapshotID", snapID, "description", spec.Description)
 	res.Snapshot = rec.cns
 	return res
@@ -104,11 +101,7 @@ func (m *volumeManager) createSnapshot(spec cnstypes.CnsSnapshotCreateSpec) *cns
 // CnsDeleteSnapshots deletes each snapshot of the specs; an unknown one
 // gets a CnsSnapshotNotFoundFault in its result.
 func (m *volumeManager) CnsDeleteSnapshots(ctx *simulator.Context, req *cnstypes.CnsDeleteSnapshots) soap.HasFault {
-	key := ""
-	if len(req.SnapshotDeleteSpecs) > 0 {
-		key = req.SnapshotDeleteSpecs[0].VolumeId.Id
-	}
-	ref := m.runTask(ctx, "CnsDeleteSnapshots", key, func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsDeleteSnapshots", run: func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		if len(req.SnapshotDeleteSpecs) == 0 {
 			return nil, invalidArgument("snapshotDeleteSpecs", "no snapshot delete spec")
 		}
@@ -117,7 +110,7 @@ func (m *volumeManager) CnsDeleteSnapshots(ctx *simulator.Context, req *cnstypes
 			results = append(results, m.deleteSnapshot(spec))
 		}
 		return batch(results...), nil
-	})
+	}})
 	return &methods.CnsDeleteSnapshotBody{Res: &cnstypes.CnsDeleteSnapshotsResponse{Returnval: ref}}
 }
 
@@ -144,6 +137,7 @@ func (m *volumeManager) deleteSnapshot(spec cnstypes.CnsSnapshotDeleteSpec) *cns
 		res.Fault = snapshotNotFound(id, snapID)
 		return res
 	}
+	m.saveSnapshot(rec, true)
 	if err := os.Remove(rec.file); err != nil && !os.IsNotExist(err) {
 		klog.ErrorS(err, "remove snapshot file", "volumeID", id, "snapshotID", snapID)
 	}
@@ -156,7 +150,7 @@ func (m *volumeManager) deleteSnapshot(spec cnstypes.CnsSnapshotDeleteSpec) *cns
 // cursor says. A spec naming an unknown volume or snapshot gets an entry
 // with a fault, as real CNS answers.
 func (m *volumeManager) CnsQuerySnapshots(ctx *simulator.Context, req *cnstypes.CnsQuerySnapshots) soap.HasFault {
-	ref := m.runTask(ctx, "CnsQuerySnapshots", "", func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
+	ref := m.runTask(ctx, taskOp{method: "CnsQuerySnapshots", run: func(*simulator.Context) (types.AnyType, types.BaseMethodFault) {
 		f := req.SnapshotQueryFilter
 		var offset, limit int64
 		if f.Cursor != nil {
@@ -176,7 +170,7 @@ func (m *volumeManager) CnsQuerySnapshots(ctx *simulator.Context, req *cnstypes.
 			Entries: entries[offset:end],
 			Cursor:  cnstypes.CnsCursor{Offset: end, Limit: limit, TotalRecords: total},
 		}, nil
-	})
+	}})
 	return &methods.CnsQuerySnapshotsBody{Res: &cnstypes.CnsQuerySnapshotsResponse{Returnval: ref}}
 }
 
@@ -213,6 +207,11 @@ func (m *volumeManager) querySnapshots(specs []cnstypes.CnsSnapshotQuerySpec) []
 		out = append(out, cnstypes.CnsSnapshotQueryResultEntry{Snapshot: r.cns})
 	}
 	return append(out, faults...)
+}
+
+// sortSnapshots puts a volume's snapshots in creation order.
+func sortSnapshots(list []*snapshotRec) {
+	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
 }
 
 // snapshotCount is how many snapshots the volume has.

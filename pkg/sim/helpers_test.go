@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,3 +163,14 @@ func policyID(t testing.TB, c *clients, name string) string {
 	}
 	return id
 }
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func userInfo(s *Sim) *url.Userinfo { return url.UserPassword(s.Username(), s.Password()) }

@@ -79,9 +79,17 @@ func (h *loopHypervisor) attach(volumeID, file, byIDDir, diskUUID string) error 
 	if err := os.MkdirAll(byIDDir, 0o750); err != nil {
 		return err
 	}
-	dev, err := losetup("-f", "--show", file)
+	// A device made by an earlier run of the embedded vCenter (stopped for
+	// a restart, or killed) still backs the file: the disk never left the
+	// VM, so it is taken over, not made again.
+	dev, err := backingDevice(file)
 	if err != nil {
 		return err
+	}
+	if dev == "" {
+		if dev, err = losetup("-f", "--show", file); err != nil {
+			return err
+		}
 	}
 	link := filepath.Join(byIDDir, linkName(diskUUID))
 	_ = os.Remove(link)
@@ -119,6 +127,18 @@ func (h *loopHypervisor) release(d loopDevice) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// backingDevice is the loop device that backs file, "" when none.
+func backingDevice(file string) (string, error) {
+	out, err := losetup("-n", "-O", "NAME", "-j", file)
+	if err != nil {
+		return "", err
+	}
+	if dev, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); dev != "" {
+		return strings.TrimSpace(dev), nil
+	}
+	return "", nil
 }
 
 // stillBacked reports whether the loop device still exists and backs the file.

@@ -45,6 +45,7 @@ type dsModel struct {
 	dir       string // local directory
 	capacity  int64
 	used      int64 // guarded by inventory.mu
+	filled    int64 // taken by other workloads (FillDatastore); guarded by inventory.mu
 	hostNames []string
 	hosts     []types.ManagedObjectReference
 }
@@ -56,6 +57,9 @@ type nodeVM struct {
 	hostName string
 	byIDDir  string
 	zone     string // the zone tag of its cluster (tags.go)
+
+	// What happened to it since it was seeded (vmops.go).
+	poweredOff, deleted atomicBool
 }
 
 type inventory struct {
@@ -290,11 +294,41 @@ func entityName(r *simulator.Registry, ref types.ManagedObjectReference) string 
 func (inv *inventory) reserve(d *dsModel, bytes int64) bool {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if d.capacity-d.used < bytes {
+	if d.capacity-d.used-d.filled < bytes {
 		return false
 	}
 	d.used += bytes
 	return true
+}
+
+// force adds bytes to the datastore's use whether they fit or not (a
+// volume kept across a restart is there, full datastore or not).
+func (inv *inventory) force(d *dsModel, bytes int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	d.used += bytes
+}
+
+// fill makes other workloads take all but free bytes (free < 0: none).
+func (inv *inventory) fill(d *dsModel, free int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	d.filled = 0
+	if free >= 0 {
+		d.filled = max(0, d.capacity-d.used-free)
+	}
+}
+
+func (inv *inventory) setFilled(d *dsModel, bytes int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	d.filled = max(0, bytes)
+}
+
+func (inv *inventory) filledBytes(d *dsModel) int64 {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return d.filled
 }
 
 // release gives bytes back.
@@ -308,7 +342,7 @@ func (inv *inventory) release(d *dsModel, bytes int64) {
 func (inv *inventory) space(d *dsModel) (int64, int64) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	return d.capacity, d.capacity - d.used
+	return d.capacity, max(0, d.capacity-d.used-d.filled)
 }
 
 // publish writes the model's free space to the Datastore object through the

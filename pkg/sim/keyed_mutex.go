@@ -1,8 +1,8 @@
 package sim
 
 import (
-	"hash/fnv"
 	"sync"
+	"sync/atomic"
 )
 
 // keyedMutex is a set of mutexes by key, created on demand and dropped
@@ -42,13 +42,8 @@ func (k *keyedMutex) lock(key string) func() {
 	}
 }
 
-// taskStripes is how many task entities CNS tasks are spread over. The
-// simulator holds the task entity's lock while a task runs: one entity
-// would run every CNS task one at a time.
-const taskStripes = 16
+// atomicBool is a flag read and written from several goroutines.
+type atomicBool struct{ atomic.Bool }
 
-func stripe(key string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % taskStripes)
-}
+func (b *atomicBool) get() bool  { return b.Load() }
+func (b *atomicBool) set(v bool) { b.Store(v) }

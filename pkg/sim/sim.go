@@ -8,6 +8,7 @@ package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,7 +22,11 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/vmware/govmomi/cns"
+	"github.com/vmware/govmomi/pbm"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
 
 	// Registers the SPBM endpoint (/pbm) with the simulator.
 	_ "github.com/vmware/govmomi/pbm/simulator"
@@ -49,9 +54,13 @@ const (
 
 // Options configure Start.
 type Options struct {
-	Dir     string // state root (datastore dirs, data files); "" = a new temp dir, removed on Close
-	Listen  string // "127.0.0.1:0" default
-	NodeVMs int    // number of node VMs, default 3
+	// Dir is the state root: datastore directories, data files and, in
+	// Dir/state, everything a vCenter keeps across a restart (state.go).
+	// Start on a Dir that has state brings that state back. "" = a new
+	// temporary directory, removed on Close.
+	Dir     string
+	Listen  string // "127.0.0.1:0" default; with port 0 a restart takes the address it had
+	NodeVMs int    // number of node VMs, default 3 (or as kept in Dir)
 	// ZoneBNodeVMs is the number of node VMs in zone B (tags.go), default
 	// 0: the node VMs above are in zone A.
 	ZoneBNodeVMs int
@@ -59,6 +68,8 @@ type Options struct {
 	ByIDRoot     string // node VM i's by-id dir is ByIDRoot/<vm name>; default Dir/by-id
 	Username     string // default DefaultUsername
 	Password     string // default DefaultPassword
+	// Latency is how long calls and tasks take (latency.go); zero: at once.
+	Latency Latency
 }
 
 // NodeVM is a seeded Kubernetes node VM.
@@ -69,6 +80,7 @@ type NodeVM struct {
 	Host    string // name of the host it runs on
 	Ref     string // managed object ID, e.g. "vm-42"
 	Zone    string // the k8s-zone tag of its host's cluster: ZoneA or ZoneB
+	State   string // "poweredOn", "poweredOff" or "deleted" (vmops.go)
 }
 
 // DatastoreInfo describes a seeded datastore.
@@ -88,24 +100,33 @@ type Sim struct {
 	opts    Options
 	tempDir bool
 
-	model  *simulator.Model
-	server *simulator.Server
-	url    *url.URL
-	thumb  string
+	model *simulator.Model
+	wire  *wire // transport.go
+	url   *url.URL
+	tls   *tls.Config
+	thumb string
 
 	inv      *inventory
 	policies *policyMap
 	cns      *volumeManager
 	hv       hypervisor
+	lab      *lab   // tasks.go: latency, faults, events
+	store    *store // state.go
 
+	syncDone chan struct{}
+	repairs  int // kept records that needed repair at Start (restore.go)
+
+	stopOnce  sync.Once
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Start builds the inventory, starts the SOAP server and installs the
-// faithful overrides. Close it when done.
+// Start builds the inventory (bringing back the state kept in Dir, if
+// any), starts the SOAP server and installs the faithful overrides. Close
+// (or Stop) it when done.
 func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
-	s := &Sim{opts: opts}
+	s := &Sim{opts: opts, lab: newLab(opts.Latency), syncDone: make(chan struct{})}
+	explicitNodeVMs := opts.NodeVMs > 0
 	if err := s.defaults(); err != nil {
 		return nil, err
 	}
@@ -114,6 +135,16 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 			_ = s.Close()
 		}
 	}()
+	if s.store, err = openStore(s.opts.Dir); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	kept, err := s.store.loadMeta()
+	if err != nil {
+		return nil, err
+	}
+	if err := shapeOptions(&s.opts, kept, explicitNodeVMs); err != nil { // restore.go
+		return nil, err
+	}
 
 	s.model = simulator.VPX()
 	s.model.Host = 0
@@ -127,7 +158,12 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if s.inv, err = buildInventory(ctx, s.model, s.opts); err != nil {
 		return nil, err
 	}
-	if err := s.startServer(); err != nil {
+	if kept != nil {
+		if err := s.checkShape(kept); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.startServer(kept); err != nil { // transport.go
 		return nil, err
 	}
 	if s.policies, err = installPolicies(s.model, s.inv); err != nil {
@@ -141,10 +177,66 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	} else {
 		s.hv = nopHypervisor{}
 	}
-	s.cns = newVolumeManager(s.inv, s.policies, s.hv)
+	s.cns = newVolumeManager(s.inv, s.policies, s.hv, s.lab, s.store)
+	maxTask, err := s.restore(ctx) // restore.go
+	if err != nil {
+		return nil, fmt.Errorf("bring back the state kept in %s: %w", s.store.dir, err)
+	}
+	if kept != nil {
+		s.passTaskNumbers(max(kept.MaxTask, maxTask))
+	}
 	s.cns.register(s.model.Service)
-	klog.InfoS("vCenter simulator started", "url", s.URL(), "dir", s.opts.Dir, "nodeVMs", len(s.inv.nodes), "hypervisor", opts.Hypervisor)
+	s.installHooks()
+	if err := s.saveMeta(); err != nil {
+		return nil, err
+	}
+	go s.syncFCDs() // state.go
+	klog.InfoS("vCenter simulator started", "url", s.URL(), "dir", s.opts.Dir, "nodeVMs", len(s.inv.nodes),
+		"hypervisor", opts.Hypervisor, "restored", kept != nil, "volumes", s.cns.count(), "latency", s.lab.latency.Load().String())
 	return s, nil
+}
+
+// installHooks puts the lab's dispatch hook (injected SOAP faults, call
+// latency) in front of the SOAP endpoints the driver uses.
+func (s *Sim) installHooks() {
+	for _, path := range []string{vim25.Path, pbm.Path, cns.Path} {
+		if c := s.model.Service.Context.For(path); c.Map != nil {
+			c.Map.Handler = s.lab.dispatch
+		}
+	}
+}
+
+// passTaskNumbers makes the next task references larger than any a
+// previous run may have handed out.
+func (s *Sim) passTaskNumbers(n int64) {
+	if n <= 0 {
+		return
+	}
+	r := s.model.Map()
+	mark := &counterMark{Self: types.ManagedObjectReference{Type: "Task", Value: fmt.Sprintf("task-%d", n+taskRefGap)}}
+	r.Put(mark)
+	_ = r.AlignCounter()
+	r.Remove(s.model.Service.Context, mark.Self)
+	s.lab.maxTask.Store(n + taskRefGap)
+}
+
+// counterMark is a placeholder object that moves the registry's counter.
+type counterMark struct{ Self types.ManagedObjectReference }
+
+func (c *counterMark) Reference() types.ManagedObjectReference { return c.Self }
+
+func (s *Sim) saveMeta() error {
+	m := meta{
+		NodeVMs: s.opts.NodeVMs, ZoneBNodeVMs: s.opts.ZoneBNodeVMs, Listen: s.HostPort(),
+		VMs: map[string]string{}, Datastores: map[string]string{}, MaxTask: s.lab.maxTask.Load(),
+	}
+	for _, n := range s.inv.nodes {
+		m.VMs[n.name] = n.ref.Value
+	}
+	for _, d := range s.inv.datastores {
+		m.Datastores[d.name] = d.ref.Value
+	}
+	return s.store.saveMeta(m)
 }
 
 func (s *Sim) defaults() error {
@@ -178,26 +270,55 @@ func (s *Sim) defaults() error {
 	return os.MkdirAll(s.opts.Dir, 0o750)
 }
 
-func (s *Sim) startServer() (err error) {
-	cert, thumb, err := selfSignedCert(s.opts.Listen)
+// startServer starts the HTTPS server on the kept address and certificate
+// when there are (so that a restart keeps the thumbprint and the address
+// in csi-vsphere.conf valid), else on new ones. The simulator registers
+// its handlers on a server of its own, which is then replaced by ours on
+// the same address.
+func (s *Sim) startServer(kept *meta) (err error) {
+	if s.tls, s.thumb, err = s.certificate(); err != nil {
+		return err
+	}
+	listen := s.opts.Listen
+	if kept != nil && kept.Listen != "" && listenPortZero(listen) {
+		if ln, err := net.Listen("tcp", kept.Listen); err == nil {
+			_ = ln.Close()
+			listen = kept.Listen
+		} else {
+			klog.InfoS("The address of the previous run is taken; listening on a new one (csi-vsphere.conf must follow)", "was", kept.Listen, "err", err)
+		}
+	}
+	svc := s.model.Service
+	svc.TLS = s.tls.Clone()
+	svc.Listen = &url.URL{Host: listen, User: url.UserPassword(s.opts.Username, s.opts.Password)}
+	svc.RegisterEndpoints = true
+	var throwaway *simulator.Server
+	func() {
+		defer func() { // the simulator panics when it cannot listen
+			if r := recover(); r != nil {
+				err = fmt.Errorf("start server on %s: %v", listen, r)
+			}
+		}()
+		throwaway = svc.NewServer()
+	}()
 	if err != nil {
 		return err
 	}
-	s.thumb = thumb
-	svc := s.model.Service
-	svc.TLS = cert
-	svc.Listen = &url.URL{Host: s.opts.Listen, User: url.UserPassword(s.opts.Username, s.opts.Password)}
-	svc.RegisterEndpoints = true
-	defer func() { // the simulator panics when it cannot listen
-		if r := recover(); r != nil {
-			err = fmt.Errorf("start server on %s: %v", s.opts.Listen, r)
-		}
-	}()
-	s.server = svc.NewServer()
-	u := *s.server.URL
+	u := *throwaway.URL
 	u.User = nil
 	s.url = &u
+	throwaway.Close()
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", u.Host, err)
+	}
+	s.wire = newWire(s.lab, svc.ServeMux, ln, s.tls)
 	return nil
+}
+
+func listenPortZero(listen string) bool {
+	_, port, err := net.SplitHostPort(listen)
+	return err == nil && (port == "0" || port == "")
 }
 
 // URL is the SDK URL, "https://127.0.0.1:PORT/sdk" (no credentials).
@@ -227,15 +348,18 @@ func (s *Sim) Password() string { return s.opts.Password }
 // Datacenter is the name of the seeded datacenter.
 func (s *Sim) Datacenter() string { return s.inv.dcName }
 
-// Service is the underlying simulator service, for fault injection
-// (AddFaultRule) in tests.
-func (s *Sim) Service() *simulator.Service { return s.model.Service }
-
 // NodeVMs lists the node VMs in creation order.
 func (s *Sim) NodeVMs() []NodeVM {
 	out := make([]NodeVM, 0, len(s.inv.nodes))
 	for _, n := range s.inv.nodes {
-		out = append(out, NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: n.hostName, Ref: n.ref.Value, Zone: n.zone})
+		state := "poweredOn"
+		switch {
+		case n.deleted.get():
+			state = "deleted"
+		case n.poweredOff.get():
+			state = "poweredOff"
+		}
+		out = append(out, NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: n.hostName, Ref: n.ref.Value, Zone: n.zone, State: state})
 	}
 	return out
 }
@@ -260,44 +384,65 @@ func (s *Sim) VolumeFile(volumeID string) (string, bool) {
 	return s.cns.volumeFile(volumeID)
 }
 
-// Close detaches every loop device, removes the links, stops the server and
-// removes the temp dir (when Start made it). Safe to call more than once.
-func (s *Sim) Close() error {
-	s.closeOnce.Do(func() {
-		var errs []error
-		if s.server != nil {
-			s.stopServer()
+// StopOptions say how Stop stops the vCenter.
+type StopOptions struct {
+	// RunningTasks is what becomes of the operations whose tasks still run.
+	RunningTasks TaskFate
+}
+
+// Stop stops the vCenter as a restart of a real one does: clients lose
+// their connections and sessions, running tasks end (their task objects
+// are gone; opts.RunningTasks says whether their operations happened), and
+// everything else stays: the state in Dir, and on the node side the node
+// VMs' disks with their loop devices, links and what is mounted from them
+// (a vCenter restart does not touch running VMs). Start on the same Dir
+// brings the vCenter back; Close afterwards only removes a temporary Dir.
+func (s *Sim) Stop(opts StopOptions) {
+	s.stopOnce.Do(func() {
+		if s.wire != nil {
+			s.wire.close()
+		}
+		s.lab.halt(opts.RunningTasks, 10*time.Second)
+		close(s.syncDone)
+		if s.cns != nil {
+			s.syncFCDsOnce()
+			if err := s.saveMeta(); err != nil {
+				klog.ErrorS(err, "vCenter simulator: keeping the state failed")
+			}
 		}
 		if s.hv != nil {
-			errs = append(errs, s.hv.closeAll())
+			s.hv = nopHypervisor{} // the node side stays as it is
+			if s.cns != nil {
+				s.cns.hv = s.hv
+			}
 		}
 		if s.model != nil && s.model.Service != nil {
 			s.model.Remove()
+		}
+		klog.InfoS("vCenter simulator stopped; its state is kept", "dir", s.opts.Dir)
+	})
+}
+
+// Close stops the vCenter and the node side with it: every loop device is
+// detached (what was mounted from it unmounted) and the links removed; a
+// temporary Dir is removed. The state in a Dir of one's own stays, so a
+// later Start brings the volumes back and attaches their disks again.
+// Safe to call more than once, and after Stop.
+func (s *Sim) Close() error {
+	s.closeOnce.Do(func() {
+		hv := s.hv
+		s.Stop(StopOptions{RunningTasks: TasksAbandoned})
+		var errs []error
+		if hv != nil { // nopHypervisor after an earlier Stop
+			errs = append(errs, hv.closeAll())
 		}
 		if s.tempDir {
 			errs = append(errs, os.RemoveAll(s.opts.Dir))
 		}
 		s.closeErr = errors.Join(errs...)
-		klog.InfoS("vCenter simulator stopped", "dir", s.opts.Dir, "err", s.closeErr)
+		klog.InfoS("vCenter simulator closed", "dir", s.opts.Dir, "err", s.closeErr)
 	})
 	return s.closeErr
-}
-
-// stopServer closes the listener and every client connection, then waits
-// a little for handlers. A WaitForUpdates long-poll whose client vanished
-// without cancelling never returns in the simulator: do not hang on it.
-func (s *Sim) stopServer() {
-	done := make(chan struct{})
-	go func() {
-		s.server.CloseClientConnections()
-		s.server.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		klog.InfoS("server close timed out: a client left a WaitForUpdates long-poll open; continuing")
-	}
 }
 
 func sortedKeys[M ~map[string]V, V any](m M) []string {

@@ -15,7 +15,8 @@ func (s *Sim) Summary() string {
 	fmt.Fprintf(&b, "  user:        %s\n", s.opts.Username)
 	fmt.Fprintf(&b, "  thumbprint:  %s\n", s.thumb)
 	fmt.Fprintf(&b, "  datacenter:  %s\n", s.inv.dcName)
-	fmt.Fprintf(&b, "  state dir:   %s\n", s.opts.Dir)
+	fmt.Fprintf(&b, "  state dir:   %s (kept across restarts: %d volumes)\n", s.opts.Dir, s.cns.count())
+	fmt.Fprintf(&b, "  latency:     %s\n", s.Latency().String())
 	hosts := map[string]bool{}
 	for _, d := range s.inv.datastores {
 		for _, h := range d.hostNames {
@@ -25,7 +26,7 @@ func (s *Sim) Summary() string {
 	fmt.Fprintf(&b, "  hosts:       %s\n", strings.Join(sortedKeys(hosts), ", "))
 	fmt.Fprintf(&b, "node VMs (%d):\n", len(s.inv.nodes))
 	for _, n := range s.NodeVMs() {
-		fmt.Fprintf(&b, "  %-14s uuid=%s host=%s zone=%s by-id=%s\n", n.Name, n.UUID, n.Host, n.Zone, n.ByIDDir)
+		fmt.Fprintf(&b, "  %-14s uuid=%s host=%s zone=%s state=%s by-id=%s\n", n.Name, n.UUID, n.Host, n.Zone, n.State, n.ByIDDir)
 	}
 	fmt.Fprintf(&b, "datastores:\n")
 	for _, d := range s.Datastores() {

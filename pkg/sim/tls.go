@@ -9,24 +9,56 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
 
-// selfSignedCert makes a fresh ECDSA certificate for the listen address
-// (plus localhost and the loopback addresses) and returns a server TLS
-// config using it and its SHA-1 thumbprint in "AA:BB:…" form.
-func selfSignedCert(listen string) (*tls.Config, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// certificate is the server's TLS config and thumbprint: the certificate
+// kept in the state dir when there is one (a restarted vCenter keeps its
+// certificate, so the thumbprint in csi-vsphere.conf stays valid), else a
+// new one, which is then kept.
+func (s *Sim) certificate() (*tls.Config, string, error) {
+	path := s.store.path("", "tls.pem")
+	if data, err := os.ReadFile(path); err == nil {
+		cert, err := tls.X509KeyPair(data, data)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", path, err)
+		}
+		return serverTLS(cert), thumbprint(cert.Certificate[0]), nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", err
+	}
+	cert, pemData, err := selfSignedCert(s.opts.Listen)
 	if err != nil {
 		return nil, "", err
 	}
+	if err := writeFile(path, pemData, 0o600); err != nil {
+		return nil, "", fmt.Errorf("keep the certificate: %w", err)
+	}
+	return serverTLS(cert), thumbprint(cert.Certificate[0]), nil
+}
+
+func serverTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+}
+
+// selfSignedCert makes a fresh ECDSA certificate for the listen address
+// (plus localhost and the loopback addresses): the certificate, and it
+// and its key in PEM.
+func selfSignedCert(listen string) (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return nil, "", err
+		return tls.Certificate{}, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -51,19 +83,21 @@ func selfSignedCert(listen string) (*tls.Config, string, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, "", err
+		return tls.Certificate{}, nil, err
 	}
-	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
 	}
-	return cfg, thumbprint(der), nil
+	pemData := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pemData, nil
 }
 
 // CertificatePEM is the simulator's TLS certificate in PEM form, for
 // clients that verify with a CA file (ca-file) instead of a thumbprint.
 func (s *Sim) CertificatePEM() []byte {
-	cert := s.model.Service.TLS.Certificates[0].Certificate[0]
+	cert := s.tls.Certificates[0].Certificate[0]
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})
 }
 

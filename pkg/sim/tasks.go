@@ -1,0 +1,296 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
+	"k8s.io/klog/v2"
+)
+
+// How the embedded vCenter runs a CNS task, as vCenter does:
+//   - the call answers at once with a Task whose info.state is running and
+//     whose info.progress moves for as long as the method's latency says;
+//   - the operation's effect (a new volume, a disk on a VM, free space)
+//     appears only when the task completes, together with its result;
+//   - a task that reconfigures node VMs (attach, detach, their batches)
+//     holds each of those VMs for its whole duration, as vCenter holds a
+//     VM's lock while reconfiguring it: reconfigurations of one VM run one
+//     after another, of different VMs side by side. A batch of several
+//     disks for one VM is one reconfiguration;
+//   - when the vCenter stops while a task runs, the task object goes with it
+//     (a client asking for it afterwards gets ManagedObjectNotFound, as from
+//     a restarted vCenter) and the operation either happened or did not:
+//     StopOptions.RunningTasks says which (see Stop).
+//
+// Effects are applied under the manager's own locks, in one step, and
+// written to the state directory before the task is reported complete.
+
+// taskOp is one CNS task: its SOAP method, the node VMs it reconfigures,
+// and the effect.
+type taskOp struct {
+	method string
+	vms    []types.ManagedObjectReference
+	run    func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault)
+}
+
+// TaskFate is what happens, when the vCenter stops, to an operation whose
+// task is still running.
+type TaskFate int
+
+const (
+	// TasksMayHappen: each such operation happens or not, at random, as
+	// after a real vCenter restart ("the operation may or may not have
+	// happened"; the client can't tell from the task, which is gone).
+	TasksMayHappen TaskFate = iota
+	// TasksAbandoned: none of them happens.
+	TasksAbandoned
+	// TasksComplete: all of them happen; nobody hears of it.
+	TasksComplete
+)
+
+// lab holds what makes the embedded vCenter behave like a real one in time
+// and in failure: the latency model, the per-VM reconfiguration queue, the
+// injected faults, the event log, and the stop that ends running tasks.
+type lab struct {
+	latency atomic.Pointer[Latency]
+	faults  faultSet
+	events  eventLog
+	vmQueue keyedMutex // one reconfiguration per VM at a time
+
+	mu      sync.Mutex
+	stopped bool
+	fate    TaskFate
+	stop    chan struct{} // closed when the vCenter stops
+	tasks   sync.WaitGroup
+
+	// maxTask is the highest task number handed out: persisted so that a
+	// restarted vCenter never hands out a reference a client may still
+	// hold from before (state.go).
+	maxTask atomic.Int64
+}
+
+func newLab(l Latency) *lab {
+	b := &lab{stop: make(chan struct{})}
+	b.setLatency(l)
+	return b
+}
+
+func (b *lab) setLatency(l Latency) {
+	c := l.clone()
+	b.latency.Store(&c)
+}
+
+func (b *lab) latencyOf(method string) time.Duration {
+	return b.latency.Load().of(method)
+}
+
+// stopping is closed when the vCenter stops.
+func (b *lab) stopping() <-chan struct{} { return b.stop }
+
+// halt stops every running task (each decides its fate) and waits for
+// them, at most wait.
+func (b *lab) halt(fate TaskFate, wait time.Duration) {
+	b.mu.Lock()
+	if !b.stopped {
+		b.stopped, b.fate = true, fate
+		close(b.stop)
+	}
+	b.mu.Unlock()
+	done := make(chan struct{})
+	go func() { b.tasks.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		klog.InfoS("Some CNS tasks did not end in time; the vCenter stops without them", "waited", wait)
+	}
+}
+
+// happensAtStop decides whether a running task's operation happens when
+// the vCenter stops.
+func (b *lab) happensAtStop() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.fate {
+	case TasksComplete:
+		return true
+	case TasksAbandoned:
+		return false
+	}
+	return rand.IntN(2) == 0 //nolint:gosec // a coin, not security
+}
+
+// runTask starts a CNS task for op and returns its reference at once.
+func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.ManagedObjectReference {
+	vctx := ctx.For(vim25.Path)
+	t := simulator.CreateTask(m.ManagedObjectReference, op.method, nil)
+	vctx.Map.Put(t)
+	ref := t.Self
+	if n, err := strconv.ParseInt(strings.TrimPrefix(ref.Value, "task-"), 10, 64); err == nil {
+		for cur := m.lab.maxTask.Load(); n > cur && !m.lab.maxTask.CompareAndSwap(cur, n); cur = m.lab.maxTask.Load() {
+		}
+	}
+	vctx.Map.AtomicUpdate(vctx, t, []types.PropertyChange{
+		{Name: "info.key", Val: ref.Value},
+		{Name: "info.task", Val: ref},
+		{Name: "info.startTime", Val: time.Now()},
+		{Name: "info.state", Val: types.TaskInfoStateRunning},
+		{Name: "info.progress", Val: int32(0)},
+	})
+	b := m.lab
+	b.mu.Lock()
+	stopped := b.stopped
+	if !stopped {
+		b.tasks.Add(1)
+	}
+	b.mu.Unlock()
+	if stopped {
+		return ref // the vCenter is going away: the task never ends
+	}
+	b.events.add(Event{Kind: EventTaskStart, Method: op.method, Task: ref.Value})
+	go func() {
+		defer b.tasks.Done()
+		res, fault, ended := m.execute(vctx, t, op)
+		if !ended {
+			b.events.add(Event{Kind: EventTaskEnd, Method: op.method, Task: ref.Value, Detail: "lost in the stop"})
+			return
+		}
+		state, detail := types.TaskInfoStateSuccess, "success"
+		var lf any
+		if fault != nil {
+			state, detail = types.TaskInfoStateError, fmt.Sprintf("%T", fault)
+			lf = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: faultMessage(fault)}
+		}
+		vctx.Map.AtomicUpdate(vctx, t, []types.PropertyChange{
+			{Name: "info.completeTime", Val: time.Now()},
+			{Name: "info.progress", Val: int32(100)},
+			{Name: "info.state", Val: state},
+			{Name: "info.result", Val: res},
+			{Name: "info.error", Val: lf},
+		})
+		b.events.add(Event{Kind: EventTaskEnd, Method: op.method, Task: ref.Value, Detail: detail})
+	}()
+	return ref
+}
+
+// execute waits for op's VMs and its duration, then applies its effect.
+// ended is false when the vCenter stopped and the operation did not happen
+// (the task then never completes).
+func (m *volumeManager) execute(vctx *simulator.Context, t *simulator.Task, op taskOp) (res types.AnyType, fault types.BaseMethodFault, ended bool) {
+	b := m.lab
+	defer func() { // never let a bug kill the process
+		if r := recover(); r != nil {
+			res, fault, ended = nil, &cnstypes.CnsFault{Reason: fmt.Sprintf("internal error in %s: %v", op.method, r)}, true
+		}
+	}()
+	vms := make([]string, 0, len(op.vms))
+	for _, vm := range op.vms {
+		vms = append(vms, vm.Value)
+	}
+	sort.Strings(vms)
+	vms = compactStrings(vms)
+	for _, vm := range vms {
+		unlock := b.vmQueue.lock(vm)
+		defer unlock()
+		b.events.add(Event{Kind: EventReconfigStart, Method: op.method, Task: t.Self.Value, VM: vm})
+		defer b.events.add(Event{Kind: EventReconfigEnd, Method: op.method, Task: t.Self.Value, VM: vm})
+	}
+	if !m.wait(vctx, t, b.latencyOf(op.method)) && !b.happensAtStop() {
+		return nil, nil, false
+	}
+	if f := b.faults.taskError(op.method); f != nil {
+		b.events.add(Event{Kind: EventFault, Method: op.method, Task: t.Self.Value, Detail: "TaskError"})
+		return nil, f, true
+	}
+	res, fault = op.run(vctx)
+	return res, fault, true
+}
+
+// wait lets d pass with the task's progress moving; false when the vCenter
+// stopped first.
+func (m *volumeManager) wait(vctx *simulator.Context, t *simulator.Task, d time.Duration) bool {
+	stop := m.lab.stopping()
+	select {
+	case <-stop:
+		return false
+	default:
+	}
+	if d <= 0 {
+		return true
+	}
+	step := max(d/10, 250*time.Millisecond)
+	start := time.Now()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return false
+		case <-deadline.C:
+			return true
+		case <-tick.C:
+			pct := int32(min(99, 100*time.Since(start)/d))
+			vctx.Map.AtomicUpdate(vctx, t, []types.PropertyChange{{Name: "info.progress", Val: pct}})
+		}
+	}
+}
+
+func compactStrings(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// faultMessage is a fault's first message, else its type.
+func faultMessage(f types.BaseMethodFault) string {
+	if mf := f.GetMethodFault(); mf != nil {
+		for _, m := range mf.FaultMessage {
+			if m.Message != "" {
+				return m.Message
+			}
+		}
+	}
+	if cf, ok := f.(*cnstypes.CnsFault); ok && cf.Reason != "" {
+		return cf.Reason
+	}
+	return fmt.Sprintf("%T", f)
+}
+
+// waitTask waits for a simulator task started in-process.
+func waitTask(ctx *simulator.Context, ref types.ManagedObjectReference) types.TaskInfo {
+	t, ok := ctx.Map.Get(ref).(*simulator.Task)
+	if !ok {
+		return types.TaskInfo{State: types.TaskInfoStateError, Error: &types.LocalizedMethodFault{
+			Fault: &types.ManagedObjectNotFound{Obj: ref}, LocalizedMessage: "task " + ref.Value + " not found"}}
+	}
+	lockCtx := &simulator.Context{}
+	for {
+		var info types.TaskInfo
+		done := false
+		ctx.Map.WithLock(lockCtx, t, func() {
+			switch t.Info.State {
+			case types.TaskInfoStateSuccess, types.TaskInfoStateError:
+				done, info = true, t.Info
+			}
+		})
+		if done {
+			return info
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
