@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -372,3 +375,37 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
 func (r *recorder) WriteHeader(code int)        { r.code = code }
+
+// TestPasswordRotation: after SetPassword the old password is refused with
+// InvalidLogin and the new one works; open sessions stay.
+func TestPasswordRotation(t *testing.T) {
+	s := startSim(t, Options{})
+	c := connect(t, s)
+	s.SetPassword("N3w-Passw0rd!")
+	if _, err := c.cns.QueryVolume(context.Background(), &cnstypes.CnsQueryFilter{}); err != nil {
+		t.Errorf("an open session after the rotation: %v", err)
+	}
+	if err := loginWith(s, DefaultPassword); vimFaultName(err) != "InvalidLogin" {
+		t.Errorf("the old password: got %v, want InvalidLogin", err)
+	}
+	if err := loginWith(s, "N3w-Passw0rd!"); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+	if s.Password() != "N3w-Passw0rd!" {
+		t.Fatal("Password() does not say the new one")
+	}
+	connect(t, s) // logs in with Password()
+}
+
+// loginWith logs in on a new connection with password.
+func loginWith(s *Sim, password string) error {
+	ctx := context.Background()
+	u, _ := url.Parse(s.URL())
+	sc := soap.NewClient(u, false)
+	sc.SetThumbprint(u.Host, s.Thumbprint())
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return err
+	}
+	return session.NewManager(vc).Login(ctx, url.UserPassword(s.Username(), password))
+}

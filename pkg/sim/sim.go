@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -113,8 +114,11 @@ type Sim struct {
 	lab      *lab   // tasks.go: latency, faults, events
 	store    *store // state.go
 
+	creds    atomic.Pointer[credentials]
 	syncDone chan struct{}
-	repairs  int // kept records that needed repair at Start (restore.go)
+	fcdMu    sync.Mutex
+	keptFCDs map[string]fcdRecord // state.go: what syncFCDsOnce last wrote
+	repairs  int                  // kept records that needed repair at Start (restore.go)
 
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -291,6 +295,8 @@ func (s *Sim) startServer(kept *meta) (err error) {
 	svc := s.model.Service
 	svc.TLS = s.tls.Clone()
 	svc.Listen = &url.URL{Host: listen, User: url.UserPassword(s.opts.Username, s.opts.Password)}
+	s.creds.Store(&credentials{user: s.opts.Username, password: s.opts.Password})
+	s.model.Map().SessionManager().ValidLogin = s.acceptLogin
 	svc.RegisterEndpoints = true
 	var throwaway *simulator.Server
 	func() {
@@ -340,10 +346,26 @@ func (s *Sim) HostPort() string { return net.JoinHostPort(s.Host(), strconv.Itoa
 func (s *Sim) Thumbprint() string { return s.thumb }
 
 // Username and Password are the credentials the simulator accepts.
-func (s *Sim) Username() string { return s.opts.Username }
+func (s *Sim) Username() string { return s.creds.Load().user }
 
 // Password is the password the simulator accepts.
-func (s *Sim) Password() string { return s.opts.Password }
+func (s *Sim) Password() string { return s.creds.Load().password }
+
+type credentials struct{ user, password string }
+
+// SetPassword changes the password the vCenter accepts from now on, as an
+// admin rotating the driver's account does; sessions already open stay.
+func (s *Sim) SetPassword(password string) {
+	s.creds.Store(&credentials{user: s.Username(), password: password})
+	s.lab.events.add(Event{Kind: EventSessions, Detail: "password changed"})
+	klog.InfoS("vCenter simulator: the password was changed", "user", s.Username())
+}
+
+// acceptLogin is the SessionManager's (and the vAPI endpoint's) check.
+func (s *Sim) acceptLogin(req *types.Login) bool {
+	c := s.creds.Load()
+	return req.UserName == c.user && req.Password == c.password
+}
 
 // Datacenter is the name of the seeded datacenter.
 func (s *Sim) Datacenter() string { return s.inv.dcName }

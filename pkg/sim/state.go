@@ -288,8 +288,21 @@ func (s *Sim) syncFCDs() {
 }
 
 // syncFCDsOnce writes the first-class disks that are not CNS volumes and
-// removes the records of those gone.
+// removes the records of those gone; it remembers what it wrote, so a
+// quiet tick costs no file I/O.
 func (s *Sim) syncFCDsOnce() {
+	s.fcdMu.Lock()
+	defer s.fcdMu.Unlock()
+	if s.keptFCDs == nil {
+		s.keptFCDs = map[string]fcdRecord{}
+		names, _ := s.store.names("fcds")
+		for _, id := range names {
+			var rec fcdRecord
+			if err := s.store.get("fcds", id, &rec); err == nil {
+				s.keptFCDs[id] = rec
+			}
+		}
+	}
 	want := map[string]fcdRecord{}
 	c := s.model.Service.Context.For(vim25.Path)
 	vsom := c.Map.VStorageObjectManager()
@@ -311,24 +324,22 @@ func (s *Sim) syncFCDsOnce() {
 		delete(want, id)
 	}
 	s.cns.mu.Unlock()
-	have, err := s.store.names("fcds")
-	if err != nil {
-		klog.ErrorS(err, "vCenter simulator: reading the kept first-class disks failed")
-		return
-	}
-	for _, id := range have {
+	for id := range s.keptFCDs {
 		if _, ok := want[id]; !ok {
-			_ = s.store.del("fcds", id)
+			if err := s.store.del("fcds", id); err == nil {
+				delete(s.keptFCDs, id)
+			}
 		}
 	}
 	for id, rec := range want {
-		var old fcdRecord
-		if err := s.store.get("fcds", id, &old); err == nil && old.Object.Config.CapacityInMB == rec.Object.Config.CapacityInMB &&
+		if old, ok := s.keptFCDs[id]; ok && old.Object.Config.CapacityInMB == rec.Object.Config.CapacityInMB &&
 			old.Object.Config.Name == rec.Object.Config.Name {
 			continue
 		}
 		if err := s.store.put("fcds", id, rec); err != nil {
 			klog.ErrorS(err, "vCenter simulator: keeping a first-class disk failed", "id", id)
+			continue
 		}
+		s.keptFCDs[id] = rec
 	}
 }

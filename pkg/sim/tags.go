@@ -93,7 +93,7 @@ func (s *Sim) seedTags(ctx context.Context) error {
 		return err
 	}
 	rc := rest.NewClient(vc)
-	if err := rc.Login(ctx, url.UserPassword(s.opts.Username, s.opts.Password)); err != nil {
+	if err := rc.Login(ctx, url.UserPassword(s.Username(), s.Password())); err != nil {
 		return fmt.Errorf("vAPI login: %w", err)
 	}
 	defer func() { _ = rc.Logout(context.WithoutCancel(ctx)) }()

@@ -139,7 +139,12 @@ func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.Managed
 		for cur := m.lab.maxTask.Load(); n > cur && !m.lab.maxTask.CompareAndSwap(cur, n); cur = m.lab.maxTask.Load() {
 		}
 	}
+	user := "vsphere-sim"
+	if ctx.Session != nil && ctx.Session.UserName != "" {
+		user = ctx.Session.UserName
+	}
 	vctx.Map.AtomicUpdate(vctx, t, []types.PropertyChange{
+		{Name: "info.reason", Val: &types.TaskReasonUser{UserName: user}},
 		{Name: "info.key", Val: ref.Value},
 		{Name: "info.task", Val: ref},
 		{Name: "info.startTime", Val: time.Now()},
