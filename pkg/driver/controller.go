@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -19,10 +18,6 @@ import (
 // PublishContextDiskUUID is the publish-context key of the attached disk's
 // UUID, by which the node plugin finds the device.
 const PublishContextDiskUUID = "diskUUID"
-
-// createTimeout bounds a CreateVolume that keeps going after its caller
-// gave up, so that the retry finds the volume instead of making another.
-const createTimeout = 10 * time.Minute
 
 var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
@@ -86,35 +81,17 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 
-	// The creation runs to its end even when the caller gives up (the
-	// provisioner's timeout is often shorter than a vCenter task): the
-	// retry then finds the volume by name instead of making a second one.
-	type result struct {
-		vol vcenter.Volume
-		err error
+	vol, err := finish(ctx, release, "CreateVolume "+name, func(ctx context.Context) (vcenter.Volume, error) {
+		return d.createVolume(ctx, name, params, size, req.GetCapacityRange())
+	})
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		defer release()
-		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
-		defer cancel()
-		vol, err := d.createVolume(bg, name, params, size, req.GetCapacityRange())
-		done <- result{vol, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, toStatus(r.err)
-		}
-		vol := csiVolume(r.vol, params)
-		if err := d.withTopology(ctx, r.vol, vol); err != nil { // topology.go
-			return nil, toStatus(err)
-		}
-		return &csi.CreateVolumeResponse{Volume: vol}, nil
-	case <-ctx.Done():
-		klog.InfoS("CreateVolume caller gone; the creation goes on and a retry will find it", "name", name)
-		return nil, status.FromContextError(ctx.Err()).Err()
+	out := csiVolume(vol, params)
+	if err := d.withTopology(ctx, vol, out); err != nil { // topology.go
+		return nil, toStatus(err)
 	}
+	return &csi.CreateVolumeResponse{Volume: out}, nil
 }
 
 func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, size int64, r *csi.CapacityRange) (vcenter.Volume, error) {
@@ -173,6 +150,11 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 	}
 	if err != nil {
 		return vcenter.Volume{}, err
+	}
+	if vol.Existing { // found by name after settling (vcenter.CreateVolume)
+		if err := sameVolume(vol, policy, size, r); err != nil {
+			return vcenter.Volume{}, err
+		}
 	}
 	klog.InfoS("Created volume", "volumeID", vol.ID, "name", name, "datastoreURL", vol.DatastoreURL, "size", describeSize(vol.CapacityBytes))
 	return vol, nil

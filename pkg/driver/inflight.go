@@ -1,10 +1,13 @@
 package driver
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
 )
 
 // inFlight remembers the keys (volume names, volume IDs, volume+node pairs)
@@ -31,4 +34,36 @@ func (f *inFlight) acquire(key string) (release func(), err error) {
 		delete(f.keys, key)
 		f.mu.Unlock()
 	}, nil
+}
+
+// detachedTimeout bounds an operation that keeps going after its caller
+// gave up (finish).
+const detachedTimeout = 10 * time.Minute
+
+// finish runs op to its end even when the caller gives up (a sidecar's
+// timeout is often shorter than a vCenter task), holding the in-flight
+// guard (release) until then: a retry meanwhile is Aborted, and the retry
+// after finds what op made (by name) instead of making it again. The
+// caller gets op's outcome, or its own context's error.
+func finish[T any](ctx context.Context, release func(), what string, op func(context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer release()
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+		defer cancel()
+		v, err := op(bg)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		klog.InfoS("Caller gone; the operation goes on and a retry will find what it made", "operation", what)
+		var zero T
+		return zero, status.FromContextError(ctx.Err()).Err()
+	}
 }

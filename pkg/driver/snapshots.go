@@ -57,17 +57,25 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	case src == "":
 		return nil, status.Error(codes.InvalidArgument, "source_volume_id is required")
 	}
-	release, err := d.inflight.acquire("snapshot name " + name)
+	releaseName, err := d.inflight.acquire("snapshot name " + name)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
 	releaseVol, err := d.inflight.acquire("volume " + src)
 	if err != nil {
+		releaseName()
 		return nil, err
 	}
-	defer releaseVol()
+	release := func() { releaseVol(); releaseName() }
+	// Taking the snapshot goes on when the caller gives up, guarded, so a
+	// retry never takes a second one (finish, inflight.go).
+	return finish(ctx, release, "CreateSnapshot "+name, func(ctx context.Context) (*csi.CreateSnapshotResponse, error) {
+		resp, err := d.createSnapshot(ctx, name, src)
+		return resp, toStatus(err)
+	})
+}
 
+func (d *Driver) createSnapshot(ctx context.Context, name, src string) (*csi.CreateSnapshotResponse, error) {
 	vol, err := d.vc.Volume(ctx, src)
 	if err != nil {
 		return nil, toStatus(err)

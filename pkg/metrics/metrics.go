@@ -21,6 +21,7 @@ type Metrics struct {
 	csi      *prometheus.HistogramVec
 	soap     *prometheus.HistogramVec
 	tasks    prometheus.Gauge
+	refused  prometheus.Counter
 }
 
 // New makes the collectors and registers them.
@@ -42,7 +43,11 @@ func New() *Metrics {
 			Help: "vCenter tasks the driver is waiting for.",
 		}),
 	}
-	m.registry.MustRegister(m.csi, m.soap, m.tasks,
+	m.refused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Name: "vcenter_logins_refused_total",
+		Help: "Logins vCenter refused (wrong or rotated credentials in csi-vsphere.conf).",
+	})
+	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -59,6 +64,9 @@ func (m *Metrics) SOAPCall(method, fault string, d time.Duration) {
 
 // TasksInFlight sets how many vCenter tasks are being waited for (vcenter.Observer).
 func (m *Metrics) TasksInFlight(n int) { m.tasks.Set(float64(n)) }
+
+// LoginRefused counts a login vCenter refused (vcenter.Observer).
+func (m *Metrics) LoginRefused() { m.refused.Inc() }
 
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {

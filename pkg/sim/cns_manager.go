@@ -91,6 +91,39 @@ func (m *volumeManager) snapshot(id string) (volume, bool) {
 	return *v, true
 }
 
+// Volumes lists the CNS volumes, each with the name of the VM its disk is
+// attached to ("" when none): for tests and checks that nothing leaked or
+// stayed attached.
+func (s *Sim) Volumes() map[string]string {
+	m := s.cns
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.volumes))
+	for id, v := range m.volumes {
+		vm := ""
+		if v.vm != nil {
+			vm = v.vm.Value
+			if n, ok := m.inv.nodeByRef[*v.vm]; ok {
+				vm = n.name
+			}
+		}
+		out[id] = vm
+	}
+	return out
+}
+
+// SnapshotCount is the number of CNS snapshots of every volume.
+func (s *Sim) SnapshotCount() int {
+	m := s.cns
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, list := range m.snaps {
+		n += len(list)
+	}
+	return n
+}
+
 // count is the number of volumes.
 func (m *volumeManager) count() int {
 	m.mu.Lock()

@@ -35,8 +35,9 @@ const (
 
 // FaultRule tells the embedded vCenter to fail calls of a SOAP method.
 type FaultRule struct {
-	// Method is the SOAP method ("CnsCreateVolume", "WaitForUpdatesEx", …)
-	// or "*" for every method (SOAP calls only; not the vAPI REST calls).
+	// Method is the SOAP method ("CnsCreateVolume", "WaitForUpdatesEx", …),
+	// a prefix ending in "*" ("Cns*": every CNS method) or "*" for every
+	// method (SOAP calls only; not the vAPI REST calls).
 	Method string `json:"method"`
 	// Fault is one of the Fault* names.
 	Fault string `json:"fault"`
@@ -78,7 +79,7 @@ func (r FaultRule) validate() error {
 	switch {
 	case r.Method == "":
 		return fmt.Errorf("fault rule: no method (a SOAP method name or *)")
-	case r.Method != "*" && !validMethodName(r.Method):
+	case !validMethodName(strings.TrimSuffix(r.Method, "*")) && r.Method != "*":
 		return fmt.Errorf("fault rule: %q is not a SOAP method name", r.Method)
 	case r.Probability < 0 || r.Probability > 1:
 		return fmt.Errorf("fault rule: probability %v is not between 0 and 1", r.Probability)
@@ -98,10 +99,18 @@ func (r FaultRule) validate() error {
 	default:
 		return fmt.Errorf("fault rule: unknown fault %q (one of %s)", r.Fault, faultKindsUsage)
 	}
-	if r.InTask && r.Method != "*" && !cnsTaskMethods[r.Method] {
+	if r.InTask && !strings.HasSuffix(r.Method, "*") && !cnsTaskMethods[r.Method] {
 		return fmt.Errorf("fault rule: %s does not return a CNS task", r.Method)
 	}
 	return nil
+}
+
+// matches says whether the rule names method.
+func (r FaultRule) matches(method string) bool {
+	if prefix, ok := strings.CutSuffix(r.Method, "*"); ok {
+		return strings.HasPrefix(method, prefix)
+	}
+	return r.Method == method
 }
 
 // cnsTaskMethods are the CNS methods that answer with a task (tasks.go).
@@ -171,10 +180,10 @@ func (f *faultSet) take(method string, l layer) (FaultRule, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, r := range f.rules {
-		if r.layer() != l || (r.Method != "*" && r.Method != method) {
+		if r.layer() != l || !r.matches(method) {
 			continue
 		}
-		if l == layerTask && r.Method == "*" && !cnsTaskMethods[method] {
+		if l == layerTask && !cnsTaskMethods[method] {
 			continue
 		}
 		if r.Probability > 0 && rand.Float64() >= r.Probability { //nolint:gosec // fault dice

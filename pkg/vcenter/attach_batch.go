@@ -26,6 +26,9 @@ const attachBatchTimeout = 5 * time.Minute
 type attachBatches struct {
 	mu     sync.Mutex
 	byNode map[types.ManagedObjectReference]*attachQueue
+	// open holds the requests not yet answered, by volume, so that a
+	// detach can wait for an attach that may still complete (settle).
+	open map[string][]*attachRequest
 }
 
 type attachQueue struct {
@@ -36,6 +39,7 @@ type attachQueue struct {
 type attachRequest struct {
 	volumeID string
 	done     chan attachOutcome // buffered: the batch never blocks on a caller gone
+	answered chan struct{}      // closed once the batch has given its outcome
 }
 
 type attachOutcome struct {
@@ -46,12 +50,16 @@ type attachOutcome struct {
 // attachBatched attaches the volume to the VM through the VM's queue and
 // waits for its own outcome (or for ctx).
 func (c *client) attachBatched(ctx context.Context, vm types.ManagedObjectReference, volumeID string) (string, error) {
-	req := &attachRequest{volumeID: volumeID, done: make(chan attachOutcome, 1)}
+	req := &attachRequest{volumeID: volumeID, done: make(chan attachOutcome, 1), answered: make(chan struct{})}
 	b := &c.attaches
 	b.mu.Lock()
 	if b.byNode == nil {
 		b.byNode = map[types.ManagedObjectReference]*attachQueue{}
 	}
+	if b.open == nil {
+		b.open = map[string][]*attachRequest{}
+	}
+	b.open[volumeID] = append(b.open[volumeID], req)
 	q := b.byNode[vm]
 	if q == nil {
 		q = &attachQueue{}
@@ -134,5 +142,38 @@ func (c *client) attachBatch(vm types.ManagedObjectReference, batch []*attachReq
 			}
 		}
 		req.done <- out
+		c.attaches.answered(req)
 	}
+}
+
+// answered takes a request off the open ones.
+func (b *attachBatches) answered(req *attachRequest) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	list := b.open[req.volumeID]
+	for i, r := range list {
+		if r == req {
+			b.open[req.volumeID] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(b.open[req.volumeID]) == 0 {
+		delete(b.open, req.volumeID)
+	}
+	close(req.answered)
+}
+
+// settle waits until no attach of the volume is queued or running.
+func (b *attachBatches) settle(ctx context.Context, volumeID string) error {
+	b.mu.Lock()
+	pending := append([]*attachRequest(nil), b.open[volumeID]...)
+	b.mu.Unlock()
+	for _, r := range pending {
+		select {
+		case <-r.answered:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for an attach of volume %s to end: %w", volumeID, ctx.Err())
+		}
+	}
+	return nil
 }

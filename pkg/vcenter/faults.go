@@ -54,7 +54,8 @@ func mapFault(err error, notFound error) error {
 
 	fault, msg := faultOf(err)
 	if fault == nil {
-		if isNetworkError(err) {
+		var na *noAnswer
+		if isNetworkError(err) || errors.As(err, &na) || httpStatus(err) >= 500 {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return err
@@ -66,7 +67,11 @@ func mapFault(err error, notFound error) error {
 }
 
 // classify picks the sentinel for a fault, by its type (and the types it
-// extends) first and by its text second; nil when none fits.
+// extends) first and, for the few CNS faults that have no type of their
+// own, by a precise phrase of CNS's; nil when none fits. "Not found" is
+// believed only from the types that say a volume (or, for notFound's
+// callers, their object) is missing, never from text: callers that answer
+// "already gone" confirm it with vCenter's state (volumes.go).
 func classify(fault any, msg string, notFound error) error {
 	names := faultTypeChain(fault)
 	has := func(n ...string) bool {
@@ -85,11 +90,16 @@ func classify(fault any, msg string, notFound error) error {
 	case has("CnsSnapshotNotFoundFault"):
 		return ErrSnapshotNotFound
 	case has("ManagedObjectNotFound"):
-		if obj := managedObjectNotFound(fault); obj == "VirtualMachine" {
+		switch managedObjectNotFound(fault) {
+		case "VirtualMachine":
 			return ErrNodeNotFound
+		case "Task":
+			return errTaskLost
 		}
-		return notFound
-	case has("CnsVolumeNotFoundFault", "NotFound", "FileNotFound"):
+		return nil
+	case has("CnsVolumeNotFoundFault"):
+		return ErrVolumeNotFound
+	case has("NotFound"):
 		return notFound
 	case has("ResourceInUse"):
 		return ErrVolumeInUse
@@ -97,21 +107,19 @@ func classify(fault any, msg string, notFound error) error {
 		return ErrInsufficientSpace
 	case has("InvalidArgument"):
 		return ErrInvalidArgument
+	case transientFault(fault):
+		return ErrUnavailable
 	}
 	text := strings.ToLower(msg)
 	switch {
-	case strings.Contains(text, "has snapshots"):
+	case strings.Contains(text, "the volume has snapshots"), strings.Contains(text, "has snapshots; delete them"):
 		return ErrHasSnapshots
 	case strings.Contains(text, "missing scsi controller"), strings.Contains(text, "scsi controller reached limit"):
 		// CNS: "Failed to attach disk because missing SCSI controller" when
 		// the VM's 4 controllers are full.
 		return ErrNodeFull
-	case strings.Contains(text, "insufficient"):
+	case strings.Contains(text, "insufficient") && strings.Contains(text, "space"):
 		return ErrInsufficientSpace
-	case strings.Contains(text, "not found") && notFound != nil:
-		return notFound
-	case strings.Contains(text, "attached") && !strings.Contains(text, "not attached"):
-		return ErrVolumeInUse
 	}
 	return nil
 }
@@ -244,7 +252,7 @@ func joinMessages(msgs ...string) string {
 func isSentinel(err error) bool {
 	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
 		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrPolicyIncompatible,
-		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull} {
+		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull, errTaskLost, errUncertain} {
 		if errors.Is(err, s) {
 			return true
 		}

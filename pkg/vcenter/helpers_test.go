@@ -34,6 +34,13 @@ type recorder struct {
 	mu       sync.Mutex
 	calls    []string
 	inFlight int
+	refused  int
+}
+
+func (r *recorder) LoginRefused() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refused++
 }
 
 func (r *recorder) SOAPCall(method, fault string, _ time.Duration) {

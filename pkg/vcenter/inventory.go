@@ -16,7 +16,6 @@ var (
 	vmProps   = []string{"name", "config.uuid", "config.template", "runtime.host", "config.hardware.device"}
 	dsProps   = []string{"summary.name", "summary.url", "summary.capacity", "summary.freeSpace", "summary.accessible", "host"}
 	hostProps = []string{"name"}
-	taskProps = []string{"info.state", "info.result", "info.error"}
 )
 
 // inventory is the cached picture of the node VMs, datastores and hosts of

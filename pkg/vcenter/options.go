@@ -55,6 +55,8 @@ type Observer interface {
 	SOAPCall(method, fault string, latency time.Duration)
 	// TasksInFlight reports how many vCenter tasks the client is waiting on.
 	TasksInFlight(n int)
+	// LoginRefused reports that vCenter refused the credentials.
+	LoginRefused()
 }
 
 const (
@@ -105,3 +107,4 @@ type nopObserver struct{}
 
 func (nopObserver) SOAPCall(string, string, time.Duration) {}
 func (nopObserver) TasksInFlight(int)                      {}
+func (nopObserver) LoginRefused()                          {}

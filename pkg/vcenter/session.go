@@ -2,9 +2,11 @@ package vcenter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -24,20 +26,18 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// retryAttempts is how often a SOAP call is retried on a temporary network
-// error (vim25.Retry).
-const retryAttempts = 3
-
 // maxIdleConns is the HTTP idle-connection pool per vCenter.
 const maxIdleConns = 8
 
 // conn is the session with vCenter and the three SOAP clients on it. Every
 // call goes through the same chain: re-login on NotAuthenticated (once),
-// retry on temporary network errors, the Observer, the wrapped transport.
+// the call's bound and the resending of reads (calls.go), the Observer,
+// the wrapped transport.
 type conn struct {
 	opts Options
 	obs  Observer
-	user *url.Userinfo
+	user atomic.Pointer[url.Userinfo]
+	gate loginGate
 
 	vim *vim25.Client // RoundTripper: the full chain
 	cns *cns.Client
@@ -64,18 +64,17 @@ func dial(ctx context.Context, opts Options, obs Observer) (*conn, error) {
 				return nil, fmt.Errorf("vcenter: CA file %s: %w", opts.CAFile, err)
 			}
 		}
-		if opts.Thumbprint != "" {
-			// Accepted when the chain does not verify (a self-signed cert).
-			sc.SetThumbprint(u.Host, opts.Thumbprint)
-		}
 	}
 	sc.UserAgent = opts.UserAgent
 	// The long poll holds one connection; calls run beside it. Keep enough
 	// idle connections that bursts don't re-handshake TLS.
-	sc.DefaultTransport().MaxIdleConnsPerHost = maxIdleConns
+	t := sc.DefaultTransport()
+	t.MaxIdleConnsPerHost = maxIdleConns
+	t.DialTLSContext = dialTLS(t, opts)
 	wrapHTTP(sc, opts)
 
-	c := &conn{opts: opts, obs: obs, user: url.UserPassword(opts.User, opts.Password)}
+	c := &conn{opts: opts, obs: obs}
+	c.user.Store(url.UserPassword(opts.User, opts.Password))
 
 	vc, err := vim25.NewClient(ctx, sc)
 	if err != nil {
@@ -111,7 +110,7 @@ func wrapHTTP(sc *soap.Client, opts Options) {
 
 // chain is the round-tripper stack below re-login for one SOAP client.
 func (c *conn) chain(sc *soap.Client) soap.RoundTripper {
-	return vim25.Retry(&observeRT{next: sc, obs: c.obs}, vim25.RetryTemporaryNetworkError, retryAttempts)
+	return &callRT{next: &observeRT{next: sc, obs: c.obs}, maxWait: c.opts.WatchMaxWait}
 }
 
 // newCNS builds the CNS client by hand (cns.NewClient would make requests on
@@ -142,13 +141,40 @@ func (c *conn) newPBM(ctx context.Context, sc *soap.Client) (*pbm.Client, error)
 }
 
 func (c *conn) login(ctx context.Context) error {
-	if err := c.sm.Login(ctx, c.user); err != nil {
-		klog.ErrorS(err, "vCenter login failed", "host", c.opts.Host, "user", c.opts.User)
-		return fmt.Errorf("vcenter: login to %s as %s: %w", c.opts.Host, c.opts.User, mapFault(err, nil))
+	user := c.user.Load()
+	if ok, next := c.gate.allow(time.Now()); !ok {
+		return fmt.Errorf("%w: vCenter %s refused the credentials of %s %d times in the last %s; the next attempt is at %s, or at once when csi-vsphere.conf changes",
+			ErrNotAuthenticated, c.opts.Host, user.Username(), maxRefusedLogins, refusedLoginWindow, next.Format(time.RFC3339))
 	}
+	if err := c.sm.Login(ctx, user); err != nil {
+		mapped := mapFault(err, nil)
+		if errors.Is(mapped, ErrNotAuthenticated) {
+			n := c.gate.refused(time.Now())
+			c.obs.LoginRefused()
+			klog.ErrorS(err, "vCenter refused the driver's credentials: check the user and password in csi-vsphere.conf (the Secret); "+
+				"the driver tries at most 3 times in 5 minutes so that vCenter does not lock the account",
+				"host", c.opts.Host, "user", user.Username(), "refusedInWindow", n)
+		} else {
+			klog.ErrorS(err, "vCenter login failed", "host", c.opts.Host, "user", user.Username())
+		}
+		return fmt.Errorf("vcenter: login to %s as %s: %w", c.opts.Host, user.Username(), mapped)
+	}
+	c.gate.reset()
 	c.gen.Add(1)
-	klog.V(2).InfoS("Logged in to vCenter", "host", c.opts.Host, "user", c.opts.User)
+	klog.V(2).InfoS("Logged in to vCenter", "host", c.opts.Host, "user", user.Username())
 	return nil
+}
+
+// setCredentials takes new credentials (a rotated Secret): the next call
+// logs in with them, whatever the login gate said about the old ones.
+func (c *conn) setCredentials(user, password string) {
+	old := c.user.Load()
+	if p, _ := old.Password(); old.Username() == user && p == password {
+		return
+	}
+	c.user.Store(url.UserPassword(user, password))
+	c.gate.reset()
+	klog.InfoS("vCenter credentials changed; logging in with them", "host", c.opts.Host, "user", user)
 }
 
 // relogin logs in again unless another caller did since generation gen.
@@ -161,7 +187,7 @@ func (c *conn) relogin(ctx context.Context, gen uint64) error {
 	if c.closed.Load() {
 		return errClosed
 	}
-	klog.InfoS("vCenter session lost, logging in again", "host", c.opts.Host, "user", c.opts.User)
+	klog.InfoS("vCenter session lost, logging in again", "host", c.opts.Host, "user", c.user.Load().Username())
 	return c.login(ctx)
 }
 
@@ -260,4 +286,118 @@ func faultName(err error) string {
 		return "Canceled"
 	}
 	return "NetworkError"
+}
+
+// A vCenter's SSO locks an account after 5 refused logins in 180 s by
+// default. The driver stays well below: at most maxRefusedLogins refused
+// logins in refusedLoginWindow, then it waits (calls fail at once with
+// ErrNotAuthenticated) until the window has room, or the credentials change.
+const (
+	maxRefusedLogins   = 3
+	refusedLoginWindow = 5 * time.Minute
+)
+
+// loginGate counts refused logins.
+type loginGate struct {
+	mu      sync.Mutex
+	refusal []time.Time
+}
+
+// allow says whether a login may be tried now, and if not, when.
+func (g *loginGate) allow(now time.Time) (bool, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.prune(now)
+	if len(g.refusal) < maxRefusedLogins {
+		return true, now
+	}
+	return false, g.refusal[0].Add(refusedLoginWindow)
+}
+
+func (g *loginGate) refused(now time.Time) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.prune(now)
+	g.refusal = append(g.refusal, now)
+	return len(g.refusal)
+}
+
+func (g *loginGate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refusal = nil
+}
+
+func (g *loginGate) prune(now time.Time) {
+	kept := g.refusal[:0]
+	for _, t := range g.refusal {
+		if now.Sub(t) < refusedLoginWindow {
+			kept = append(kept, t)
+		}
+	}
+	g.refusal = kept
+}
+
+// dialTLS connects to vCenter: TCP with a bounded connect and keep-alive
+// probes (a connection that vCenter or the network dropped without a word
+// is noticed within about 30 s, not after Linux's default of more than two
+// minutes, and without a SOAP call), then TLS verified against the CA file
+// or the system's CAs, or, with a thumbprint and no CA file, against the
+// thumbprint alone (one handshake; a self-signed vCenter certificate).
+func dialTLS(t *http.Transport, opts Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3,
+	}}
+	thumb := normalizeThumbprint(opts.Thumbprint)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cfg := t.TLSClientConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if thumb != "" && opts.CAFile == "" && !opts.Insecure {
+			cfg.InsecureSkipVerify = true
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return fmt.Errorf("host %q sent no certificate", addr)
+				}
+				c := cs.PeerCertificates[0]
+				if thumb != soap.ThumbprintSHA1(c) && thumb != soap.ThumbprintSHA256(c) {
+					return fmt.Errorf("host %q thumbprint does not match %q (it is %s)", addr, thumb, soap.ThumbprintSHA1(c))
+				}
+				return nil
+			}
+		}
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		conn := tls.Client(raw, cfg)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+// normalizeThumbprint writes a thumbprint as vSphere does: upper-case hex
+// pairs joined by colons ("ab cd…", "abcd…" and "AB:CD:…" are the same).
+func normalizeThumbprint(s string) string {
+	hex := strings.Map(func(r rune) rune {
+		switch {
+		case r >= '0' && r <= '9', r >= 'A' && r <= 'F':
+			return r
+		case r >= 'a' && r <= 'f':
+			return r - 'a' + 'A'
+		}
+		return -1
+	}, s)
+	var b strings.Builder
+	for i := 0; i+1 < len(hex); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(hex[i : i+2])
+	}
+	return b.String()
 }

@@ -41,8 +41,57 @@ var (
 // snapshotQueryPage is the page size of a snapshot query.
 const snapshotQueryPage = 500
 
-// CreateSnapshot takes a CNS snapshot of the volume (CnsCreateSnapshots).
+// CreateSnapshot takes a CNS snapshot of the volume (CnsCreateSnapshots)
+// described as description, exactly once: as CreateVolume does with names
+// (volumes.go), it settles the tasks in doubt and, after waiting for any
+// or after an attempt whose outcome is unknown, looks for a snapshot of
+// the volume with that description before it takes one.
 func (c *client) CreateSnapshot(ctx context.Context, volumeID, description string) (Snapshot, error) {
+	direct := false
+	for attempt := 1; ; attempt++ {
+		waited, err := c.settle(ctx, direct)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		if waited > 0 || attempt > 1 {
+			s, found, err := c.snapshotDescribed(ctx, volumeID, description)
+			if err != nil {
+				return Snapshot{}, err
+			}
+			if found {
+				klog.InfoS("Snapshot found by its description after settling", "volumeID", volumeID, "name", description, "snapshotID", s.ID)
+				return s, nil
+			}
+		}
+		s, err := c.createSnapshotOnce(ctx, volumeID, description)
+		if err == nil || attempt >= createAttempts || ctx.Err() != nil || !errors.Is(err, ErrUnavailable) {
+			return s, err
+		}
+		direct = errors.Is(err, errUncertain) || errors.Is(err, errTaskLost)
+		klog.InfoS("Taking the snapshot: outcome unknown or vCenter busy; settling and looking again", "volumeID", volumeID, "name", description, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return Snapshot{}, err
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+// snapshotDescribed finds the volume's snapshot with that description.
+func (c *client) snapshotDescribed(ctx context.Context, volumeID, description string) (Snapshot, bool, error) {
+	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: volumeID}, 0, 0)
+	if err != nil {
+		return Snapshot{}, false, err
+	}
+	for _, s := range all {
+		if s.Description == description {
+			return s, true, nil
+		}
+	}
+	return Snapshot{}, false, nil
+}
+
+func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description string) (Snapshot, error) {
 	spec := cnstypes.CnsSnapshotCreateSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Description: description}
 	r, err := c.runCNS(ctx, "snapshot", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.CreateSnapshots(ctx, []cnstypes.CnsSnapshotCreateSpec{spec})
@@ -146,22 +195,18 @@ func (c *client) Snapshots(ctx context.Context, f SnapshotFilter, offset, limit 
 }
 
 func (c *client) querySnapshots(ctx context.Context, qf cnstypes.CnsSnapshotQueryFilter) (*cnstypes.CnsSnapshotQueryResult, error) {
-	task, err := c.conn.cns.QuerySnapshots(ctx, qf)
-	if err != nil {
-		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
-	}
-	out, err := c.waitTask(ctx, task.Reference())
+	out, ref, err := c.runTask(ctx, ErrSnapshotNotFound, func() (*object.Task, error) { return c.conn.cns.QuerySnapshots(ctx, qf) })
 	if err != nil {
 		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
 	}
 	res := snapshotResult(out.result)
 	if res == nil {
-		if got, ferr := c.fetchTask(ctx, task.Reference()); ferr == nil {
+		if got, ferr := c.fetchTask(ctx, ref); ferr == nil {
 			res = snapshotResult(got.result)
 		}
 	}
 	if res == nil {
-		return nil, fmt.Errorf("query snapshots: task %s returned no result", task.Reference().Value)
+		return nil, fmt.Errorf("query snapshots: task %s returned no result", ref.Value)
 	}
 	return res, nil
 }
@@ -263,6 +308,16 @@ const cloneSnapshotPrefix = "clone source of "
 // CreateVolume of that name deletes it (the driver's idempotent path).
 func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
 	desc := CloneSnapshotDescription(spec.Name)
+	// An earlier controller may still be making this clone: let its tasks
+	// end, then look again (CreateVolume).
+	if waited, err := c.settle(ctx, false); err != nil {
+		return Volume{}, err
+	} else if waited > 0 {
+		if vol, err := c.FindVolumeByName(ctx, spec.Name); err == nil {
+			vol.Existing = true
+			return vol, nil
+		}
+	}
 	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: spec.SourceVolumeID}, 0, 0)
 	if err != nil {
 		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)

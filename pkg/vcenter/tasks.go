@@ -2,30 +2,66 @@ package vcenter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
 )
+
+// Tasks. One watch (watch.go) follows TaskManager.recentTask: every task
+// of every session, with its state, result, error and the user it runs
+// for. Operations wait on their task through the taskWaiter instead of a
+// collector each. The waiter also knows which of the driver user's tasks
+// still running no operation of this process is waiting for: tasks of a
+// controller that was restarted or lost its leadership, tasks whose start
+// was answered in a reply that got lost, tasks whose waiter gave up. An
+// operation that must not be done twice (a create) waits for those to end
+// first and then looks again (settle), so that it never makes what one of
+// them is making.
 
 const (
 	// doneTaskTTL is how long a finished task's outcome is kept, so that a
 	// Wait that comes after the task finished still finds it.
 	doneTaskTTL = 10 * time.Minute
-	// taskFallbackInterval: a waiter whose task the watch has not reported
-	// for this long reads the task's info itself (the watch may be down, or
-	// the task may have slipped out of recentTask).
-	taskFallbackInterval = 30 * time.Second
+	// taskFallback*: a waiter whose task the watch has not reported reads
+	// the task itself, soon when the watch is down, rarely when it is up.
+	taskFallbackDown = 3 * time.Second
+	taskFallbackUp   = 30 * time.Second
+	// uncertainPause lets a vCenter that was slow to answer a call that
+	// changes something register its task before settle reads them.
+	uncertainPause = time.Second
 )
 
-// taskOutcome is a finished task's result or fault.
+// errTaskLost: the task is gone from vCenter before it finished (vCenter
+// restarted): its operation may or may not have happened. errUncertain:
+// the answer to a call that changes something was lost. Both are
+// ErrUnavailable to callers (try again); the operations that must not be
+// done twice settle them first (volumes.go, snapshots.go).
+var (
+	errTaskLost  = fmt.Errorf("%w: vCenter lost the task (it restarted?); the operation may or may not have happened", ErrUnavailable)
+	errUncertain = fmt.Errorf("%w: vCenter's answer was lost; the operation may have been done", ErrUnavailable)
+)
+
+// taskOutcome is what is known of a task.
 type taskOutcome struct {
 	state  types.TaskInfoState
 	result any
 	fault  *types.LocalizedMethodFault
-	at     time.Time
+	user   string // normalized (user@domain, lower case); "" when not reported
+	name   string
+	at     time.Time // when it finished
+	lost   bool      // gone before it finished
+}
+
+func (t *taskOutcome) finished() bool {
+	return t.lost || t.state == types.TaskInfoStateSuccess || t.state == types.TaskInfoStateError
 }
 
 // taskWaiter follows every task through the one watch: the watch feeds it
@@ -38,18 +74,31 @@ type taskWaiter struct {
 	done    map[string]*taskOutcome
 	waiters map[string][]chan struct{}
 	waiting int
+	// owners counts, per task, the operations of this process that started
+	// it and wait for it: a task with none is in doubt.
+	owners map[string]int
+	// starting holds the calls that may be starting a task whose
+	// reference they have not got yet (settle waits for those begun
+	// before it).
+	starting map[uint64]struct{}
+	nextCall uint64
+	started  *sync.Cond
 	// wake tells the watch that a task is now waited on.
 	wake chan struct{}
 }
 
 func newTaskWaiter(obs Observer) *taskWaiter {
-	return &taskWaiter{
-		obs:     obs,
-		live:    map[string]*taskOutcome{},
-		done:    map[string]*taskOutcome{},
-		waiters: map[string][]chan struct{}{},
-		wake:    make(chan struct{}, 1),
+	w := &taskWaiter{
+		obs:      obs,
+		live:     map[string]*taskOutcome{},
+		done:     map[string]*taskOutcome{},
+		waiters:  map[string][]chan struct{}{},
+		owners:   map[string]int{},
+		starting: map[uint64]struct{}{},
+		wake:     make(chan struct{}, 1),
 	}
+	w.started = sync.NewCond(&w.mu)
+	return w
 }
 
 // inFlight is the number of waiters.
@@ -78,25 +127,47 @@ func (w *taskWaiter) apply(u types.ObjectUpdate) {
 		w.live[key] = t
 	}
 	for _, c := range u.ChangeSet {
-		switch c.Name {
-		case "info.state":
-			t.state, _ = c.Val.(types.TaskInfoState)
-		case "info.result":
-			t.result = c.Val
-		case "info.error":
-			switch f := c.Val.(type) {
-			case types.LocalizedMethodFault:
-				t.fault = &f
-			case *types.LocalizedMethodFault:
-				t.fault = f
-			default:
-				t.fault = nil
-			}
-		}
+		t.set(c.Name, c.Val)
 	}
-	if t.state == types.TaskInfoStateSuccess || t.state == types.TaskInfoStateError {
+	if t.finished() {
 		w.finishLocked(key, t)
 	}
+}
+
+// set takes one property of Task.info.
+func (t *taskOutcome) set(name string, val any) {
+	switch name {
+	case "info.state":
+		t.state, _ = val.(types.TaskInfoState)
+	case "info.result":
+		t.result = val
+	case "info.error":
+		switch f := val.(type) {
+		case types.LocalizedMethodFault:
+			t.fault = &f
+		case *types.LocalizedMethodFault:
+			t.fault = f
+		default:
+			t.fault = nil
+		}
+	case "info.reason":
+		if r, ok := val.(*types.TaskReasonUser); ok {
+			t.user = normalizeUser(r.UserName)
+		} else if r, ok := val.(types.TaskReasonUser); ok {
+			t.user = normalizeUser(r.UserName)
+		}
+	case "info.name":
+		t.name, _ = val.(string)
+	}
+}
+
+// normalizeUser makes "DOMAIN\user" and "user@domain" the same, lower case.
+func normalizeUser(u string) string {
+	u = strings.ToLower(u)
+	if dom, name, ok := strings.Cut(u, `\`); ok {
+		return name + "@" + dom
+	}
+	return u
 }
 
 func (w *taskWaiter) finishLocked(key string, t *taskOutcome) {
@@ -120,8 +191,8 @@ func (w *taskWaiter) prune(now time.Time) {
 	}
 }
 
-// seen reports the task's outcome when finished, and whether the watch has
-// reported the task at all.
+// lookup reports the task's outcome when finished, and whether the watch
+// has reported the task at all.
 func (w *taskWaiter) lookup(key string) (*taskOutcome, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -132,8 +203,9 @@ func (w *taskWaiter) lookup(key string) (*taskOutcome, bool) {
 	return nil, ok
 }
 
-// register adds a waiter for the task; nil when it has already finished.
-func (w *taskWaiter) register(key string) (chan struct{}, *taskOutcome) {
+// register adds a waiter for the task (an owner's when owner); nil when it
+// has already finished.
+func (w *taskWaiter) register(key string, owner bool) (chan struct{}, *taskOutcome) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if t, ok := w.done[key]; ok {
@@ -141,6 +213,9 @@ func (w *taskWaiter) register(key string) (chan struct{}, *taskOutcome) {
 	}
 	ch := make(chan struct{})
 	w.waiters[key] = append(w.waiters[key], ch)
+	if owner {
+		w.owners[key]++
+	}
 	w.waiting++
 	w.obs.TasksInFlight(w.waiting)
 	select {
@@ -150,7 +225,7 @@ func (w *taskWaiter) register(key string) (chan struct{}, *taskOutcome) {
 	return ch, nil
 }
 
-func (w *taskWaiter) unregister(key string, ch chan struct{}) {
+func (w *taskWaiter) unregister(key string, ch chan struct{}, owner bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	list := w.waiters[key]
@@ -162,6 +237,11 @@ func (w *taskWaiter) unregister(key string, ch chan struct{}) {
 	}
 	if len(w.waiters[key]) == 0 {
 		delete(w.waiters, key)
+	}
+	if owner {
+		if w.owners[key]--; w.owners[key] <= 0 {
+			delete(w.owners, key)
+		}
 	}
 	w.waiting--
 	w.obs.TasksInFlight(w.waiting)
@@ -176,18 +256,94 @@ func (w *taskWaiter) complete(key string, t *taskOutcome) {
 	}
 }
 
+// note records what a direct read said of a task still running.
+func (w *taskWaiter) note(key string, t *taskOutcome) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.done[key]; !ok {
+		w.live[key] = t
+	}
+}
+
+// beginStart marks a call that may start a task; endStart unmarks it once
+// the call has answered (and its task, if any, has an owner).
+func (w *taskWaiter) beginStart() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nextCall++
+	w.starting[w.nextCall] = struct{}{}
+	return w.nextCall
+}
+
+func (w *taskWaiter) endStart(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.starting, id)
+	w.started.Broadcast()
+}
+
+// waitStarts waits until the calls begun up to now have answered.
+func (w *taskWaiter) waitStarts() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mark := w.nextCall
+	for {
+		pending := false
+		for id := range w.starting {
+			if id <= mark {
+				pending = true
+				break
+			}
+		}
+		if !pending {
+			return
+		}
+		w.started.Wait()
+	}
+}
+
+// inDoubt lists the running tasks of user that no operation of this
+// process owns.
+func (w *taskWaiter) inDoubt(user string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var keys []string
+	for k, t := range w.live {
+		if t.finished() || w.owners[k] > 0 {
+			continue
+		}
+		if t.user == "" || t.user == user {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
 // fetchFunc reads a task's info directly from vCenter.
 type fetchFunc func(ctx context.Context, task types.ManagedObjectReference) (*taskOutcome, error)
 
 // wait blocks until the task finishes, the context ends, or (through the
-// fallback) a direct read finds it finished. A task that failed returns its
-// fault as an error.
-func (w *taskWaiter) wait(ctx context.Context, task types.ManagedObjectReference, fetch fetchFunc, watchHealthy func() bool) (*taskOutcome, error) {
+// fallback) a direct read finds it finished or gone. owner says that the
+// caller started the task. A task that failed returns its fault as an
+// error; one that is gone, errTaskLost.
+func (w *taskWaiter) wait(ctx context.Context, task types.ManagedObjectReference, owner bool, fetch fetchFunc, watchHealthy func() bool) (*taskOutcome, error) {
 	key := task.Value
-	ch, t := w.register(key)
+	ch, t := w.register(key, owner)
+	return w.waitRegistered(ctx, task, owner, ch, t, fetch, watchHealthy)
+}
+
+// waitRegistered is wait for a task already registered.
+func (w *taskWaiter) waitRegistered(ctx context.Context, task types.ManagedObjectReference, owner bool, ch chan struct{}, t *taskOutcome, fetch fetchFunc, watchHealthy func() bool) (*taskOutcome, error) {
+	key := task.Value
 	if t == nil {
-		defer w.unregister(key, ch)
-		timer := time.NewTimer(taskFallbackInterval)
+		defer w.unregister(key, ch, owner)
+		every := func() time.Duration {
+			if watchHealthy() {
+				return taskFallbackUp
+			}
+			return taskFallbackDown
+		}
+		timer := time.NewTimer(every())
 		defer timer.Stop()
 		for t == nil {
 			select {
@@ -196,28 +352,190 @@ func (w *taskWaiter) wait(ctx context.Context, task types.ManagedObjectReference
 			case <-ctx.Done():
 				return nil, fmt.Errorf("waiting for task %s: %w", key, ctx.Err())
 			case <-timer.C:
-				timer.Reset(taskFallbackInterval)
+				timer.Reset(every())
 				if _, seen := w.lookup(key); seen && watchHealthy() {
 					continue
 				}
 				klog.V(2).InfoS("Reading task info directly", "task", key)
 				got, err := fetch(ctx, task)
-				if err != nil {
+				switch {
+				case isTaskGone(err):
+					got, err = &taskOutcome{lost: true}, nil
+				case err != nil:
 					klog.V(2).InfoS("Reading task info failed", "task", key, "err", err)
 					continue
 				}
-				if got.state == types.TaskInfoStateSuccess || got.state == types.TaskInfoStateError {
+				if got.finished() {
 					w.complete(key, got)
 					t = got
 				}
 			}
 		}
 	}
-	if t.state == types.TaskInfoStateError {
-		if t.fault == nil {
-			return t, fmt.Errorf("task %s failed", key)
-		}
+	switch {
+	case t.lost:
+		return t, fmt.Errorf("task %s: %w", key, errTaskLost)
+	case t.state == types.TaskInfoStateError && t.fault == nil:
+		return t, fmt.Errorf("task %s failed", key)
+	case t.state == types.TaskInfoStateError:
 		return t, localizedError(t.fault)
 	}
 	return t, nil
+}
+
+// taskProps are the Task properties the watch and direct reads follow.
+var taskProps = []string{"info.state", "info.result", "info.error", "info.reason", "info.name"}
+
+// fetchTask reads a task's outcome directly: the waiter's fallback.
+func (c *client) fetchTask(ctx context.Context, task types.ManagedObjectReference) (*taskOutcome, error) {
+	var t mo.Task
+	if err := property.DefaultCollector(c.conn.vim).RetrieveOne(ctx, task, []string{"info"}, &t); err != nil {
+		return nil, err
+	}
+	out := &taskOutcome{state: t.Info.State, result: t.Info.Result, fault: t.Info.Error, name: t.Info.Name}
+	if r, ok := t.Info.Reason.(*types.TaskReasonUser); ok {
+		out.user = normalizeUser(r.UserName)
+	}
+	return out, nil
+}
+
+// runTask starts a task (startTask) and waits for it.
+func (c *client) runTask(ctx context.Context, notFound error, start func() (*object.Task, error)) (*taskOutcome, types.ManagedObjectReference, error) {
+	ref, ch, done, err := c.startTask(ctx, notFound, start)
+	if err != nil {
+		return nil, ref, err
+	}
+	out, err := c.tasks.waitRegistered(ctx, ref, true, ch, done, c.fetchTask, c.watchUp)
+	return out, ref, err
+}
+
+// startTask makes a call that starts a task and owns the task before
+// anyone settling can count it as in doubt. A call whose answer was lost
+// gives errUncertain: its task may exist, owned by nobody.
+func (c *client) startTask(ctx context.Context, notFound error, start func() (*object.Task, error)) (types.ManagedObjectReference, chan struct{}, *taskOutcome, error) {
+	id := c.tasks.beginStart()
+	defer c.tasks.endStart(id)
+	task, err := start()
+	if err != nil {
+		if uncertain(err) && ctx.Err() == nil {
+			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%v)", errUncertain, err)
+		}
+		if uncertain(err) {
+			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%w)", errUncertain, ctx.Err())
+		}
+		return types.ManagedObjectReference{}, nil, nil, mapFault(err, notFound)
+	}
+	ref := task.Reference()
+	ch, t := c.tasks.register(ref.Value, true)
+	return ref, ch, t, nil
+}
+
+func (c *client) watchUp() bool { return c.Healthy(context.Background()) == nil }
+
+// settle waits until none of the driver user's tasks is in doubt: running
+// with no operation of this process waiting for it. Nothing is read from
+// vCenter unless direct (after an uncertain call, when the watch may not
+// have seen its task yet) or the watch is down: then recentTask is read
+// once. It returns how many tasks it waited for.
+func (c *client) settle(ctx context.Context, direct bool) (int, error) {
+	c.tasks.waitStarts()
+	if direct || !c.watchUp() {
+		if direct {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(uncertainPause):
+			}
+		}
+		if err := c.readRecentTasks(ctx); err != nil {
+			return 0, fmt.Errorf("read vCenter's running tasks: %w", err)
+		}
+	}
+	user := normalizeUser(c.conn.user.Load().Username())
+	keys := c.tasks.inDoubt(user)
+	if len(keys) > 0 {
+		klog.InfoS("Waiting for tasks no operation of this controller waits for (of an earlier controller, or whose start was not answered)", "tasks", keys)
+	}
+	for _, k := range keys {
+		ref := types.ManagedObjectReference{Type: "Task", Value: k}
+		if _, err := c.tasks.wait(ctx, ref, false, c.fetchTask, c.watchUp); err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return len(keys), err
+		}
+	}
+	return len(keys), nil
+}
+
+// readRecentTasks reads TaskManager.recentTask and its tasks' info in one
+// call and tells the waiter. A task the waiter thought running that is
+// not there any more is read on its own: gone means lost.
+func (c *client) readRecentTasks(ctx context.Context) error {
+	vim := c.conn.vim
+	spec := types.PropertyFilterSpec{
+		ObjectSet: []types.ObjectSpec{{
+			Obj:       *vim.ServiceContent.TaskManager,
+			Skip:      types.NewBool(true),
+			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{Type: "TaskManager", Path: "recentTask"}},
+		}},
+		PropSet: []types.PropertySpec{{Type: "Task", PathSet: taskProps}},
+	}
+	res, err := property.DefaultCollector(vim).RetrieveProperties(ctx, types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{spec}})
+	if err != nil {
+		return mapFault(err, nil)
+	}
+	seen := map[string]bool{}
+	for _, oc := range res.Returnval {
+		t := &taskOutcome{}
+		for _, p := range oc.PropSet {
+			t.set(p.Name, p.Val)
+		}
+		seen[oc.Obj.Value] = true
+		if t.finished() {
+			c.tasks.complete(oc.Obj.Value, t)
+		} else {
+			c.tasks.note(oc.Obj.Value, t)
+		}
+	}
+	return c.checkMissing(ctx, seen)
+}
+
+// checkMissing reads, one by one, the running tasks the waiter knows of
+// that a full reading of recentTask did not list: finished long ago, or
+// lost in a vCenter restart.
+func (c *client) checkMissing(ctx context.Context, seen map[string]bool) error {
+	for _, k := range c.tasks.liveKeys() {
+		if seen[k] {
+			continue
+		}
+		ref := types.ManagedObjectReference{Type: "Task", Value: k}
+		got, err := c.fetchTask(ctx, ref)
+		switch {
+		case isTaskGone(err):
+			klog.InfoS("A running task is gone from vCenter", "task", k)
+			c.tasks.complete(k, &taskOutcome{lost: true})
+		case err != nil:
+			return mapFault(err, nil)
+		case got.finished():
+			c.tasks.complete(k, got)
+		default:
+			c.tasks.note(k, got)
+		}
+	}
+	return nil
+}
+
+// liveKeys lists the tasks the waiter knows as running, and those waited
+// for that it has not seen.
+func (w *taskWaiter) liveKeys() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.live)+len(w.waiters))
+	for k := range w.live {
+		keys = append(keys, k)
+	}
+	for k := range w.waiters {
+		if _, ok := w.live[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }

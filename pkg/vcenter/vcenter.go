@@ -28,8 +28,10 @@ type Client interface {
 	Datastores(ctx context.Context, policyID string) ([]Datastore, error)
 
 	// CreateVolume creates a VMDK-backed CNS block volume on the first of
-	// spec.DatastoreIDs that takes it. It does not look the name up first:
-	// the caller does (FindVolumeByName).
+	// spec.DatastoreIDs that takes it, exactly once per name: the caller
+	// looks the name up first (FindVolumeByName); CreateVolume looks again
+	// whenever an earlier attempt may be making it (volumes.go) and then
+	// returns that volume (Existing).
 	CreateVolume(ctx context.Context, spec CreateSpec) (Volume, error)
 	// DeleteVolume deletes the CNS volume and its disk. ErrVolumeNotFound when
 	// it does not exist; ErrVolumeInUse while it is attached.
@@ -66,7 +68,8 @@ type Client interface {
 	// ExtendVolume grows the volume to capacityBytes (CnsExtendVolume; the
 	// disk grows while attached). ErrVolumeNotFound. snapshots.go.
 	ExtendVolume(ctx context.Context, volumeID string, capacityBytes int64) error
-	// CreateSnapshot takes a CNS snapshot of the volume; ErrVolumeNotFound.
+	// CreateSnapshot takes a CNS snapshot of the volume, exactly once per
+	// description (as CreateVolume per name); ErrVolumeNotFound.
 	CreateSnapshot(ctx context.Context, volumeID, description string) (Snapshot, error)
 	// DeleteSnapshot deletes one snapshot; ErrSnapshotNotFound when the
 	// volume or the snapshot does not exist.
@@ -139,6 +142,9 @@ type Volume struct {
 	// Attachments are the node VMs the volume's disk is attached to.
 	Attachments []Attachment
 	CreateTime  time.Time
+	// Existing is set by CreateVolume when it found the volume by name
+	// (made by an earlier attempt) rather than made it.
+	Existing bool
 }
 
 // Attachment is one volume's disk on one node VM.

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
 )
@@ -18,9 +21,21 @@ const mib = 1 << 20
 // listAllPage is the page size ListVolumes uses when asked for no limit.
 const listAllPage = 500
 
-// CreateVolume creates the volume on the first candidate datastore that
-// takes it. Candidates the cache already knows to be too small are skipped
-// without a call.
+// createAttempts bounds how often CreateVolume settles and tries again
+// after an uncertain or refused-for-now attempt.
+const createAttempts = 5
+
+// CreateVolume makes the volume named spec.Name exactly once, on the first
+// candidate datastore that takes it. Candidates the cache already knows to
+// be too small are skipped without a call.
+//
+// Exactly once: before it creates, it settles the driver user's tasks in
+// doubt (taskWaiter: of an earlier controller, or whose start was not
+// answered) and then looks the name up again when it had to wait; after
+// an attempt whose outcome is unknown (the answer lost, the task lost in a
+// vCenter restart) or that CNS refused for now (busy), it settles, reading
+// vCenter's running tasks directly, and looks again before trying once
+// more. A volume found by name is returned as it is.
 func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, error) {
 	switch {
 	case spec.Name == "":
@@ -33,6 +48,40 @@ func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, err
 	if spec.SourceVolumeID != "" && spec.SourceSnapshotID == "" {
 		return c.cloneVolume(ctx, spec) // snapshots.go
 	}
+	direct := false
+	for attempt := 1; ; attempt++ {
+		waited, err := c.settle(ctx, direct)
+		if err != nil {
+			return Volume{}, err
+		}
+		if waited > 0 || attempt > 1 {
+			vol, err := c.FindVolumeByName(ctx, spec.Name)
+			if err == nil {
+				klog.InfoS("Volume found by name after settling", "name", spec.Name, "volumeID", vol.ID, "attempt", attempt)
+				vol.Existing = true
+				return vol, nil
+			}
+			if !errors.Is(err, ErrVolumeNotFound) {
+				return Volume{}, err
+			}
+		}
+		vol, err := c.createOnce(ctx, spec)
+		if err == nil || attempt >= createAttempts || ctx.Err() != nil || !errors.Is(err, ErrUnavailable) {
+			return vol, err
+		}
+		direct = errors.Is(err, errUncertain) || errors.Is(err, errTaskLost)
+		klog.InfoS("Creating the volume: outcome unknown or vCenter busy; settling and looking again", "name", spec.Name, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return Volume{}, err
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+// createOnce tries the candidates in order; an attempt whose outcome is
+// unknown ends it (the caller settles before any other datastore is tried).
+func (c *client) createOnce(ctx context.Context, spec CreateSpec) (Volume, error) {
 	sizeMB := (spec.CapacityBytes + mib - 1) / mib
 	inv := c.inv.Load()
 	var short, unknown []string
@@ -139,7 +188,8 @@ func (c *client) volumeMetadata(spec CreateSpec) cnstypes.CnsVolumeMetadata {
 	return md
 }
 
-// DeleteVolume deletes the volume and its disk.
+// DeleteVolume deletes the volume and its disk. "Not found" is believed
+// only when a query by ID confirms the volume is gone.
 func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
 	if atts := c.inv.Load().attachments(volumeID); len(atts) > 0 {
 		return fmt.Errorf("%w: volume %s is attached to %s", ErrVolumeInUse, volumeID, vmNames(atts))
@@ -147,6 +197,14 @@ func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
 	_, err := c.runCNS(ctx, "delete", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: volumeID}}, true)
 	})
+	if errors.Is(err, ErrVolumeNotFound) {
+		if _, qerr := c.Volume(ctx, volumeID); qerr == nil {
+			err = fmt.Errorf("CNS said volume %s was not found, but it is there: %w", volumeID, err)
+			err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+		} else if !errors.Is(qerr, ErrVolumeNotFound) {
+			err = qerr
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, ErrVolumeNotFound) {
 			klog.ErrorS(err, "Deleting volume failed", "volumeID", volumeID)
@@ -308,7 +366,9 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 }
 
 // AttachVolume attaches the volume to the node VM; the cache answers when
-// it is already attached.
+// it is already attached. vCenter saying the disk is in use is checked on
+// the VM: already attached there (an earlier attach whose answer was lost)
+// is success.
 func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (string, error) {
 	inv := c.inv.Load()
 	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
@@ -324,6 +384,12 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 		}
 	}
 	diskUUID, err := c.attachBatched(ctx, vmRef, volumeID) // attach_batch.go
+	if errors.Is(err, ErrVolumeInUse) {
+		if uuid, on, derr := c.diskOnVM(ctx, vmRef, volumeID); derr == nil && on {
+			klog.InfoS("Volume already attached to the VM", "volumeID", volumeID, "vm", node.Name)
+			diskUUID, err = uuid, nil
+		}
+	}
 	if err != nil {
 		klog.ErrorS(err, "Attaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 		return "", fmt.Errorf("attach volume %s to VM %s: %w", volumeID, node.Name, err)
@@ -345,7 +411,10 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 }
 
 // DetachVolume detaches the volume from the node VM; a VM that is gone or a
-// volume that is not attached there is success.
+// volume whose disk is not on the VM is success. It never answers while an
+// attach of the volume may still complete: it waits for this process's
+// attaches of it and for tasks in doubt first, and when the cache says the
+// disk is not there it asks the VM itself.
 func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) error {
 	inv := c.inv.Load()
 	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
@@ -353,30 +422,67 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		klog.V(2).InfoS("Node VM gone, volume counts as detached", "volumeID", volumeID, "nodeID", nodeUUID)
 		return nil
 	}
+	if err := c.attaches.settle(ctx, volumeID); err != nil { // attach_batch.go
+		return err
+	}
+	if _, err := c.settle(ctx, false); err != nil {
+		return err
+	}
 	attached := false
-	for _, a := range inv.attachments(volumeID) {
+	for _, a := range c.inv.Load().attachments(volumeID) {
 		attached = attached || a.NodeUUID == node.UUID
 	}
 	if !attached {
-		klog.V(2).InfoS("Volume not attached to the VM", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
-		return nil
+		_, on, err := c.diskOnVM(ctx, vmRef, volumeID)
+		switch {
+		case errors.Is(err, ErrNodeNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("detach volume %s from VM %s: %w", volumeID, node.Name, err)
+		case !on:
+			klog.V(2).InfoS("Volume not attached to the VM", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+			return nil
+		}
 	}
 	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
 	_, err := c.runCNS(ctx, "detach", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrVolumeNotFound), errors.Is(err, ErrNodeNotFound),
-		strings.Contains(strings.ToLower(err.Error()), "not attached"):
-		klog.V(2).InfoS("Volume or VM gone, volume counts as detached", "volumeID", volumeID, "vm", node.Name, "err", err)
-	default:
+	if err != nil && !errors.Is(err, errUncertain) {
+		// Detached all the same? Only the VM knows.
+		_, on, derr := c.diskOnVM(ctx, vmRef, volumeID)
+		switch {
+		case errors.Is(derr, ErrNodeNotFound), derr == nil && !on:
+			klog.V(2).InfoS("Detach failed, but the disk is not on the VM: detached", "volumeID", volumeID, "vm", node.Name, "err", err)
+			err = nil
+		}
+	}
+	if err != nil {
 		klog.ErrorS(err, "Detaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 		return fmt.Errorf("detach volume %s from VM %s: %w", volumeID, node.Name, err)
 	}
 	c.inv.Load().recordDetach(vmRef, volumeID)
 	klog.InfoS("Volume detached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 	return nil
+}
+
+// diskOnVM reads the VM's devices from vCenter (not the cache) and says
+// whether the volume's disk is among them, with its UUID.
+func (c *client) diskOnVM(ctx context.Context, vm types.ManagedObjectReference, volumeID string) (string, bool, error) {
+	var mvm mo.VirtualMachine
+	err := property.DefaultCollector(c.conn.vim).RetrieveOne(ctx, vm, []string{"config.hardware.device"}, &mvm)
+	if err != nil {
+		return "", false, mapFault(err, ErrNodeNotFound)
+	}
+	if mvm.Config == nil {
+		return "", false, nil
+	}
+	for _, d := range mvm.Config.Hardware.Device {
+		if disk, ok := fcdDisk(d); ok && disk.volumeID == volumeID {
+			return disk.diskUUID, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // runCNS starts a CNS task, waits for it through the shared waiter and
@@ -397,13 +503,7 @@ func (c *client) runCNS(ctx context.Context, op string, notFound error, start fu
 // the order of the specs; each result's own fault is the caller's to read.
 // An error here is the task's (or its start's): it concerns every spec.
 func (c *client) runCNSBatch(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
-	task, err := start()
-	if err != nil {
-		return nil, mapFault(err, notFound)
-	}
-	ref := task.Reference()
-	klog.V(4).InfoS("CNS task started", "op", op, "task", ref.Value)
-	out, err := c.waitTask(ctx, ref)
+	out, ref, err := c.runTask(ctx, notFound, start)
 	if err != nil {
 		return nil, mapFault(err, notFound)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/vmware/govmomi/property"
@@ -24,8 +25,10 @@ const (
 	busyCoalesce = 25 * time.Millisecond
 	idleCoalesce = 2 * time.Second
 
-	watchBackoffMin = time.Second
-	watchBackoffMax = 30 * time.Second
+	// A failed watch starts again soon: while it is down, task waiters
+	// read their tasks themselves every few seconds (tasks.go).
+	watchBackoffMin = 500 * time.Millisecond
+	watchBackoffMax = 5 * time.Second
 	cleanupTimeout  = 5 * time.Second
 )
 
@@ -56,7 +59,7 @@ func (c *client) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(jitter(backoff)):
 		}
 		backoff = min(backoff*2, watchBackoffMax)
 	}
@@ -138,6 +141,7 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 	maxWait := c.opts.maxWaitSeconds()
 	inv := newInventory()
 	initial := true
+	seenTasks := map[string]bool{}
 	version := ""
 	for {
 		req := types.WaitForUpdatesEx{
@@ -176,11 +180,25 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 		}
 		truncated := set.Truncated != nil && *set.Truncated
 		dirty := c.applyUpdates(inv, set)
+		if initial {
+			for _, fs := range set.FilterSet {
+				for _, u := range fs.ObjectSet {
+					if u.Obj.Type == "Task" {
+						seenTasks[u.Obj.Value] = true
+					}
+				}
+			}
+		}
 		if initial && !truncated {
 			initial = false
 			c.inv.Store(inv)
 			c.markSynced()
 			klog.V(2).InfoS("vCenter inventory synced", "version", version)
+			// Tasks waited for that a fresh reading of recentTask does not
+			// list may be lost (vCenter restarted while the watch was down).
+			if err := c.checkMissing(ctx, seenTasks); err != nil {
+				return true, err
+			}
 		}
 		if len(dirty) > 0 {
 			if err := c.refetch(ctx, inv, dirty); err != nil {
@@ -279,21 +297,6 @@ func (c *client) refetch(ctx context.Context, inv *inventory, objs []types.Manag
 	return nil
 }
 
-// fetchTask reads a task's outcome directly: the waiter's fallback.
-func (c *client) fetchTask(ctx context.Context, task types.ManagedObjectReference) (*taskOutcome, error) {
-	var t mo.Task
-	if err := property.DefaultCollector(c.conn.vim).RetrieveOne(ctx, task, []string{"info"}, &t); err != nil {
-		return nil, err
-	}
-	out := &taskOutcome{state: t.Info.State, result: t.Info.Result, fault: t.Info.Error}
-	return out, nil
-}
-
-// waitTask waits for a task through the shared waiter.
-func (c *client) waitTask(ctx context.Context, task types.ManagedObjectReference) (*taskOutcome, error) {
-	return c.tasks.wait(ctx, task, c.fetchTask, func() bool { return c.Healthy(ctx) == nil })
-}
-
 // resolveRoots turns the configured datacenter names into the roots of the
 // container views; the root folder when none are configured.
 func (c *client) resolveRoots(ctx context.Context) error {
@@ -341,3 +344,8 @@ func lastSlash(s string) int {
 }
 
 var errClosed = errors.New("vcenter: client closed")
+
+// jitter spreads d by ±25 %.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + rand.Float64()/2)) //nolint:gosec // jitter
+}

@@ -1,0 +1,450 @@
+package driver_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+)
+
+// Each failure here is made to happen in the embedded vCenter (latency,
+// injected faults, a restart); nothing of the driver is mocked.
+
+// controller is one controller process: its own vCenter client (session,
+// watch, task waiter) and driver, on a shared embedded vCenter.
+type controller struct {
+	d     *driver.Driver
+	vc    vcenter.Client
+	calls *roundTrips
+}
+
+func newController(t *testing.T, s *sim.Sim) *controller {
+	t.Helper()
+	c := &controller{calls: &roundTrips{}}
+	var err error
+	c.vc, err = vcenter.New(context.Background(), vcenter.Options{
+		Host: s.Host(), Port: s.Port(), User: s.Username(), Password: s.Password(),
+		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster",
+		WrapTransport: func(next http.RoundTripper) http.RoundTripper { c.calls.next = next; return c.calls },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.vc.Close(context.Background()) })
+	if c.d, err = driver.NewDriver(driver.Options{Mode: driver.ModeController, Version: "test"}, c.vc, nil); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func startSim(t *testing.T, opts sim.Options) *sim.Sim {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(t.TempDir(), "vc")
+	}
+	s, err := sim.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// volumesNamed counts the CNS volumes of the cluster with that name,
+// asking vCenter through a client of its own.
+func volumesNamed(t *testing.T, d *driver.Driver, name string) int {
+	t.Helper()
+	n := 0
+	for _, id := range allVolumeIDs(t, d) {
+		if id.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+type named struct{ id, name string }
+
+func allVolumeIDs(t *testing.T, d *driver.Driver) []named {
+	t.Helper()
+	resp, err := d.ListVolumes(context.Background(), &csi.ListVolumesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []named
+	for _, e := range resp.GetEntries() {
+		out = append(out, named{id: e.GetVolume().GetVolumeId(), name: e.GetVolume().GetVolumeContext()["name"]})
+	}
+	return out
+}
+
+// retryLike calls op as a sidecar does: again after Aborted, Unavailable,
+// DeadlineExceeded or Canceled (each try with timeout), until it succeeds
+// or fails otherwise.
+func retryLike[T any](t *testing.T, timeout time.Duration, op func(context.Context) (T, error)) (T, error) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		v, err := op(ctx)
+		cancel()
+		switch status.Code(err) {
+		case codes.Aborted, codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			if time.Now().After(deadline) {
+				t.Fatalf("still failing after 3 minutes: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return v, err
+	}
+}
+
+// TestLostReplyOfCreateMakesOneVolume (issue 11, findings 1 and 9): the
+// answer to CnsCreateVolume is lost after vCenter started the task; the
+// driver must neither resend it nor create again, but find the volume the
+// lost call made.
+func TestLostReplyOfCreateMakesOneVolume(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": time.Second}}})
+	c := newController(t, s)
+	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultLostReply, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := retryLike(t, time.Minute, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
+		return c.d.CreateVolume(ctx, createReq("pvc-lost-reply", gib, gold))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countVolumes(t, c.d); n != 1 {
+		t.Fatalf("%d volumes after a lost reply, want 1 (%s)", n, resp.GetVolume().GetVolumeId())
+	}
+	if got := s.FaultStats()["CnsCreateVolume LostReply"]; got != 1 {
+		t.Errorf("the fault did not happen: %v", s.FaultStats())
+	}
+}
+
+// TestSecondControllerWaitsForTheFirstOnesTask (finding 1): a create
+// whose task outlasts its controller (a leader change, a restart) and the
+// retry on another controller make one volume, and the retry returns it.
+func TestSecondControllerWaitsForTheFirstOnesTask(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 6 * time.Second}}})
+	first, second := newController(t, s), newController(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := first.d.CreateVolume(ctx, createReq("pvc-leader-change", gib, gold)); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("first controller: %v, want its caller's deadline", err)
+	}
+	// The first controller dies; its task runs on in vCenter. The other
+	// controller's provisioner takes over after the leader lease ran out
+	// (at least lease duration - renew deadline = 5 s with the sidecars'
+	// defaults): well after its watch has seen the running task.
+	_ = first.vc.Close(context.Background())
+	time.Sleep(2500 * time.Millisecond)
+	resp, err := retryLike(t, time.Minute, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
+		return second.d.CreateVolume(ctx, createReq("pvc-leader-change", gib, gold))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countVolumes(t, second.d); n != 1 {
+		t.Fatalf("%d volumes, want 1 (second controller returned %s)", n, resp.GetVolume().GetVolumeId())
+	}
+}
+
+// TestRetriedSnapshotMakesOne (finding 2): a CreateSnapshot whose caller
+// gives up before the CNS task ends, retried, makes one snapshot.
+func TestRetriedSnapshotMakesOne(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1})
+	c := newController(t, s)
+	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-snapped", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLatency(sim.Latency{Methods: map[string]time.Duration{"CnsCreateSnapshots": 2 * time.Second}})
+	req := &csi.CreateSnapshotRequest{Name: "snap-retried", SourceVolumeId: vol.GetVolume().GetVolumeId()}
+	tries := 0
+	snap, err := retryLike(t, 300*time.Millisecond, func(ctx context.Context) (*csi.CreateSnapshotResponse, error) {
+		tries++
+		return c.d.CreateSnapshot(ctx, req)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tries < 2 {
+		t.Errorf("the first try succeeded: the caller's timeout did not bite")
+	}
+	list, err := c.d.ListSnapshots(context.Background(), &csi.ListSnapshotsRequest{SourceVolumeId: vol.GetVolume().GetVolumeId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list.GetEntries()); n != 1 {
+		t.Fatalf("%d snapshots after a retried CreateSnapshot, want 1 (%s)", n, snap.GetSnapshot().GetSnapshotId())
+	}
+}
+
+// TestUnpublishWaitsForTheAttach (finding 3): a publish that times out
+// while its attach goes on, then an unpublish: in the end the disk is on
+// no VM, and it can be published to another node.
+func TestUnpublishWaitsForTheAttach(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 2})
+	c := newController(t, s)
+	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-dangling", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	n1, n2 := s.NodeVMs()[0], s.NodeVMs()[1]
+	s.SetLatency(sim.Latency{Methods: map[string]time.Duration{"CnsAttachVolume": 2 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.d.ControllerPublishVolume(ctx, publishReq(id, n1.UUID)); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("publish: %v, want its caller's deadline", err)
+	}
+	if _, err := retryLike(t, time.Minute, func(ctx context.Context) (*csi.ControllerUnpublishVolumeResponse, error) {
+		return c.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: n1.UUID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.d.ControllerGetVolume(context.Background(), &csi.ControllerGetVolumeRequest{VolumeId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodes := got.GetStatus().GetPublishedNodeIds(); len(nodes) != 0 {
+		t.Fatalf("after unpublish the volume is still attached to %v", nodes)
+	}
+	s.SetLatency(sim.Latency{})
+	if _, err := c.d.ControllerPublishVolume(context.Background(), publishReq(id, n2.UUID)); err != nil {
+		t.Fatalf("publish to the other node: %v", err)
+	}
+}
+
+// TestDeleteDoesNotBelieveNotFound (finding 4): a delete whose task fails
+// with a "not found" of something else than the volume does not answer
+// "already gone"; the volume stays and a later delete removes it.
+func TestDeleteDoesNotBelieveNotFound(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1})
+	c := newController(t, s)
+	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-not-gone", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsDeleteVolume", Fault: sim.FaultManagedObjectNotFound, InTask: true, Times: 1,
+		Message: "The object 'vim.Datastore:datastore-17' has already been deleted or has not been completely created"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.d.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: id}); err == nil {
+		t.Fatal("DeleteVolume answered success while the volume is still there")
+	}
+	if n := countVolumes(t, c.d); n != 1 {
+		t.Fatalf("%d volumes, want the one not deleted", n)
+	}
+	if _, err := c.d.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countVolumes(t, c.d); n != 0 {
+		t.Fatalf("%d volumes after the delete", n)
+	}
+}
+
+// TestVCenterRestartMidCreate (findings 0 and 6): vCenter restarts while a
+// CnsCreateVolume task runs; the same controller carries on without a
+// restart of its own, and the claim gets exactly one volume, whether the
+// lost task's operation happened or not.
+func TestVCenterRestartMidCreate(t *testing.T) {
+	for _, fate := range []sim.TaskFate{sim.TasksAbandoned, sim.TasksComplete} {
+		r, err := sim.NewRunner(context.Background(), sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1,
+			Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 2 * time.Second}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		c := newController(t, r.Sim())
+		done := make(chan error, 1)
+		go func() {
+			_, err := retryLike(t, time.Minute, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
+				return c.d.CreateVolume(ctx, createReq("pvc-restart", gib, gold))
+			})
+			done <- err
+		}()
+		time.Sleep(700 * time.Millisecond) // the task is running
+		if err := r.Restart(context.Background(), 3*time.Second, fate); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("fate %d: %v", fate, err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("fate %d: CreateVolume did not end 2 minutes after vCenter came back", fate)
+		}
+		t.Logf("fate %d: carried on %v after vCenter came back", fate, time.Since(start).Round(10*time.Millisecond))
+		if n := countVolumes(t, c.d); n != 1 {
+			t.Fatalf("fate %d: %d volumes, want 1", fate, n)
+		}
+	}
+}
+
+// TestFlakyVCenterKeepsEveryPromise (finding 0 and the issue's first test):
+// a fifth of all vCenter calls fail (lost requests, lost replies, CNS busy)
+// over more than 200 CSI operations by clients that retry as the sidecars
+// do: nothing lost, duplicated, leaked or left attached, and no call hangs
+// until its caller gives up.
+func TestFlakyVCenterKeepsEveryPromise(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 3})
+	c := newController(t, s)
+	for _, r := range []sim.FaultRule{
+		{Method: "*", Fault: sim.FaultReset, Probability: 0.07},
+		{Method: "*", Fault: sim.FaultLostReply, Probability: 0.07},
+		{Method: "Cns*", Fault: sim.FaultCnsBusy, Probability: 0.06},
+	} {
+		if _, err := s.InjectFault(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const workers, perWorker = 6, 6
+	nodes := s.NodeVMs()
+	start := time.Now()
+	var ops, stuck atomic.Int64
+	type made struct{ name, id string }
+	results := make(chan made, workers*perWorker)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				name := fmt.Sprintf("pvc-flaky-%d-%d", w, i)
+				node := nodes[(w+i)%len(nodes)].UUID
+				id := flakyCycle(t, c.d, name, node, &ops, &stuck)
+				results <- made{name, id}
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+	took := time.Since(start)
+	s.ClearFaults()
+
+	ids := map[string]string{}
+	for r := range results {
+		if other, dup := ids[r.id]; dup {
+			t.Errorf("volume %s served both %s and %s", r.id, other, r.name)
+		}
+		ids[r.id] = r.name
+	}
+	left := s.Volumes()
+	for id, vm := range left {
+		t.Errorf("volume %s left behind (attached to %q)", id, vm)
+	}
+	if n := s.SnapshotCount(); n != 0 {
+		t.Errorf("%d snapshots left behind", n)
+	}
+	stats := s.FaultStats()
+	injected := 0
+	for _, n := range stats {
+		injected += n
+	}
+	t.Logf("%d CSI operations on %d volumes in %v with %d vCenter faults injected (%s); %d volumes left, %d duplicated, %d calls hung until the caller's 20 s deadline",
+		ops.Load(), len(ids), took.Round(time.Second), injected, summarize(stats), len(left), workers*perWorker-len(ids), stuck.Load())
+	if stuck.Load() != 0 {
+		t.Errorf("%d calls hung until their caller gave up", stuck.Load())
+	}
+	if ops.Load() < 200 {
+		t.Errorf("only %d operations", ops.Load())
+	}
+	if injected < int(ops.Load())/4 {
+		t.Errorf("only %d faults for %d operations", injected, ops.Load())
+	}
+}
+
+// flakyCycle runs one volume's life: create, publish, expand, snapshot,
+// delete the snapshot, unpublish, delete; each step retried as a sidecar
+// retries. It returns the volume's ID.
+func flakyCycle(t *testing.T, d *driver.Driver, name, node string, ops, stuck *atomic.Int64) string {
+	const try = 20 * time.Second
+	step := func(what string, op func(ctx context.Context) error) {
+		ops.Add(1)
+		if _, err := retryLike(t, try, func(ctx context.Context) (struct{}, error) {
+			err := op(ctx)
+			if status.Code(err) == codes.DeadlineExceeded {
+				stuck.Add(1) // a call that hung until its caller gave up
+			}
+			return struct{}{}, err
+		}); err != nil {
+			t.Errorf("%s %s: %v", what, name, err)
+		}
+	}
+	var id string
+	step("create", func(ctx context.Context) error {
+		resp, err := d.CreateVolume(ctx, createReq(name, gib, gold))
+		if err == nil {
+			if id != "" && id != resp.GetVolume().GetVolumeId() {
+				t.Errorf("%s: a retried create returned %s, an earlier one %s", name, resp.GetVolume().GetVolumeId(), id)
+			}
+			id = resp.GetVolume().GetVolumeId()
+		}
+		return err
+	})
+	if id == "" {
+		return ""
+	}
+	step("publish", func(ctx context.Context) error {
+		_, err := d.ControllerPublishVolume(ctx, publishReq(id, node))
+		return err
+	})
+	step("expand", func(ctx context.Context) error {
+		_, err := d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: id,
+			CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * gib}, VolumeCapability: mountRWO()[0]})
+		return err
+	})
+	var snap string
+	step("snapshot", func(ctx context.Context) error {
+		resp, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap-" + name, SourceVolumeId: id})
+		if err == nil {
+			snap = resp.GetSnapshot().GetSnapshotId()
+		}
+		return err
+	})
+	step("delete snapshot", func(ctx context.Context) error {
+		_, err := d.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap})
+		return err
+	})
+	step("unpublish", func(ctx context.Context) error {
+		_, err := d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: node})
+		return err
+	})
+	step("delete", func(ctx context.Context) error {
+		_, err := d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+		return err
+	})
+	return id
+}
+
+func summarize(stats map[string]int) string {
+	byFault := map[string]int{}
+	for k, n := range stats {
+		byFault[k[strings.LastIndex(k, " ")+1:]] += n
+	}
+	var parts []string
+	for _, f := range slices.Sorted(maps.Keys(byFault)) {
+		parts = append(parts, fmt.Sprintf("%s %d", f, byFault[f]))
+	}
+	return strings.Join(parts, ", ")
+}
