@@ -12,7 +12,7 @@ NEED_CMDS := losetup blkid mkfs.ext4 mkfs.xfs resize2fs xfs_growfs
 RUN_DIR ?= /tmp/vsphere-csi
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean e2e
+.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean e2e fuzz
 
 all: build
 
@@ -73,6 +73,15 @@ e2e:
 # image needs a Docker engine (none on our machines).
 image:
 	docker build --build-arg VERSION=$(VERSION) -t vsphere-csi:$(VERSION) .
+
+# fuzz: each fuzz target for FUZZTIME (make test runs their seed corpora):
+# csi-vsphere.conf, StorageClass parameters, snapshot IDs, disk UUIDs.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config
+	$(GO) test -run '^$$' -fuzz '^FuzzVolumeParams$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotID$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzDiskUUID$$' -fuzztime $(FUZZTIME) ./pkg/node
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./pkg/... ./test/...

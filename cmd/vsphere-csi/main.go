@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/app"
 )
 
 // version is set at build time: -ldflags "-X main.version=…".
@@ -32,7 +35,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, opts); err != nil {
+	err = run(ctx, opts)
+	if errors.Is(err, app.ErrConfigChanged) {
+		klog.InfoS("Exiting to start again with the new csi-vsphere.conf")
+		klog.Flush()
+		return
+	}
+	if err != nil {
 		klog.ErrorS(err, "vsphere-csi stopped")
 		klog.Flush()
 		os.Exit(1)

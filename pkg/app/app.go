@@ -85,11 +85,17 @@ func Run(ctx context.Context, c Config) error {
 		}
 	}
 
-	d, closeAll, err := New(ctx, c, vcCfg, m)
+	d, vc, closeAll, err := build(ctx, c, vcCfg, m)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	ctx, stopForConfig := context.WithCancelCause(ctx)
+	defer stopForConfig(nil)
+	if vc != nil && !c.Simulator {
+		// A rotated Secret is taken on without a restart (reload.go).
+		go watchConfig(ctx, c.ConfigPath, configPoll, vcCfg, vc, func() { stopForConfig(ErrConfigChanged) })
+	}
 	l, err := driver.Listen(c.Endpoint)
 	if err != nil {
 		return err
@@ -98,7 +104,7 @@ func Run(ctx context.Context, c Config) error {
 	defer cancel()
 	if c.HealthzAddress != "" {
 		go func() {
-			if err := healthz.Serve(ctx, c.HealthzAddress, probe(d)); err != nil {
+			if err := healthz.Serve(ctx, c.HealthzAddress, probe(d), d.Ready); err != nil {
 				klog.ErrorS(err, "Health check server stopped", "address", c.HealthzAddress)
 			}
 		}()
@@ -123,11 +129,18 @@ func Run(ctx context.Context, c Config) error {
 		fmt.Printf("\nCSI (%s) on %s. Ctrl-C stops the driver and the embedded vCenter and removes every loop device and mount they made.\n\n",
 			c.Mode, c.Endpoint)
 	}
-	return d.Serve(ctx, l, m)
+	if err := d.Serve(ctx, l, m); err != nil {
+		return err
+	}
+	if errors.Is(context.Cause(ctx), ErrConfigChanged) {
+		return ErrConfigChanged
+	}
+	return nil
 }
 
 // probe is the driver's CSI Probe as a health check.
 func probe(d *driver.Driver) healthz.ProbeFunc {
+	// Liveness: the driver answers its Probe (never vCenter's health).
 	return func(ctx context.Context) error {
 		resp, err := d.Probe(ctx, &csi.ProbeRequest{})
 		if err != nil {
@@ -174,18 +187,25 @@ const DefaultByIDDir = "/dev/disk/by-id"
 // New builds the driver for c: a vCenter client from vcCfg when the mode
 // serves the controller, a mounter when it serves the node. closeAll logs
 // out of vCenter.
-func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observer) (_ *driver.Driver, closeAll func(), err error) {
+func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observer) (*driver.Driver, func(), error) {
+	d, _, closeAll, err := build(ctx, c, vcCfg, obs)
+	return d, closeAll, err
+}
+
+// build is New that also gives the vCenter client (nil without a
+// controller), for the config watch.
+func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observer) (_ *driver.Driver, _ vcenter.Client, closeAll func(), err error) {
 	closeAll = func() {}
 	var vc vcenter.Client
 	if c.Mode != driver.ModeNode {
 		if vcCfg == nil {
-			return nil, nil, errors.New("the controller needs a vCenter configuration")
+			return nil, nil, nil, errors.New("the controller needs a vCenter configuration")
 		}
 		opts := VCenterOptions(vcCfg)
 		opts.UserAgent = "vsphere-csi/" + c.Version
 		opts.Observer = obs
 		if vc, err = vcenter.New(ctx, opts); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		closeAll = func() {
 			if err := vc.Close(context.WithoutCancel(ctx)); err != nil {
@@ -199,13 +219,13 @@ func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observ
 		if c.NodeID == "" {
 			if c.NodeID, err = node.NodeIDFromDMI(node.DefaultDMIDir); err != nil {
 				closeAll()
-				return nil, nil, fmt.Errorf("node ID: %w (set --node-id)", err)
+				return nil, nil, nil, fmt.Errorf("node ID: %w (set --node-id)", err)
 			}
 		}
 		mounter = NodeMounter(c.Mode)
 		if nodeTopo, err = nodeTopology(ctx, vcCfg, vc, c.NodeID); err != nil { // topology.go
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	d, err := driver.NewDriver(driver.Options{
@@ -215,9 +235,9 @@ func New(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Observ
 	}, vc, mounter)
 	if err != nil {
 		closeAll()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return d, closeAll, nil
+	return d, vc, closeAll, nil
 }
 
 // NodeMounter is the mounter of a process in mode: the real one when the

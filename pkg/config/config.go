@@ -180,10 +180,27 @@ func Parse(r io.Reader, name string) (*Config, error) {
 		ChildSectionDelimiter:     "\x00", // "VirtualCenter \"10.0.0.1\"" has no parent sections
 	}, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a valid INI file: %w", name, err)
+		return nil, fmt.Errorf("%s: not a valid INI file: %s", name, iniProblem(err, data))
 	}
 	p := parser{name: name}
 	return p.parse(file)
+}
+
+// iniProblem says what is wrong with the file without quoting it: the
+// INI parser's messages quote the offending line, which may be the
+// password's (a line without "=", a stray quote).
+func iniProblem(err error, data []byte) string {
+	var nd ini.ErrDelimiterNotFound
+	if errors.As(err, &nd) {
+		bad := strings.TrimSpace(nd.Line)
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.TrimSpace(line) == bad {
+				return fmt.Sprintf("line %d has no \"=\" between a key and its value (or an unclosed quote)", i+1)
+			}
+		}
+		return "a line has no \"=\" between a key and its value (or an unclosed quote)"
+	}
+	return fmt.Sprintf("the INI parser refused it (%T); check the section headers and the quoting", err)
 }
 
 type parser struct{ name string }
@@ -350,9 +367,11 @@ func (p parser) virtualCenter(global, s *ini.Section, host string) (VirtualCente
 	}
 	vc.Thumbprint, where = inherited(global, s, keyThumbprint)
 	if vc.Thumbprint != "" {
-		if err := checkThumbprint(vc.Thumbprint); err != nil {
+		norm, err := normalizeThumbprint(vc.Thumbprint)
+		if err != nil {
 			return vc, p.errorf(where, keyThumbprint, "%q: %v", vc.Thumbprint, err)
 		}
+		vc.Thumbprint = norm
 	}
 	// With neither ca-file nor thumbprint the certificate is verified
 	// against the system's trusted CAs: a vCenter whose certificate a
@@ -387,14 +406,21 @@ func checkCAFile(path string) error {
 	return nil
 }
 
-// checkThumbprint accepts a SHA-1 (20 bytes) or SHA-256 (32 bytes)
-// fingerprint, as hex pairs separated by colons (or not).
-func checkThumbprint(t string) error {
-	b, err := hex.DecodeString(strings.ReplaceAll(t, ":", ""))
+// normalizeThumbprint accepts a SHA-1 (20 bytes) or SHA-256 (32 bytes)
+// fingerprint as hex, in either case, its pairs separated by colons,
+// spaces or nothing, and writes it as vSphere does: upper-case pairs
+// joined by colons (AA:BB:…), the form TLS verification compares.
+func normalizeThumbprint(t string) (string, error) {
+	clean := strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(t))
+	b, err := hex.DecodeString(clean)
 	if err != nil || (len(b) != 20 && len(b) != 32) {
-		return errors.New("not a SHA-1 or SHA-256 fingerprint (hex pairs such as AA:BB:…)")
+		return "", errors.New("not a SHA-1 or SHA-256 fingerprint (hex pairs such as AA:BB:…)")
 	}
-	return nil
+	pairs := make([]string, len(b))
+	for i, x := range b {
+		pairs[i] = fmt.Sprintf("%02X", x)
+	}
+	return strings.Join(pairs, ":"), nil
 }
 
 // list splits a comma-separated value, trimming spaces and dropping empties.

@@ -278,3 +278,41 @@ func TestSystemRootsWhenNothingPinned(t *testing.T) {
 		t.Fatalf("got %+v, want verification against the system's CAs", vc)
 	}
 }
+
+// TestThumbprintForms: a thumbprint in lower case or without colons is the
+// same thumbprint, written as vSphere writes it (issue 11, finding 9: it
+// used to pass the check and then fail the login).
+func TestThumbprintForms(t *testing.T) {
+	want := "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01"
+	for _, form := range []string{want, strings.ToLower(want), strings.ReplaceAll(strings.ToLower(want), ":", ""), strings.ReplaceAll(want, ":", " ")} {
+		c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nthumbprint = \""+form+"\"\n"), "t.conf")
+		if err != nil {
+			t.Fatalf("%q: %v", form, err)
+		}
+		if c.VirtualCenter.Thumbprint != want {
+			t.Errorf("%q became %q, want %q", form, c.VirtualCenter.Thumbprint, want)
+		}
+	}
+}
+
+// TestParseErrorsNeverQuoteThePassword (finding 8): the INI parser quotes
+// a line it can't read; the driver's message says where, not what.
+func TestParseErrorsNeverQuoteThePassword(t *testing.T) {
+	for _, bad := range []string{
+		"[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword: Hunter2-secret\n",
+		"[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = \"Hunter2-secret\n",
+		"[Global\npassword = Hunter2-secret\n",
+	} {
+		_, err := Parse(strings.NewReader(bad), "t.conf")
+		if err == nil {
+			continue // the parser took it; nothing to quote
+		}
+		if strings.Contains(err.Error(), "Hunter2") {
+			t.Errorf("the error quotes the password: %v", err)
+		}
+	}
+	_, err := Parse(strings.NewReader("[Global]\ncluster-id = c\npassword: Hunter2-secret\n"), "t.conf")
+	if err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("want the line number of the bad line: %v", err)
+	}
+}

@@ -157,7 +157,7 @@ func TestCreateVolumeErrors(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "not compatible with storage policy")
 	_, err = e.d.CreateVolume(ctx, createReq("e", gib, map[string]string{"datastoreurl": local.URL}))
 	wantCode(t, err, codes.InvalidArgument, "not reachable from every node VM")
-	_, err = e.d.CreateVolume(ctx, createReq("f", 100000*gib, gold))
+	_, err = e.d.CreateVolume(ctx, createReq("f", 10000*gib, gold))
 	wantCode(t, err, codes.OutOfRange, "larger than any datastore")
 }
 

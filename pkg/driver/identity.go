@@ -29,14 +29,25 @@ func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 
-// Probe is ready when, in controller mode, the vCenter session is usable.
-// It makes no vCenter call: the session's health is known already.
-func (d *Driver) Probe(ctx context.Context, _ *csi.ProbeRequest) (*csi.ProbeResponse, error) {
+// Probe says the driver is alive: it answers. It does not depend on
+// vCenter: the livenessprobe sidecar (and kubelet after it) restarts a
+// plugin whose Probe is not ready, and restarting the controller because
+// vCenter is away would only kill the operations it is carrying on (they
+// settle when vCenter is back). Whether vCenter is usable is readiness
+// (Ready, served at /readyz).
+func (d *Driver) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
+	return &csi.ProbeResponse{Ready: wrapperspb.Bool(true)}, nil
+}
+
+// Ready says whether the driver can do its work now: in controller mode,
+// whether the vCenter session is usable (no vCenter call: its health is
+// known already).
+func (d *Driver) Ready(ctx context.Context) error {
 	if d.opts.serves(ModeController) {
 		if err := d.vc.Healthy(ctx); err != nil {
-			klog.ErrorS(err, "Probe: vCenter session not healthy")
-			return &csi.ProbeResponse{Ready: wrapperspb.Bool(false)}, nil
+			klog.V(2).InfoS("Not ready: vCenter session not usable", "err", err)
+			return err
 		}
 	}
-	return &csi.ProbeResponse{Ready: wrapperspb.Bool(true)}, nil
+	return nil
 }

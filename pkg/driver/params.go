@@ -77,6 +77,9 @@ func parseVolumeParams(in map[string]string) (volumeParams, error) {
 
 // capacityBytes applies a CapacityRange: the required size rounded up to a
 // whole MiB (1 GiB when nothing is asked), never beyond limit_bytes.
+// MaxVolumeBytes is the largest virtual disk vSphere makes: 62 TiB.
+const MaxVolumeBytes = 62 << 40
+
 func capacityBytes(r *csi.CapacityRange) (int64, error) {
 	if r == nil {
 		return defaultCapacity, nil
@@ -87,6 +90,9 @@ func capacityBytes(r *csi.CapacityRange) (int64, error) {
 	}
 	if limit > 0 && req > limit {
 		return 0, status.Errorf(codes.OutOfRange, "required_bytes %d exceeds limit_bytes %d", req, limit)
+	}
+	if req > MaxVolumeBytes {
+		return 0, status.Errorf(codes.OutOfRange, "required_bytes %d is more than the largest virtual disk vSphere makes (62 TiB)", req)
 	}
 	size := req
 	if size == 0 {

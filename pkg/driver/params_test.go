@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -60,6 +61,11 @@ func TestCapacityBytes(t *testing.T) {
 		{name: "rounded down within limit", req: 10 * mib, limit: 10*mib + 100, want: 10 * mib},
 		{name: "required above limit", req: 2 * gib, limit: gib, code: codes.OutOfRange},
 		{name: "negative", req: -1, code: codes.OutOfRange},
+		// Issue 11, finding 9: near MaxInt64 the rounding overflowed into a
+		// negative size (InvalidArgument).
+		{name: "near MaxInt64", req: math.MaxInt64 - 1, code: codes.OutOfRange},
+		{name: "above vSphere's largest disk", req: MaxVolumeBytes + 1, code: codes.OutOfRange},
+		{name: "vSphere's largest disk", req: MaxVolumeBytes, want: MaxVolumeBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r *csi.CapacityRange

@@ -268,7 +268,11 @@ func TestDeleteDoesNotBelieveNotFound(t *testing.T) {
 // restart of its own, and the claim gets exactly one volume, whether the
 // lost task's operation happened or not.
 func TestVCenterRestartMidCreate(t *testing.T) {
-	for _, fate := range []sim.TaskFate{sim.TasksAbandoned, sim.TasksComplete} {
+	for _, tc := range []struct {
+		fate sim.TaskFate
+		down time.Duration
+	}{{sim.TasksAbandoned, 60 * time.Second}, {sim.TasksComplete, 3 * time.Second}} {
+		fate := tc.fate
 		r, err := sim.NewRunner(context.Background(), sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1,
 			Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 2 * time.Second}}})
 		if err != nil {
@@ -284,7 +288,7 @@ func TestVCenterRestartMidCreate(t *testing.T) {
 			done <- err
 		}()
 		time.Sleep(700 * time.Millisecond) // the task is running
-		if err := r.Restart(context.Background(), 3*time.Second, fate); err != nil {
+		if err := r.Restart(context.Background(), tc.down, fate); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -296,7 +300,7 @@ func TestVCenterRestartMidCreate(t *testing.T) {
 		case <-time.After(2 * time.Minute):
 			t.Fatalf("fate %d: CreateVolume did not end 2 minutes after vCenter came back", fate)
 		}
-		t.Logf("fate %d: carried on %v after vCenter came back", fate, time.Since(start).Round(10*time.Millisecond))
+		t.Logf("vCenter down %v, running tasks' fate %d: the create ended %v after vCenter came back", tc.down, fate, time.Since(start).Round(10*time.Millisecond))
 		if n := countVolumes(t, c.d); n != 1 {
 			t.Fatalf("fate %d: %d volumes, want 1", fate, n)
 		}
@@ -350,8 +354,8 @@ func TestFlakyVCenterKeepsEveryPromise(t *testing.T) {
 		ids[r.id] = r.name
 	}
 	left := s.Volumes()
-	for id, vm := range left {
-		t.Errorf("volume %s left behind (attached to %q)", id, vm)
+	for _, v := range left {
+		t.Errorf("volume %s (%s) left behind (attached to %q)", v.ID, v.Name, v.VM)
 	}
 	if n := s.SnapshotCount(); n != 0 {
 		t.Errorf("%d snapshots left behind", n)
@@ -447,4 +451,105 @@ func summarize(stats map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", f, byFault[f]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// TestLivenessIndependentOfVCenter (finding 7): with vCenter gone, Probe
+// still says ready (the livenessprobe sidecar must not restart the
+// controller and kill what it carries on); readiness says why not.
+func TestLivenessIndependentOfVCenter(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1})
+	c := newController(t, s)
+	s.Outage(time.Hour)
+	defer s.Outage(0)
+	deadline := time.Now().Add(30 * time.Second)
+	for c.d.Ready(context.Background()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("readiness still fine 30 s into the outage")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := c.d.Probe(context.Background(), &csi.ProbeRequest{})
+	if err != nil || !resp.GetReady().GetValue() {
+		t.Fatalf("Probe during a vCenter outage: %v %v, want ready", resp, err)
+	}
+	s.Outage(0)
+	for c.d.Ready(context.Background()) != nil {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatal("not ready again 30 s after vCenter came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestImpatientProvisioner (finding 1): a provisioner-like client with a
+// 1 s timeout against 5 s CNS tasks, several claims at once: one volume
+// per name, whatever the number of retries.
+func TestImpatientProvisioner(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 5 * time.Second}}})
+	c := newController(t, s)
+	var wg sync.WaitGroup
+	ids := make([]string, 4)
+	for i := range ids {
+		wg.Go(func() {
+			resp, err := retryLike(t, time.Second, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
+				return c.d.CreateVolume(ctx, createReq(fmt.Sprintf("pvc-impatient-%d", i), gib, gold))
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = resp.GetVolume().GetVolumeId()
+		})
+	}
+	wg.Wait()
+	byName := map[string]int{}
+	for _, v := range s.Volumes() {
+		byName[v.Name]++
+	}
+	for i, id := range ids {
+		name := fmt.Sprintf("pvc-impatient-%d", i)
+		if byName[name] != 1 || id == "" {
+			t.Errorf("%s: %d volumes (returned %q), want 1", name, byName[name], id)
+		}
+	}
+}
+
+// TestNodeVMGoneWithVolumes (issue 11: "a node VM deleted or powered off
+// with volumes attached lets them be unpublished and published elsewhere").
+func TestNodeVMGoneWithVolumes(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 3})
+	c := newController(t, s)
+	ctx := context.Background()
+	vms := s.NodeVMs()
+	for i, gone := range []func() error{
+		func() error { return s.PowerOffVM(ctx, vms[0].Name) },
+		func() error { return s.DeleteVM(ctx, vms[1].Name) },
+	} {
+		vol, err := c.d.CreateVolume(ctx, createReq(fmt.Sprintf("pvc-on-a-lost-node-%d", i), gib, gold))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, from := vol.GetVolume().GetVolumeId(), vms[i].UUID
+		if _, err := c.d.ControllerPublishVolume(ctx, publishReq(id, from)); err != nil {
+			t.Fatal(err)
+		}
+		if err := gone(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := retryLike(t, 30*time.Second, func(ctx context.Context) (*csi.ControllerUnpublishVolumeResponse, error) {
+			return c.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: from})
+		}); err != nil {
+			t.Fatalf("unpublish from %s: %v", vms[i].Name, err)
+		}
+		if _, err := retryLike(t, 30*time.Second, func(ctx context.Context) (*csi.ControllerPublishVolumeResponse, error) {
+			return c.d.ControllerPublishVolume(ctx, publishReq(id, vms[2].UUID))
+		}); err != nil {
+			t.Fatalf("publish elsewhere after %s went: %v", vms[i].Name, err)
+		}
+		for _, v := range s.Volumes() {
+			if v.ID == id && v.VM != vms[2].Name {
+				t.Errorf("volume %s is on %q, want %s", id, v.VM, vms[2].Name)
+			}
+		}
+	}
 }

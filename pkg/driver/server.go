@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
@@ -71,11 +73,12 @@ func (d *Driver) Serve(ctx context.Context, l net.Listener, obs CallObserver) er
 }
 
 // logCalls logs each CSI call once, its request stripped of secrets; errors
-// always, successes at verbosity 4 (Probe and capability calls at 6).
+// always, successes at verbosity 4 (Probe and capability calls at 6). A
+// handler that panics answers Internal and the process goes on.
 func logCalls(obs CallObserver) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
-		resp, err := handler(ctx, req)
+		resp, err = recovered(ctx, req, info, handler)
 		took := time.Since(start)
 		method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 		code := status.Code(err)
@@ -95,4 +98,17 @@ func logCalls(obs CallObserver) grpc.UnaryServerInterceptor {
 			"response", protosanitizer.StripSecrets(resp), "duration", took)
 		return resp, err
 	}
+}
+
+// recovered calls handler, turning a panic into Internal (with the stack
+// in the log) instead of a dead process.
+func recovered(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.ErrorS(fmt.Errorf("%v", r), "CSI call panicked: a bug; please report it with this log",
+				"method", info.FullMethod, "request", protosanitizer.StripSecrets(req), "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "internal error in %s (a bug, logged with its stack): %v", info.FullMethod, r)
+		}
+	}()
+	return handler(ctx, req)
 }

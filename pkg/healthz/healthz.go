@@ -1,5 +1,7 @@
-// Package healthz serves /healthz over HTTP from the driver's own Probe, so
-// the livenessprobe sidecar is optional.
+// Package healthz serves /healthz (liveness: the driver answers) from the
+// driver's own Probe, so the livenessprobe sidecar is optional, and
+// /readyz (readiness: it can do its work, e.g. its vCenter session is
+// usable).
 package healthz
 
 import (
@@ -16,37 +18,46 @@ import (
 // ProbeFunc reports whether the driver is healthy.
 type ProbeFunc func(ctx context.Context) error
 
-// Handler answers 200 "ok" when probe succeeds and 503 with the reason
-// otherwise. Each request's probe gets at most timeout.
-func Handler(probe ProbeFunc, timeout time.Duration) http.Handler {
+// Handler answers /healthz with 200 "ok" when live succeeds and 503 with
+// the reason otherwise, /readyz the same from ready (nil: as /healthz).
+// Each request's check gets at most timeout.
+func Handler(live, ready ProbeFunc, timeout time.Duration) http.Handler {
+	if ready == nil {
+		ready = live
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/healthz", check("Health", live, timeout))
+	mux.Handle("/readyz", check("Readiness", ready, timeout))
+	return mux
+}
+
+func check(what string, probe ProbeFunc, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		if err := probe(ctx); err != nil {
-			klog.V(2).InfoS("Health check failed", "err", err)
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			klog.V(2).InfoS(what+" check failed", "err", err)
+			http.Error(w, "not ok: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	return mux
 }
 
 // Serve serves Handler on addr until ctx ends.
-func Serve(ctx context.Context, addr string, probe ProbeFunc) error {
+func Serve(ctx context.Context, addr string, live, ready ProbeFunc) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("healthz: %w", err)
 	}
-	srv := &http.Server{Handler: Handler(probe, 10*time.Second), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: Handler(live, ready, 10*time.Second), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	klog.InfoS("Serving health checks", "address", l.Addr().String(), "path", "/healthz")
+	klog.InfoS("Serving health checks", "address", l.Addr().String(), "liveness", "/healthz", "readiness", "/readyz")
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

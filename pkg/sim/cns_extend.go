@@ -49,7 +49,14 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 		return cnsFault("Failed to extend volume %s: Insufficient disk space on datastore '%s': %d more bytes requested, %d bytes free", id, v.ds.name, delta, free)
 	}
 	c := vctx.For(vctx.Map.Path)
+	// The record goes first: a vCenter killed between it and the file
+	// grows the file when it starts again (restore.go), as the extend had
+	// promised; the other way round the disk would outgrow its record.
+	m.setSize(id, sizeMB)
+	m.saveVolume(id)
 	if err := os.Truncate(v.flatFile, sizeMB*mib); err != nil {
+		m.setSize(id, v.sizeMB)
+		m.saveVolume(id)
 		m.inv.release(v.ds, delta)
 		return cnsFault("extend volume %s: %v", id, err)
 	}
@@ -69,22 +76,27 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 			klog.ErrorS(err, "extend: losetup -c failed", "volumeID", id)
 		}
 	}
-	m.mu.Lock()
-	if cur, ok := m.volumes[id]; ok {
-		cur.sizeMB = sizeMB
-		details := cnstypes.CnsBlockBackingDetails{}
-		if old, ok := cur.cns.BackingObjectDetails.(*cnstypes.CnsBlockBackingDetails); ok {
-			details = *old
-		}
-		details.CapacityInMb = sizeMB
-		cur.cns.BackingObjectDetails = &details // copy-on-write
-		cur.fcd.Config.CapacityInMB = sizeMB
-	}
-	m.mu.Unlock()
-	m.saveVolume(id)
 	m.inv.publish(c, v.ds)
 	klog.V(2).InfoS("CNS volume extended", "volumeID", id, "sizeMB", sizeMB)
 	return nil
+}
+
+// setSize records a volume's size in its CNS record and first-class disk.
+func (m *volumeManager) setSize(id string, sizeMB int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.volumes[id]
+	if !ok {
+		return
+	}
+	cur.sizeMB = sizeMB
+	details := cnstypes.CnsBlockBackingDetails{}
+	if old, ok := cur.cns.BackingObjectDetails.(*cnstypes.CnsBlockBackingDetails); ok {
+		details = *old
+	}
+	details.CapacityInMb = sizeMB
+	cur.cns.BackingObjectDetails = &details // copy-on-write
+	cur.fcd.Config.CapacityInMB = sizeMB
 }
 
 // growFCD records the new size on the first-class disk.

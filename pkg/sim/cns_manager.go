@@ -91,23 +91,42 @@ func (m *volumeManager) snapshot(id string) (volume, bool) {
 	return *v, true
 }
 
-// Volumes lists the CNS volumes, each with the name of the VM its disk is
-// attached to ("" when none): for tests and checks that nothing leaked or
-// stayed attached.
-func (s *Sim) Volumes() map[string]string {
+// VolumeState is a CNS volume as Volumes reports it.
+type VolumeState struct {
+	ID, Name string
+	VM       string // the node VM its disk is attached to, "" when none
+}
+
+// Volumes lists the CNS volumes: for tests and checks that nothing leaked,
+// was made twice or stayed attached.
+func (s *Sim) Volumes() []VolumeState {
 	m := s.cns
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]string, len(m.volumes))
+	out := make([]VolumeState, 0, len(m.volumes))
 	for id, v := range m.volumes {
-		vm := ""
+		st := VolumeState{ID: id, Name: v.cns.Name}
 		if v.vm != nil {
-			vm = v.vm.Value
+			st.VM = v.vm.Value
 			if n, ok := m.inv.nodeByRef[*v.vm]; ok {
-				vm = n.name
+				st.VM = n.name
 			}
 		}
-		out[id] = vm
+		out = append(out, st)
+	}
+	return out
+}
+
+// Snapshots lists the CNS snapshots' descriptions by volume ID.
+func (s *Sim) Snapshots() map[string][]string {
+	m := s.cns
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]string{}
+	for id, list := range m.snaps {
+		for _, r := range list {
+			out[id] = append(out[id], r.cns.Description)
+		}
 	}
 	return out
 }

@@ -24,6 +24,9 @@ type hypervisor interface {
 	resize(volumeID string) error
 	// closeAll detaches everything attach made.
 	closeAll() error
+	// sweep removes devices that back file without an attachment (an
+	// attach killed before it was recorded, a VM powered off meanwhile).
+	sweep(file string) error
 }
 
 // nopHypervisor is used when Options.Hypervisor is false.
@@ -33,6 +36,7 @@ func (nopHypervisor) attach(string, string, string, string) error { return nil }
 func (nopHypervisor) detach(string) error                         { return nil }
 func (nopHypervisor) resize(string) error                         { return nil }
 func (nopHypervisor) closeAll() error                             { return nil }
+func (nopHypervisor) sweep(string) error                          { return nil }
 
 // loopHypervisor backs each attached volume with a loop device.
 type loopHypervisor struct {
@@ -181,4 +185,21 @@ func (h *loopHypervisor) device(volumeID string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.devices[volumeID].dev
+}
+
+func (h *loopHypervisor) sweep(file string) error {
+	out, err := losetup("-n", "-O", "NAME", "-j", file)
+	if err != nil {
+		return err
+	}
+	for _, dev := range strings.Fields(out) {
+		if err := unmountAll(dev); err != nil {
+			return err
+		}
+		if _, err := losetup("-d", dev); err != nil {
+			return err
+		}
+		klog.InfoS("hypervisor: removed a device of a volume that is not attached", "device", dev, "file", file)
+	}
+	return nil
 }

@@ -170,6 +170,12 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 				return 0, err
 			}
 		}
+		if st, err := os.Stat(v.flatFile); err == nil && st.Size() < v.sizeMB*mib {
+			// An extend killed between its record and its file: finish it.
+			if err := os.Truncate(v.flatFile, v.sizeMB*mib); err != nil {
+				return 0, err
+			}
+		}
 		s.cns.catalogPut(vctx, d, rec.FCD)
 		s.inv.force(d, v.sizeMB*mib)
 		m.mu.Lock()
@@ -177,6 +183,9 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 		m.seq = max(m.seq, v.seq)
 		m.mu.Unlock()
 		if rec.VM == "" {
+			if err := s.hv.sweep(v.flatFile); err != nil {
+				klog.ErrorS(err, "vCenter simulator: removing a stray device failed", "volumeID", id)
+			}
 			continue
 		}
 		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: rec.VM}

@@ -133,6 +133,10 @@ func (c *client) Close(ctx context.Context) error {
 	return nil
 }
 
+// SetCredentials takes new credentials: the session in use goes on; the
+// next login (NotAuthenticated, a restarted vCenter) uses them.
+func (c *client) SetCredentials(user, password string) { c.conn.setCredentials(user, password) }
+
 // NodeVM finds a node VM by BIOS UUID in the cache.
 func (c *client) NodeVM(_ context.Context, nodeUUID string) (NodeVM, error) {
 	vm, ref, ok := c.inv.Load().nodeVM(normalizeVMUUID(nodeUUID))

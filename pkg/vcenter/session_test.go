@@ -97,3 +97,44 @@ func TestTransportSeesEveryRequest(t *testing.T) {
 		t.Errorf("HTTP requests %d; SOAP calls observed %d (+2 before the chain, +1 poll in flight)", http, soap)
 	}
 }
+
+// TestRotatedPasswordLocksNothing (issue 11, finding 5): vCenter's password
+// is changed under the driver and its sessions end. However many calls
+// follow (and the watch's restarts), the driver tries at most 3 logins
+// with the refused credentials (vCenter's SSO locks an account after 5 in
+// 180 s), says so in a metric, and carries on at once with new ones.
+func TestRotatedPasswordLocksNothing(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	ctx := ctxT(t)
+	e.sim.SetPassword("R0tated-Passw0rd!")
+	if _, err := e.sim.EndSessions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mark := e.rec.mark()
+	deadline := time.Now().Add(4 * time.Second) // the watch restarts several times meanwhile
+	calls := 0
+	for time.Now().Before(deadline) {
+		_, err := e.c.FindVolumeByName(ctx, "x")
+		if !errors.Is(err, ErrNotAuthenticated) {
+			t.Fatalf("with the old password: %v, want ErrNotAuthenticated", err)
+		}
+		calls++
+		time.Sleep(50 * time.Millisecond)
+	}
+	refused := 0
+	for _, m := range e.rec.since(mark) {
+		if strings.HasPrefix(m, "Login") {
+			refused++
+		}
+	}
+	if refused > maxRefusedLogins {
+		t.Errorf("%d logins tried with refused credentials in %d calls, want at most %d", refused, calls, maxRefusedLogins)
+	}
+	if e.rec.refused != refused || refused == 0 {
+		t.Errorf("LoginRefused reported %d times for %d refused logins", e.rec.refused, refused)
+	}
+	e.c.SetCredentials(e.sim.Username(), "R0tated-Passw0rd!")
+	if _, err := e.c.FindVolumeByName(ctx, "x"); !errors.Is(err, ErrVolumeNotFound) {
+		t.Fatalf("with the new password: %v", err)
+	}
+}

@@ -116,7 +116,7 @@ func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description s
 // ErrSnapshotNotFound when the volume or the snapshot does not exist.
 func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error {
 	spec := cnstypes.CnsSnapshotDeleteSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, SnapshotId: cnstypes.CnsSnapshotId{Id: snapshotID}}
-	_, err := c.runCNS(ctx, "delete snapshot", ErrSnapshotNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, "delete snapshot", ErrSnapshotNotFound, func() (*object.Task, error) {
 		return c.conn.cns.DeleteSnapshots(ctx, []cnstypes.CnsSnapshotDeleteSpec{spec})
 	})
 	if err != nil {
@@ -267,7 +267,7 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 	}
 	sizeMB := (capacityBytes + mib - 1) / mib
 	spec := cnstypes.CnsVolumeExtendSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, CapacityInMb: sizeMB}
-	_, err := c.runCNS(ctx, "extend", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, "extend", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{spec})
 	})
 	if err != nil {
@@ -315,6 +315,7 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	} else if waited > 0 {
 		if vol, err := c.FindVolumeByName(ctx, spec.Name); err == nil {
 			vol.Existing = true
+			c.dropCloneLeftovers(ctx, spec.SourceVolumeID, spec.Name)
 			return vol, nil
 		}
 	}
@@ -333,6 +334,10 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	}
 	spec.SourceSnapshotID = snap.ID
 	vol, err := c.CreateVolume(ctx, spec)
+	if vol.Existing {
+		// Made by an earlier attempt, which may have left its snapshot.
+		c.dropCloneLeftovers(context.WithoutCancel(ctx), spec.SourceVolumeID, spec.Name)
+	}
 	if derr := c.DeleteSnapshot(context.WithoutCancel(ctx), spec.SourceVolumeID, snap.ID); derr != nil && !errors.Is(derr, ErrSnapshotNotFound) {
 		klog.ErrorS(derr, "Deleting the clone's transient snapshot failed; delete it by hand",
 			"volumeID", spec.SourceVolumeID, "snapshotID", snap.ID)
@@ -341,4 +346,19 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
 	}
 	return vol, nil
+}
+
+// dropCloneLeftovers deletes the transient snapshots a clone named name
+// left on its source (an attempt interrupted before its last step).
+func (c *client) dropCloneLeftovers(ctx context.Context, source, name string) {
+	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: source}, 0, 0)
+	if err != nil {
+		klog.ErrorS(err, "Listing a clone's leftover snapshots failed", "volumeID", source, "name", name)
+		return
+	}
+	for _, s := range CloneLeftovers(all, name) {
+		if err := c.DeleteSnapshot(ctx, source, s.ID); err != nil && !errors.Is(err, ErrSnapshotNotFound) {
+			klog.ErrorS(err, "Deleting a clone's leftover snapshot failed", "volumeID", source, "snapshotID", s.ID)
+		}
+	}
 }

@@ -81,6 +81,10 @@ type Client interface {
 	// NodeVM finds a node VM by its BIOS UUID; ErrNodeNotFound when none.
 	NodeVM(ctx context.Context, nodeUUID string) (NodeVM, error)
 
+	// SetCredentials takes new credentials (a rotated Secret): the next
+	// login uses them, even when vCenter refused the old ones too often.
+	SetCredentials(user, password string)
+
 	// Close stops background work and logs out.
 	Close(ctx context.Context) error
 }

@@ -43,7 +43,7 @@ func (c *client) ChangeVolumePolicy(ctx context.Context, volumeID string, policy
 		VolumeId: cnstypes.CnsVolumeId{Id: volumeID},
 		Profile:  []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: policy.ID}},
 	}
-	_, err = c.runCNS(ctx, "reconfigure policy", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err = c.runCNSAgain(ctx, "reconfigure policy", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.ReconfigVolumePolicy(ctx, []cnstypes.CnsVolumePolicyReconfigSpec{spec})
 	})
 	if err != nil {

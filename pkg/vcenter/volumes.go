@@ -194,7 +194,7 @@ func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
 	if atts := c.inv.Load().attachments(volumeID); len(atts) > 0 {
 		return fmt.Errorf("%w: volume %s is attached to %s", ErrVolumeInUse, volumeID, vmNames(atts))
 	}
-	_, err := c.runCNS(ctx, "delete", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, "delete", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: volumeID}}, true)
 	})
 	if errors.Is(err, ErrVolumeNotFound) {
@@ -383,7 +383,11 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 			return "", fmt.Errorf("%w: volume %s is attached to VM %s", ErrVolumeInUse, volumeID, a.VMName)
 		}
 	}
-	diskUUID, err := c.attachBatched(ctx, vmRef, volumeID) // attach_batch.go
+	var diskUUID string
+	err := again(ctx, "attach", func() (err error) {
+		diskUUID, err = c.attachBatched(ctx, vmRef, volumeID) // attach_batch.go
+		return err
+	})
 	if errors.Is(err, ErrVolumeInUse) {
 		if uuid, on, derr := c.diskOnVM(ctx, vmRef, volumeID); derr == nil && on {
 			klog.InfoS("Volume already attached to the VM", "volumeID", volumeID, "vm", node.Name)
@@ -445,7 +449,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		}
 	}
 	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
-	_, err := c.runCNS(ctx, "detach", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, "detach", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
 	})
 	if err != nil && !errors.Is(err, errUncertain) {
@@ -483,6 +487,38 @@ func (c *client) diskOnVM(ctx context.Context, vm types.ManagedObjectReference, 
 		}
 	}
 	return "", false, nil
+}
+
+// idempotentAttempts bounds how often an operation that may be done again
+// (delete, detach, attach, extend, …) is tried when it fails for a passing
+// reason.
+const idempotentAttempts = 4
+
+// again runs an operation that may be done again while it fails for a
+// passing reason (ErrUnavailable: CNS busy, an answer or a task lost), with
+// exponential backoff and jitter; the sidecars retry what is left.
+func again(ctx context.Context, what string, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt >= idempotentAttempts || ctx.Err() != nil || !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		klog.V(2).InfoS("vCenter operation failed for a passing reason; trying again", "operation", what, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff(attempt)):
+		}
+	}
+}
+
+// runCNSAgain is runCNS for an operation that may be done again (again).
+func (c *client) runCNSAgain(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) (r cnstypes.BaseCnsVolumeOperationResult, err error) {
+	err = again(ctx, op, func() error {
+		r, err = c.runCNS(ctx, op, notFound, start)
+		return err
+	})
+	return r, err
 }
 
 // runCNS starts a CNS task, waits for it through the shared waiter and

@@ -66,6 +66,15 @@ func (d *Driver) Stop() error {
 	return d.stopErr
 }
 
+// Kill kills the process (SIGKILL), as an OOM kill or a node's loss does,
+// and waits for it to be gone.
+func (d *Driver) Kill() {
+	d.stopOnce.Do(func() {
+		_ = d.cmd.Process.Kill()
+		d.stopErr = <-d.done
+	})
+}
+
 // LoopDevicesOf lists the loop devices backed by files under dir.
 func LoopDevicesOf(dir string) ([]string, error) {
 	out, err := exec.Command("losetup", "-a").Output()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,11 +89,7 @@ func TestStorySeparateProcesses(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	binary := filepath.Join(dir, "vsphere-csi")
-	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "github.com/vsphere-cns/vsphere-csi/cmd/vsphere-csi")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	binary := buildDriver(ctx, t, dir)
 	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(dir, "vcenter"), Hypervisor: true})
 	if err != nil {
 		t.Fatal(err)
