@@ -428,6 +428,7 @@ gotest() {
 	local log=$LOGS/$1.log; shift
 	set +e
 	(cd "$ROOT/test/e2e" && E2E_DIR="$E2E_DIR" E2E_BIN="$E2E_CACHE/bin" E2E_ROOT="$ROOT" NODE_NAME="$NODE_NAME" \
+		E2E_SIM_CONTROL="127.0.0.1:$SIM_CONTROL_PORT" \
 		KUBECONFIG="$KUBECONFIG_FILE" $GO test -count=1 -timeout "$E2E_TEST_TIMEOUT" -v "$@" . 2>&1) | tee "$log"
 	local rc=${PIPESTATUS[0]}
 	set -e

@@ -21,7 +21,6 @@ import (
 func TestStatefulSet(t *testing.T) {
 	const name = "e2e-web"
 	replicas := int32(3)
-	grace := int64(1)
 	class := "gold-sc"
 	// ROUND=1: write the pod's name; ROUND=2: it must be there already.
 	script := `set -e
@@ -33,46 +32,7 @@ else
 fi
 touch /tmp/ready
 exec sleep 100000`
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas:            &replicas,
-			ServiceName:         name,
-			PodManagementPolicy: appsv1.ParallelPodManagement,
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
-				Spec: corev1.PodSpec{
-					HostNetwork:                   true,
-					TerminationGracePeriodSeconds: &grace,
-					Containers: []corev1.Container{{
-						Name: "main", Image: testImage, ImagePullPolicy: corev1.PullNever,
-						Command: []string{"/bin/sh", "-c", script},
-						Env: []corev1.EnvVar{
-							{Name: "ROUND", Value: "1"},
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-						},
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/tmp/ready"}}},
-							PeriodSeconds: 1,
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
-					}},
-				},
-			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				ObjectMeta: metav1.ObjectMeta{Name: "data"},
-				Spec: corev1.PersistentVolumeClaimSpec{
-					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: &class,
-					Resources: corev1.VolumeResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-					},
-				},
-			}},
-		},
-	}
+	sts := statefulSet(name, replicas, class, script)
 	apps := env.kube.AppsV1().StatefulSets(ns)
 	if _, err := apps.Create(t.Context(), sts, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create StatefulSet: %v", err)
@@ -131,6 +91,53 @@ exec sleep 100000`
 	for i, c := range claims {
 		waitDetached(t, pvs[i])
 		deletePVC(t, c, pvs[i])
+	}
+}
+
+// statefulSet is a StatefulSet of busybox pods running script, each with
+// a 1Gi claim of class mounted at /data (Parallel: all pods at once), ready
+// once script touches /tmp/ready.
+func statefulSet(name string, replicas int32, class, script string) *appsv1.StatefulSet {
+	grace := int64(1)
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            &replicas,
+			ServiceName:         name,
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+				Spec: corev1.PodSpec{
+					HostNetwork:                   true,
+					TerminationGracePeriodSeconds: &grace,
+					Containers: []corev1.Container{{
+						Name: "main", Image: testImage, ImagePullPolicy: corev1.PullNever,
+						Command: []string{"/bin/sh", "-c", script},
+						Env: []corev1.EnvVar{
+							{Name: "ROUND", Value: "1"},
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+						},
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/tmp/ready"}}},
+							PeriodSeconds: 1,
+						},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					}},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: &class,
+					Resources: corev1.VolumeResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+					},
+				},
+			}},
+		},
 	}
 }
 
