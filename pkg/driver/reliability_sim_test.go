@@ -365,7 +365,7 @@ func TestFlakyVCenterKeepsEveryPromise(t *testing.T) {
 	for _, n := range stats {
 		injected += n
 	}
-	t.Logf("%d CSI operations on %d volumes in %v with %d vCenter faults injected (%s); %d volumes left, %d duplicated, %d calls hung until the caller's 20 s deadline",
+	t.Logf("%d CSI operations on %d volumes in %v with %d vCenter faults injected (%s); %d volumes left, %d duplicated, %d calls hung until the caller's 45 s deadline",
 		ops.Load(), len(ids), took.Round(time.Second), injected, summarize(stats), len(left), workers*perWorker-len(ids), stuck.Load())
 	if stuck.Load() != 0 {
 		t.Errorf("%d calls hung until their caller gave up", stuck.Load())
@@ -382,13 +382,14 @@ func TestFlakyVCenterKeepsEveryPromise(t *testing.T) {
 // delete the snapshot, unpublish, delete; each step retried as a sidecar
 // retries. It returns the volume's ID.
 func flakyCycle(t *testing.T, d *driver.Driver, name, node string, ops, stuck *atomic.Int64) string {
-	const try = 20 * time.Second
+	const try = 45 * time.Second
 	step := func(what string, op func(ctx context.Context) error) {
 		ops.Add(1)
 		if _, err := retryLike(t, try, func(ctx context.Context) (struct{}, error) {
 			err := op(ctx)
 			if status.Code(err) == codes.DeadlineExceeded {
 				stuck.Add(1) // a call that hung until its caller gave up
+				t.Logf("%s %s hung until its caller gave up after %v", what, name, try)
 			}
 			return struct{}{}, err
 		}); err != nil {

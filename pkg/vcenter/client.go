@@ -21,7 +21,8 @@ type client struct {
 	topo     atomic.Pointer[topology] // topology.go; nil without categories
 	tasks    *taskWaiter
 	pol      *policyCache
-	attaches attachBatches // attach_batch.go
+	attaches vmBatches // batch.go
+	detaches vmBatches
 
 	healthMu sync.Mutex
 	health   error
@@ -58,6 +59,8 @@ func New(ctx context.Context, opts Options) (Client, error) {
 		watchDone: make(chan struct{}),
 	}
 	c.pol = newPolicyCache(c)
+	c.attaches = vmBatches{op: "attach", call: conn.cns.AttachVolume}
+	c.detaches = vmBatches{op: "detach", call: conn.cns.DetachVolume}
 	c.inv.Store(newInventory())
 	if err := c.resolveRoots(ctx); err != nil {
 		conn.logout(ctx)

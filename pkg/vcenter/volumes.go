@@ -384,8 +384,11 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 		}
 	}
 	var diskUUID string
-	err := again(ctx, "attach", func() (err error) {
-		diskUUID, err = c.attachBatched(ctx, vmRef, volumeID) // attach_batch.go
+	err := again(ctx, "attach", func() error {
+		r, err := c.batched(ctx, &c.attaches, vmRef, volumeID) // batch.go
+		if ar, ok := r.(*cnstypes.CnsVolumeAttachResult); ok && err == nil {
+			diskUUID = ar.DiskUUID
+		}
 		return err
 	})
 	if errors.Is(err, ErrVolumeInUse) {
@@ -426,7 +429,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		klog.V(2).InfoS("Node VM gone, volume counts as detached", "volumeID", volumeID, "nodeID", nodeUUID)
 		return nil
 	}
-	if err := c.attaches.settle(ctx, volumeID); err != nil { // attach_batch.go
+	if err := c.attaches.settle(ctx, volumeID); err != nil { // batch.go
 		return err
 	}
 	if _, err := c.settle(ctx, false); err != nil {
@@ -448,9 +451,9 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 			return nil
 		}
 	}
-	spec := cnstypes.CnsVolumeAttachDetachSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Vm: vmRef}
-	_, err := c.runCNSAgain(ctx, "detach", ErrVolumeNotFound, func() (*object.Task, error) {
-		return c.conn.cns.DetachVolume(ctx, []cnstypes.CnsVolumeAttachDetachSpec{spec})
+	err := again(ctx, "detach", func() error {
+		_, err := c.batched(ctx, &c.detaches, vmRef, volumeID) // batch.go
+		return err
 	})
 	if err != nil && !errors.Is(err, errUncertain) {
 		// Detached all the same? Only the VM knows.

@@ -33,9 +33,9 @@ func TestAttachesBatchPerNode(t *testing.T) {
 	ids = append(ids, unknown)
 
 	// A call for the VM is in flight: hold its queue as the drain would.
-	q := &attachQueue{running: true}
+	q := &vmQueue{running: true}
 	e.c.attaches.mu.Lock()
-	e.c.attaches.byNode = map[types.ManagedObjectReference]*attachQueue{vm: q}
+	e.c.attaches.byNode = map[types.ManagedObjectReference]*vmQueue{vm: q}
 	e.c.attaches.mu.Unlock()
 
 	mark := e.rec.mark()
@@ -50,7 +50,7 @@ func TestAttachesBatchPerNode(t *testing.T) {
 		queued = len(q.pending)
 		e.c.attaches.mu.Unlock()
 	}
-	go e.c.drainAttaches(vm, q) // the call in flight ends
+	go e.c.drain(&e.c.attaches, vm, q) // the call in flight ends
 	wg.Wait()
 
 	seen := map[string]bool{}
@@ -86,5 +86,62 @@ func TestAttachesBatchPerNode(t *testing.T) {
 	e.c.attaches.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d attach queues left after the attaches ended", left)
+	}
+}
+
+// TestDetachesBatchPerNode (issue 14): detaches from one node VM that
+// arrive while a CnsDetachVolume for it is in flight go together in the
+// next one, each caller with its own result: here 5 volumes, one call.
+func TestDetachesBatchPerNode(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	ctx := ctxT(t)
+	node := e.sim.NodeVMs()[0]
+	vm := types.ManagedObjectReference{Type: "VirtualMachine", Value: node.Ref}
+	var ids []string
+	for i := range 5 {
+		v, err := e.c.CreateVolume(ctx, CreateSpec{Name: fmt.Sprintf("pvc-detach-%d", i), CapacityBytes: 64 << 20, DatastoreIDs: placeable(t, e.c, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.c.AttachVolume(ctx, v.ID, node.UUID); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	q := &vmQueue{running: true}
+	e.c.detaches.mu.Lock()
+	e.c.detaches.byNode = map[types.ManagedObjectReference]*vmQueue{vm: q}
+	e.c.detaches.mu.Unlock()
+	mark := e.rec.mark()
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { errs[i] = e.c.DetachVolume(ctx, id, node.UUID) })
+	}
+	for queued := 0; queued < len(ids); time.Sleep(time.Millisecond) {
+		e.c.detaches.mu.Lock()
+		queued = len(q.pending)
+		e.c.detaches.mu.Unlock()
+	}
+	go e.c.drain(&e.c.detaches, vm, q)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("detach %s: %v", ids[i], err)
+		}
+	}
+	detaches := 0
+	for _, m := range e.rec.since(mark) {
+		if strings.HasPrefix(m, "CnsDetachVolume") {
+			detaches++
+		}
+	}
+	if detaches != 1 {
+		t.Errorf("%d CnsDetachVolume calls for %d volumes queued behind a call in flight, want 1", detaches, len(ids))
+	}
+	for _, v := range e.sim.Volumes() {
+		if v.VM != "" {
+			t.Errorf("volume %s still attached to %s", v.ID, v.VM)
+		}
 	}
 }
