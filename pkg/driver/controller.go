@@ -475,7 +475,8 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 		return nil, toStatus(err)
 	}
 	var total, largest int64
-	for _, ds := range all {
+	// The same eligibility as placement, in the segment asked about (topology.go).
+	for _, ds := range d.eligible(all, req.GetAccessibleTopology().GetSegments()) {
 		if !usable(ds, p.PolicyName) || (p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL)) {
 			continue
 		}

@@ -87,32 +87,13 @@ func requestedSegments(r *csi.TopologyRequirement) []map[string]string {
 // the first that has a compatible datastore with room wins. Without
 // requirements, any segment will do.
 func (d *Driver) placeInTopology(all []vcenter.Datastore, p volumeParams, size int64) (placement, error) {
-	if len(d.opts.TopologyCategories) == 0 {
-		return place(all, p.PolicyName, p.DatastoreURL, size)
-	}
 	wanted := requestedSegments(p.topology)
-	if len(wanted) == 0 {
-		in := make([]vcenter.Datastore, len(all))
-		for i, ds := range all {
-			in[i] = ds
-			in[i].Reachable = ds.Reachable || len(ds.Topology) > 0
-		}
-		return place(in, p.PolicyName, p.DatastoreURL, size)
+	if len(d.opts.TopologyCategories) == 0 || len(wanted) == 0 {
+		return place(d.eligible(all, nil), p.PolicyName, p.DatastoreURL, size)
 	}
 	var errs []string
 	for _, want := range wanted {
-		in := make([]vcenter.Datastore, len(all))
-		for i, ds := range all {
-			in[i] = ds
-			in[i].Reachable = false
-			in[i].Unreachable = []string{"the node VMs of " + describeSegment(want)}
-			for _, seg := range ds.Topology {
-				if matches(seg, want) {
-					in[i].Reachable, in[i].Unreachable = true, nil
-				}
-			}
-		}
-		pl, err := place(in, p.PolicyName, p.DatastoreURL, size)
+		pl, err := place(d.eligible(all, want), p.PolicyName, p.DatastoreURL, size)
 		if err == nil {
 			pl.Why = fmt.Sprintf("in %s: %s", describeSegment(want), pl.Why)
 			return pl, nil
@@ -124,6 +105,32 @@ func (d *Driver) placeInTopology(all []vcenter.Datastore, p volumeParams, size i
 	}
 	return placement{}, status.Errorf(codes.ResourceExhausted,
 		"no requested topology segment has a datastore for this volume: %s", strings.Join(errs, "; "))
+}
+
+// eligible says, for placement and for capacity alike, which datastores a
+// volume may go to, by setting Reachable: without topology, reachable from
+// every node VM (as the inventory says); with topology, reachable from the
+// node VMs of the segment want, or of any one segment when want is empty.
+func (d *Driver) eligible(all []vcenter.Datastore, want map[string]string) []vcenter.Datastore {
+	if len(d.opts.TopologyCategories) == 0 {
+		return all
+	}
+	out := make([]vcenter.Datastore, len(all))
+	for i, ds := range all {
+		out[i] = ds
+		if len(want) == 0 {
+			out[i].Reachable = ds.Reachable || len(ds.Topology) > 0
+			continue
+		}
+		out[i].Reachable = false
+		out[i].Unreachable = []string{"the node VMs of " + describeSegment(want)}
+		for _, seg := range ds.Topology {
+			if matches(seg, want) {
+				out[i].Reachable, out[i].Unreachable = true, nil
+			}
+		}
+	}
+	return out
 }
 
 // volumeTopology is where a volume is accessible: the segments in which its

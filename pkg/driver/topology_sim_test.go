@@ -167,3 +167,38 @@ func TestNodeGetInfoTopology(t *testing.T) {
 		t.Fatalf("topology %v without one learned", info.GetAccessibleTopology())
 	}
 }
+
+// TestGetCapacityWithZones (issue 15's bug): with zones on, GetCapacity
+// counts the datastores placement would use: those of the segment asked
+// about (zone-local ones included), or of any segment when none is asked.
+// It used to count only datastores reachable from every node VM, so zones
+// reported none of their own.
+func TestGetCapacityWithZones(t *testing.T) {
+	z := newZoned(t)
+	free := map[string]int64{}
+	for _, ds := range z.sim.Datastores() {
+		if slices.Contains(ds.Policies, "Gold") {
+			free[ds.Name] = ds.FreeBytes
+		}
+	}
+	capacity := func(seg *csi.Topology) int64 {
+		t.Helper()
+		resp, err := z.d.GetCapacity(context.Background(), &csi.GetCapacityRequest{
+			Parameters: map[string]string{"storagepolicyname": "Gold"}, AccessibleTopology: seg,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetAvailableCapacity()
+	}
+	// Gold: vsanDatastore and nfs-gold in zone A, zone-b-ds in zone B.
+	if got, want := capacity(segment(sim.ZoneB)), free["zone-b-ds"]; got != want || want == 0 {
+		t.Errorf("zone B: %d, want zone-b-ds's %d", got, want)
+	}
+	if got, want := capacity(segment(sim.ZoneA)), free["vsanDatastore"]+free["nfs-gold"]; got != want {
+		t.Errorf("zone A: %d, want %d", got, want)
+	}
+	if got, want := capacity(nil), free["vsanDatastore"]+free["nfs-gold"]+free["zone-b-ds"]; got != want {
+		t.Errorf("no segment: %d, want every zone's %d", got, want)
+	}
+}
