@@ -63,9 +63,10 @@ type nodeVM struct {
 }
 
 type inventory struct {
-	model  *simulator.Model
-	dcName string
-	dc     types.ManagedObjectReference
+	model     *simulator.Model
+	collector types.ManagedObjectReference // the root PropertyCollector (collector.go)
+	dcName    string
+	dc        types.ManagedObjectReference
 
 	datastores []*dsModel
 	dsByRef    map[types.ManagedObjectReference]*dsModel
@@ -100,6 +101,7 @@ func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inv
 	}
 	inv := &inventory{
 		model:     m,
+		collector: c.ServiceContent.PropertyCollector,
 		dsByRef:   map[types.ManagedObjectReference]*dsModel{},
 		dsByName:  map[string]*dsModel{},
 		nodeByRef: map[types.ManagedObjectReference]*nodeVM{},

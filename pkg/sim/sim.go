@@ -162,6 +162,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if s.inv, err = buildInventory(ctx, s.model, s.opts); err != nil {
 		return nil, err
 	}
+	installCollector(s.model, s.inv.collector) // collector.go
 	if kept != nil {
 		if err := s.checkShape(kept); err != nil {
 			return nil, err
