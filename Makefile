@@ -83,8 +83,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotID$$' -fuzztime $(FUZZTIME) ./pkg/driver
 	$(GO) test -run '^$$' -fuzz '^FuzzDiskUUID$$' -fuzztime $(FUZZTIME) ./pkg/node
 
+# bench: the Go benchmarks (round trips per call, NodeStage, memory), then
+# vsphere-bench: bursts of CreateVolume, publish, unpublish and a drain under
+# the embedded vCenter's realistic latency (medians against the model's
+# limit), and the scale measure (10,000 volumes, 100 node VMs). It prints
+# the tables and writes them to docs/bench/results.md with the plot
+# docs/bench/publish-burst.svg. BENCH_FLAGS adds flags (-runs, -idle, ...).
+BENCH_FLAGS ?=
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./pkg/... ./test/...
+	@mkdir -p docs/bench
+	$(GO) run ./test/bench/cmd/vsphere-bench -runs 3 -md docs/bench/results.md -svg docs/bench/publish-burst.svg $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -73,6 +73,8 @@ type lab struct {
 	stop    chan struct{} // closed when the vCenter stops
 	tasks   sync.WaitGroup
 
+	requests atomic.Int64 // SOAP requests answered (seed.go: Requests)
+
 	// maxTask is the highest task number handed out: persisted so that a
 	// restarted vCenter never hands out a reference a client may still
 	// hold from before (state.go).

@@ -151,6 +151,9 @@ func (w *wire) serve(rw http.ResponseWriter, r *http.Request) {
 		reset(rw)
 		return
 	}
+	if r.Method == http.MethodPost {
+		w.lab.requests.Add(1)
+	}
 	if r.Method != http.MethodPost || !w.lab.faults.active() {
 		w.handler.ServeHTTP(rw, r)
 		return

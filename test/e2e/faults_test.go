@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -99,8 +100,8 @@ func scaleUpThrough(t *testing.T, name string, during func(t *testing.T, bound f
 		}
 	}
 	for _, c := range claims {
-		if byClaim[c] != 1 {
-			t.Errorf("claim %s has %d CNS volumes, want exactly 1", c, byClaim[c])
+		if n := byClaim[ns+"/"+c]; n != 1 {
+			t.Errorf("claim %s has %d CNS volumes, want exactly 1", c, n)
 		}
 	}
 
@@ -154,37 +155,73 @@ func simControl(t *testing.T, method, path, body string) {
 }
 
 // restartController kills the driver's controller (SIGKILL, as the OOM
-// killer or a lost node does) and starts it again with the same command
-// line, as its Deployment would: a new process, with nothing in memory.
+// killer or a lost node does) and starts it again, as its pod would be: the
+// sidecars beside it exit when their connection to the driver is lost and
+// kubelet starts them again, so here all of them go and come back (each
+// with the command line hack/e2e.sh started it with), the driver first.
 func restartController(t *testing.T) {
 	t.Helper()
-	pidFile := filepath.Join(env.dir, "pids", "csi-controller")
-	data, err := os.ReadFile(pidFile)
+	pod := []string{"csi-controller", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter"}
+	var killed []int
+	for _, name := range pod {
+		if pid, ok := hostProcess(name); ok {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				killed = append(killed, pid)
+			}
+		}
+	}
+	for _, pid := range killed {
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i, name := range pod {
+		pid := startHostProcess(t, name)
+		if i == 0 {
+			t.Logf("controller pod killed (pids %v) and started again (driver pid %d)", killed, pid)
+			waitSocket(t, filepath.Join(env.dir, "controller", "csi.sock"))
+		}
+	}
+}
+
+// hostProcess is the PID of a process hack/e2e.sh started, if it runs.
+func hostProcess(name string) (int, bool) {
+	data, err := os.ReadFile(filepath.Join(env.dir, "pids", name))
 	if err != nil {
-		t.Fatal(err)
+		return 0, false
 	}
 	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return 0, false
+	}
 	pid, err := strconv.Atoi(fields[0])
-	if err != nil {
-		t.Fatalf("%s: %q", pidFile, data)
+	if err != nil || syscall.Kill(pid, 0) != nil {
+		return 0, false
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return pid, true
+}
+
+// startHostProcess starts a process again with the command line hack/e2e.sh
+// recorded for it, its output appended to its log, and records its PID so
+// that the teardown stops it.
+func startHostProcess(t *testing.T, name string) int {
+	t.Helper()
+	cmdFile := filepath.Join(env.dir, "logs", name+".cmd")
+	data, err := os.ReadFile(cmdFile)
 	if err != nil {
-		t.Fatalf("the controller (pid %d) is not running: %v", pid, err)
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for syscall.Kill(pid, 0) == nil {
-		time.Sleep(50 * time.Millisecond)
+	_, line, ok := strings.Cut(strings.TrimSpace(string(data)), ": ")
+	if !ok {
+		t.Fatalf("%s: %q", cmdFile, data)
 	}
-	log, err := os.OpenFile(filepath.Join(env.dir, "logs", "csi-controller.log"), os.O_APPEND|os.O_WRONLY, 0)
+	args := strings.Fields(line)
+	log, err := os.OpenFile(filepath.Join(env.dir, "logs", name+".log"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	fmt.Fprintf(log, "\n==== e2e: killed pid %d (SIGKILL) and started again ====\n", pid)
+	fmt.Fprintf(log, "\n==== e2e: started again after a SIGKILL ====\n")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -192,8 +229,25 @@ func restartController(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = cmd.Wait() }()
-	if err := os.WriteFile(pidFile, []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, args[0])), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(env.dir, "pids", name), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, args[0])), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("controller killed (pid %d) and started again (pid %d)", pid, cmd.Process.Pid)
+	return cmd.Process.Pid
+}
+
+// waitSocket waits for a unix socket to accept connections.
+func waitSocket(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", path, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -36,6 +36,9 @@ func main() {
 	runs := flag.Int("runs", 3, "how often each measure is taken")
 	svg := flag.String("svg", "", "write the plot (publish bursts: wall time against volumes) to this SVG file")
 	md := flag.String("md", "", "also write the table as Markdown to this file")
+	scaleVolumes := flag.Int("scale-volumes", 10000, "volumes of the scale measure (0: skip it)")
+	scaleVMs := flag.Int("scale-vms", 100, "node VMs of the scale measure")
+	idle := flag.Duration("idle", 5*time.Minute, "how long the scale measure counts an idle controller's vCenter calls")
 	flag.Parse()
 	klog.SetOutput(io.Discard)
 	klog.LogToStderr(false)
@@ -43,6 +46,12 @@ func main() {
 	if err := run(*runs, *svg, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "vsphere-bench:", err)
 		os.Exit(1)
+	}
+	if *scaleVolumes > 0 {
+		if err := runScale(*scaleVolumes, *scaleVMs, *idle, *md); err != nil {
+			fmt.Fprintln(os.Stderr, "vsphere-bench: scale:", err)
+			os.Exit(1)
+		}
 	}
 }
 
