@@ -353,9 +353,9 @@ func (w *taskWaiter) waitRegistered(ctx context.Context, task types.ManagedObjec
 				return nil, fmt.Errorf("waiting for task %s: %w", key, ctx.Err())
 			case <-timer.C:
 				timer.Reset(every())
-				if _, seen := w.lookup(key); seen && watchHealthy() {
-					continue
-				}
+				// Even with the watch up, a task not reported finished
+				// by now is read: an answer of the watch may have been
+				// lost with its connection.
 				klog.V(2).InfoS("Reading task info directly", "task", key)
 				got, err := fetch(ctx, task)
 				switch {

@@ -194,6 +194,11 @@ type measure struct {
 	note     string
 }
 
+// progress tells the person running the bench where it is.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
 func (m measure) median() time.Duration {
 	s := append([]time.Duration(nil), m.samples...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -236,6 +241,7 @@ func run(runs int, svgPath, mdPath string) error {
 			return err
 		}
 		creates.samples = append(creates.samples, took)
+		progress("32 creates: %v", took.Round(time.Millisecond))
 		rts = append(rts, float64(e.calls.Load()-before)/32)
 		if err := e.deleteAll(ids); err != nil {
 			return err
@@ -265,6 +271,7 @@ func run(runs int, svgPath, mdPath string) error {
 			return err
 		}
 		pub.samples = append(pub.samples, took)
+		progress("30 publishes: %v", took.Round(time.Millisecond))
 		pubRe = append(pubRe, float64(e.reconfigs(mark)))
 		mark = e.sim.LastEvent()
 		took, err = each(ids, func(id string) error { return e.unpublish(id, node1) })
@@ -272,6 +279,7 @@ func run(runs int, svgPath, mdPath string) error {
 			return err
 		}
 		unpub.samples = append(unpub.samples, took)
+		progress("30 unpublishes: %v", took.Round(time.Millisecond))
 		unpubRe = append(unpubRe, float64(e.reconfigs(mark)))
 		if err := e.deleteAll(ids); err != nil {
 			return err
@@ -303,6 +311,7 @@ func run(runs int, svgPath, mdPath string) error {
 			return err
 		}
 		drain.samples = append(drain.samples, took)
+		progress("drain of 10: %v", took.Round(time.Millisecond))
 		drainRe = append(drainRe, float64(e.reconfigs(mark)))
 		if _, err := each(ids, func(id string) error { return e.unpublish(id, node2) }); err != nil {
 			return err
@@ -326,6 +335,7 @@ func run(runs int, svgPath, mdPath string) error {
 			return err
 		}
 		points = append(points, point{n: n, ours: took, oneByOne: time.Duration(n) * reconfig, limit: reconfig})
+		progress("publish burst of %d: %v", n, took.Round(time.Millisecond))
 		if _, err := each(ids, func(id string) error { return e.unpublish(id, node1) }); err != nil {
 			return err
 		}
