@@ -22,12 +22,14 @@ RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.
 FROM debian:${DEBIAN_RELEASE}-slim
 # mount, umount (mount); blkid, fsck, mkfs, blockdev, findmnt, lsblk (util-linux);
 # mkfs.ext4, resize2fs, e2fsck (e2fsprogs); mkfs.xfs, xfs_growfs, xfs_repair (xfsprogs);
-# udevadm (udev); the public CAs, for a vCenter certificate signed by one (ca-certificates).
+# udevadm (udev); mount.nfs4, mount.nfs (nfs-common), for ReadWriteMany volumes (vSAN file shares);
+# the public CAs, for a vCenter certificate signed by one (ca-certificates).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
         e2fsprogs \
         mount \
+        nfs-common \
         udev \
         util-linux \
         xfsprogs \

@@ -157,9 +157,10 @@ tools() {
 		/bin/busybox=/bin/busybox $links
 	took
 
-	step "Driver: bin/vsphere-csi, bin/vsphere-sim"
+	step "Driver: bin/vsphere-csi, bin/vsphere-sim; bin/mount.nfs (test/nfsmount: NFS over FUSE where the kernel has no NFS client)"
 	mkdir -p "$ROOT/bin"
-	(cd "$ROOT" && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-csi ./cmd/vsphere-csi && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-sim ./cmd/vsphere-sim)
+	(cd "$ROOT" && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-csi ./cmd/vsphere-csi && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-sim ./cmd/vsphere-sim &&
+		CGO_ENABLED=0 $GO build -trimpath -o bin/mount.nfs ./test/nfsmount/cmd/mount.nfs)
 	took
 }
 
@@ -360,6 +361,13 @@ EOF
 
 driver() {
 	local bin=$E2E_CACHE/bin
+	step "NFS client for ReadWriteMany volumes (the node plugin runs mount -t nfs4)"
+	# The test helper goes in only where the kernel has no NFS client and no
+	# mount.nfs4 exists (test/nfsmount/README.md); down takes it out again.
+	"$ROOT/bin/mount.nfs" --install 2>&1 | sed 's/^/    /'
+	if grep -q vsphere-csi-test-nfs-helper /sbin/mount.nfs4 2>/dev/null; then touch "$E2E_DIR/nfs-helper-installed"; fi
+	took
+
 	step "Embedded vCenter (bin/vsphere-sim) on 127.0.0.1:$SIM_PORT"
 	mkdir -p "$SIM_DIR" "$BYID_ROOT"
 	# Zones from vSphere tags: the node VMs k8s-node-1.. are in zone-a, k8s-node-b-1 in zone-b.
@@ -507,6 +515,10 @@ down() {
 	for dev in $(losetup -a 2>/dev/null | grep -F "$E2E_DIR/" | cut -d: -f1); do
 		losetup -d "$dev" && echo "    detached $dev"
 	done
+	# The NFS test helper, if up installed it (never a real mount.nfs).
+	if [ -e "$E2E_DIR/nfs-helper-installed" ] && [ -x "$ROOT/bin/mount.nfs" ]; then
+		"$ROOT/bin/mount.nfs" --uninstall 2>&1 | sed 's/^/    /' || true
+	fi
 	left=$(awk -v d="$E2E_DIR" 'index($5, d) == 1' /proc/self/mountinfo; losetup -a | grep -F "$E2E_DIR/" || true)
 	[ -z "$left" ] || { echo "e2e: still left after teardown:"; echo "$left"; }
 	took

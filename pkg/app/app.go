@@ -232,6 +232,7 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
 		MaxVolumesPerNode: c.MaxVolumesPerNode, MaxSnapshotsPerVolume: c.MaxSnapshotsPerVolume,
 		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo, // topology.go
+		NetPermissions: netPermissions(vcCfg),
 	}, vc, mounter)
 	if err != nil {
 		closeAll()

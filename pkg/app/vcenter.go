@@ -22,3 +22,16 @@ func VCenterOptions(c *config.Config) vcenter.Options {
 		TopologyCategories: c.TopologyCategories,
 	}
 }
+
+// netPermissions are the [NetPermissions] sections as the driver gives
+// them to CNS for file volumes (none without a configuration: node mode).
+func netPermissions(c *config.Config) []vcenter.NetPermission {
+	if c == nil {
+		return nil
+	}
+	out := make([]vcenter.NetPermission, 0, len(c.NetPermissions))
+	for _, p := range c.NetPermissions {
+		out = append(out, vcenter.NetPermission{IPs: p.IPs, Access: p.Permissions, RootSquash: p.RootSquash})
+	}
+	return out
+}

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -56,7 +57,23 @@ type Config struct {
 	// TopologyCategories are the vSphere tag categories that make the
 	// topology (e.g. k8s-region, k8s-zone); empty when there is none.
 	TopologyCategories []string
+	// NetPermissions are who may mount file volumes (ReadWriteMany), in
+	// the file's order; without sections, every address read-write with
+	// no root squash (upstream's default).
+	NetPermissions []NetPermission
 }
+
+// NetPermission is one [NetPermissions "name"] section: the NFS access of
+// the client addresses ips to the file shares of file volumes.
+type NetPermission struct {
+	Name        string
+	IPs         string // "*", an address or a CIDR range
+	Permissions string // READ_WRITE, READ_ONLY or NO_ACCESS
+	RootSquash  bool
+}
+
+// DefaultNetPermissions is what applies without [NetPermissions] sections.
+var DefaultNetPermissions = []NetPermission{{Name: "default", IPs: "*", Permissions: "READ_WRITE"}}
 
 // VirtualCenter is one [VirtualCenter "host"] section, with the [Global]
 // values it inherits filled in.
@@ -122,6 +139,7 @@ const (
 	sectionGlobal        = "Global"
 	sectionVirtualCenter = "VirtualCenter"
 	sectionLabels        = "Labels"
+	sectionNetPerm       = "NetPermissions"
 
 	keyClusterID          = "cluster-id"
 	keyInsecure           = "insecure-flag"
@@ -139,6 +157,7 @@ var (
 	vcKeys     = []string{keyUser, keyPassword, keyPort, keyDatacenters, keyInsecure, keyCAFile, keyThumbprint}
 	globalKeys = append([]string{keyClusterID}, vcKeys...)
 	labelKeys  = []string{keyTopologyCategories}
+	netKeys    = []string{"ips", "permissions", "rootsquash"}
 )
 
 // Keys and sections the upstream driver knows and this one does not use:
@@ -152,7 +171,7 @@ var (
 			"migration-datastore-url", "vcenter-port"},
 		sectionLabels: {"zone", "region"},
 	}
-	ignoredSections = []string{"NetPermissions", "Snapshot", "TopologyCategory"}
+	ignoredSections = []string{"Snapshot", "TopologyCategory"}
 )
 
 // Load reads and checks the configuration file at path.
@@ -219,7 +238,7 @@ func (p parser) errorf(section, key, format string, args ...any) error {
 
 func (p parser) parse(file *ini.File) (*Config, error) {
 	var global, labels *ini.Section
-	var vcs []*ini.Section
+	var vcs, nets []*ini.Section
 	var vcHosts []string
 	for _, s := range file.Sections() {
 		name := s.Name()
@@ -239,10 +258,15 @@ func (p parser) parse(file *ini.File) (*Config, error) {
 			}
 			vcs = append(vcs, s)
 			vcHosts = append(vcHosts, arg)
+		case strings.EqualFold(kind, sectionNetPerm):
+			if arg == "" {
+				return nil, p.errorf(name, "", "names no permission set: write [NetPermissions \"name\"]")
+			}
+			nets = append(nets, s)
 		case slices.ContainsFunc(ignoredSections, func(k string) bool { return strings.EqualFold(k, kind) }):
 			klog.InfoS("Ignoring a section this driver does not use", "file", p.name, "section", name)
 		default:
-			return nil, p.errorf(name, "", "unknown section: the sections are [Global], [VirtualCenter \"host\"] and [Labels]")
+			return nil, p.errorf(name, "", "unknown section: the sections are [Global], [VirtualCenter \"host\"], [Labels] and [NetPermissions \"name\"]")
 		}
 	}
 	if global == nil {
@@ -279,7 +303,50 @@ func (p parser) parse(file *ini.File) (*Config, error) {
 	if labels != nil {
 		c.TopologyCategories = list(value(labels, keyTopologyCategories))
 	}
+	if c.NetPermissions, err = p.netPermissions(nets); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// netPermissions reads the [NetPermissions "name"] sections in the file's
+// order (which decides which one applies to an address in two ranges).
+func (p parser) netPermissions(secs []*ini.Section) ([]NetPermission, error) {
+	if len(secs) == 0 {
+		return DefaultNetPermissions, nil
+	}
+	var out []NetPermission
+	for _, s := range secs {
+		if err := p.checkKeys(s, sectionNetPerm, netKeys); err != nil {
+			return nil, err
+		}
+		_, name := splitSectionName(s.Name())
+		np := NetPermission{Name: name, IPs: value(s, "ips"), Permissions: strings.ToUpper(value(s, "permissions"))}
+		if np.IPs == "" {
+			np.IPs = "*"
+		}
+		if np.IPs != "*" {
+			if _, _, err := net.ParseCIDR(np.IPs); err != nil && net.ParseIP(np.IPs) == nil {
+				return nil, p.errorf(s.Name(), "ips", "%q is not *, an IP address or a CIDR range such as 10.20.0.0/16", np.IPs)
+			}
+		}
+		switch np.Permissions {
+		case "":
+			np.Permissions = "READ_WRITE"
+		case "READ_WRITE", "READ_ONLY", "NO_ACCESS":
+		default:
+			return nil, p.errorf(s.Name(), "permissions", "%q is not READ_WRITE, READ_ONLY or NO_ACCESS", value(s, "permissions"))
+		}
+		if v := value(s, "rootsquash"); v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				return nil, p.errorf(s.Name(), "rootsquash", "%q is not true or false", v)
+			}
+			np.RootSquash = b
+		}
+		out = append(out, np)
+	}
+	return out, nil
 }
 
 // splitSectionName splits `VirtualCenter "host"` into its kind and its

@@ -106,7 +106,7 @@ insecure-flag = 0
 		{
 			name: "upstream keys this driver does not use are ignored",
 			ini:  "[Global]\ncluster-id = c\ncluster-distribution = \"OpenShift\"\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n[NetPermissions \"A\"]\nips = \"*\"\n",
-			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c",
+			want: &Config{NetPermissions: []NetPermission{{Name: "A", IPs: "*", Permissions: "READ_WRITE"}}, Source: "csi-vsphere.conf", ClusterID: "c",
 				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true}},
 		},
 		{
@@ -215,6 +215,9 @@ insecure-flag = 0
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			if tt.want.NetPermissions == nil {
+				tt.want.NetPermissions = DefaultNetPermissions // no sections: everyone read-write
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Parse =\n%#v\nwant\n%#v", got, tt.want)
 			}
@@ -314,5 +317,44 @@ func TestParseErrorsNeverQuoteThePassword(t *testing.T) {
 	_, err := Parse(strings.NewReader("[Global]\ncluster-id = c\npassword: Hunter2-secret\n"), "t.conf")
 	if err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("want the line number of the bad line: %v", err)
+	}
+}
+
+// TestNetPermissions (issue 12): [NetPermissions "name"] sections in the
+// file's order, upstream's defaults for missing keys, bad values refused
+// naming the section and the key.
+func TestNetPermissions(t *testing.T) {
+	head := "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n"
+	c, err := Parse(strings.NewReader(head+`
+[NetPermissions "B"]
+ips = "10.20.0.0/16"
+permissions = "READ_ONLY"
+rootsquash = true
+[NetPermissions "A"]
+ips = "10.20.30.40"
+permissions = "no_access"
+[NetPermissions "C"]
+`), "t.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NetPermission{
+		{Name: "B", IPs: "10.20.0.0/16", Permissions: "READ_ONLY", RootSquash: true},
+		{Name: "A", IPs: "10.20.30.40", Permissions: "NO_ACCESS"},
+		{Name: "C", IPs: "*", Permissions: "READ_WRITE"},
+	}
+	if !reflect.DeepEqual(c.NetPermissions, want) {
+		t.Errorf("got %+v, want %+v (in the file's order)", c.NetPermissions, want)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"[NetPermissions \"X\"]\nips = \"10.0.0.0/33\"\n", `[NetPermissions "X"] ips: "10.0.0.0/33" is not`},
+		{"[NetPermissions \"X\"]\npermissions = \"RW\"\n", `[NetPermissions "X"] permissions: "RW" is not READ_WRITE`},
+		{"[NetPermissions \"X\"]\nrootsquash = \"maybe\"\n", `[NetPermissions "X"] rootsquash: "maybe"`},
+		{"[NetPermissions \"X\"]\nip = \"*\"\n", `[NetPermissions "X"] ip: unknown key`},
+		{"[NetPermissions]\nips = \"*\"\n", `names no permission set`},
+	} {
+		if _, err := Parse(strings.NewReader(head+tc.body), "t.conf"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
+		}
 	}
 }

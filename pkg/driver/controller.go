@@ -54,12 +54,17 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name is required")
 	}
-	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+	file, err := validateCapabilities(req.GetVolumeCapabilities())
+	if err != nil {
 		return nil, err
 	}
 	params, err := parseVolumeParams(req.GetParameters())
 	if err != nil {
 		return nil, err
+	}
+	if !file && (params.FSType == fsNFS4 || params.FSType == fsNFS) {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"fstype %s is for ReadWriteMany (file) volumes; this claim's access modes make a block volume: use ext4 or xfs", params.FSType)
 	}
 	if err := applyMutableParams(&params, req.GetMutableParameters()); err != nil { // modify.go
 		return nil, err
@@ -82,6 +87,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 
 	vol, err := finish(ctx, release, "CreateVolume "+name, func(ctx context.Context) (vcenter.Volume, error) {
+		if file {
+			return d.createFileVolume(ctx, name, params, size, req.GetCapacityRange()) // files.go
+		}
 		return d.createVolume(ctx, name, params, size, req.GetCapacityRange())
 	})
 	if err != nil {
@@ -95,19 +103,16 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 }
 
 func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, size int64, r *csi.CapacityRange) (vcenter.Volume, error) {
-	var policy vcenter.Policy
-	if p.PolicyName != "" {
-		var err error
-		if policy, err = d.vc.PolicyByName(ctx, p.PolicyName); err != nil {
-			if errors.Is(err, vcenter.ErrPolicyNotFound) {
-				return vcenter.Volume{}, status.Errorf(codes.InvalidArgument, "storagepolicyname %q: %v", p.PolicyName, err)
-			}
-			return vcenter.Volume{}, err
-		}
+	policy, err := d.policy(ctx, p.PolicyName) // files.go
+	if err != nil {
+		return vcenter.Volume{}, err
 	}
 
 	existing, err := d.vc.FindVolumeByName(ctx, name)
 	switch {
+	case err == nil && existing.File:
+		return vcenter.Volume{}, status.Errorf(codes.AlreadyExists,
+			"volume %q exists as a ReadWriteMany file volume (%s), not a block volume", name, existing.ID)
 	case err == nil:
 		if p.source != nil && p.source.snapshotID == "" {
 			// A clone made before the driver could answer may have left its
@@ -127,7 +132,15 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
-	klog.InfoS("Placing volume", "name", name, "policy", p.PolicyName, "size", describeSize(size),
+	return d.createPlaced(ctx, name, p, policy, pl, size, r, nil)
+}
+
+// createPlaced makes the volume (a file volume with file) on the
+// placement's candidates, best first, and checks one that an earlier
+// attempt made (found by name after settling).
+func (d *Driver) createPlaced(ctx context.Context, name string, p volumeParams, policy vcenter.Policy, pl placement, size int64,
+	r *csi.CapacityRange, file *vcenter.FileSpec) (vcenter.Volume, error) {
+	klog.InfoS("Placing volume", "name", name, "file", file != nil, "policy", p.PolicyName, "size", describeSize(size),
 		"datastore", pl.Candidates[0].Name, "why", pl.Why)
 	spec := vcenter.CreateSpec{
 		Name:          name,
@@ -136,6 +149,7 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 		PVCName:       p.PVCName,
 		PVCNamespace:  p.PVCNamespace,
 		PVName:        p.PVName,
+		File:          file,
 	}
 	if p.source != nil {
 		spec.SourceVolumeID, spec.SourceSnapshotID = p.source.volumeID, p.source.snapshotID
@@ -156,7 +170,7 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 			return vcenter.Volume{}, err
 		}
 	}
-	klog.InfoS("Created volume", "volumeID", vol.ID, "name", name, "datastoreURL", vol.DatastoreURL, "size", describeSize(vol.CapacityBytes))
+	klog.InfoS("Created volume", "volumeID", vol.ID, "name", name, "file", vol.File, "datastoreURL", vol.DatastoreURL, "size", describeSize(vol.CapacityBytes))
 	return vol, nil
 }
 
@@ -177,7 +191,10 @@ func sameVolume(v vcenter.Volume, policy vcenter.Policy, size int64, r *csi.Capa
 }
 
 func csiVolume(v vcenter.Volume, p volumeParams) *csi.Volume {
-	vc := map[string]string{"type": "vSphere CNS Block Volume"}
+	vc := map[string]string{"type": volumeTypeBlock}
+	if v.File {
+		vc["type"] = volumeTypeFile
+	}
 	if v.DatastoreURL != "" {
 		vc["datastoreurl"] = v.DatastoreURL
 	}
@@ -239,6 +256,14 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		return nil, err
 	}
 	defer release()
+	if isFileVolume(id) {
+		return d.publishFile(ctx, id, node, req.GetVolumeCapability()) // files.go
+	}
+	if multiNode(req.GetVolumeCapability()) {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"volume %s is a block volume (a VMDK), which attaches to one node VM at a time: access mode %s is for file volumes",
+			id, req.GetVolumeCapability().GetAccessMode().GetMode())
+	}
 
 	vm, err := d.vc.NodeVM(ctx, node)
 	if err != nil {
@@ -278,6 +303,12 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 		return nil, err
 	}
 	defer release()
+	if isFileVolume(id) {
+		// Nothing was attached: the node unmounts the share.
+		d.filePubs.remove(id, node)
+		klog.InfoS("Unpublished file volume", "volumeID", id, "nodeID", node)
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
 
 	nodes := []string{node}
 	if node == "" {
@@ -312,14 +343,28 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume_capabilities are required")
 	}
-	if _, err := d.vc.Volume(ctx, id); err != nil {
+	vol, err := d.vc.Volume(ctx, id)
+	if err != nil {
 		return nil, toStatus(err)
 	}
 	if _, err := parseVolumeParams(req.GetParameters()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
 	}
-	if err := validateCapabilities(req.GetVolumeCapabilities()); err != nil {
+	file, err := validateCapabilities(req.GetVolumeCapabilities())
+	if err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	if file && !vol.File {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf(
+			"volume %s is a block volume (a VMDK): it takes single-node access modes only", id)}, nil
+	}
+	if vol.File {
+		for _, c := range req.GetVolumeCapabilities() {
+			if c.GetBlock() != nil {
+				return &csi.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf(
+					"volume %s is a file volume (a vSAN file share): it is mounted over NFS, never a raw block device", id)}, nil
+			}
+		}
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
 		VolumeContext:      req.GetVolumeContext(),
@@ -366,7 +411,7 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
 			Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
 			Status: &csi.ListVolumesResponse_VolumeStatus{
-				PublishedNodeIds: publishedNodes(v),
+				PublishedNodeIds: d.publishedNodes(v),
 				VolumeCondition:  condition(v),
 			},
 		})
@@ -412,7 +457,12 @@ func mustAtoi(s string) int64 {
 	return n
 }
 
-func publishedNodes(v vcenter.Volume) []string {
+// publishedNodes are the node VMs a block volume's disk is attached to, or
+// the nodes a file volume was published to (files.go).
+func (d *Driver) publishedNodes(v vcenter.Volume) []string {
+	if v.File {
+		return d.filePubs.of(v.ID)
+	}
 	var ids []string
 	for _, a := range v.Attachments {
 		ids = append(ids, a.NodeUUID)
@@ -445,7 +495,7 @@ func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 	return &csi.ControllerGetVolumeResponse{
 		Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
 		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{
-			PublishedNodeIds: publishedNodes(v),
+			PublishedNodeIds: d.publishedNodes(v),
 			VolumeCondition:  condition(v),
 		},
 	}, nil
@@ -455,10 +505,12 @@ func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 // compatible datastores reachable from every node VM, and the largest volume
 // one of them can take.
 func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	file := false
 	for _, c := range req.GetVolumeCapabilities() {
 		if err := validateCapability(c); err != nil {
 			return &csi.GetCapacityResponse{}, nil
 		}
+		file = file || multiNode(c)
 	}
 	p, err := parseVolumeParams(req.GetParameters())
 	if err != nil {
@@ -475,6 +527,12 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 		return nil, toStatus(err)
 	}
 	var total, largest int64
+	if file { // files.go: the datastores that can hold a file share
+		if total, largest, err = d.fileCapacity(ctx, all, p, req.GetAccessibleTopology().GetSegments()); err != nil {
+			return nil, toStatus(err)
+		}
+		return &csi.GetCapacityResponse{AvailableCapacity: total, MaximumVolumeSize: wrapperspb.Int64(largest)}, nil
+	}
 	// The same eligibility as placement, in the segment asked about (topology.go).
 	for _, ds := range d.eligible(all, req.GetAccessibleTopology().GetSegments()) {
 		if !usable(ds, p.PolicyName) || (p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL)) {

@@ -139,10 +139,13 @@ func TestCreateVolumeErrors(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "Gold")
 	_, err = e.d.CreateVolume(ctx, createReq("b", gib, map[string]string{"storagepolicyname": "Gold", "diskformat": "thin"}))
 	wantCode(t, err, codes.InvalidArgument, "storagepolicyname, datastoreurl, fstype")
-	rwx := createReq("c", gib, gold)
-	rwx.VolumeCapabilities[0].AccessMode.Mode = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
-	_, err = e.d.CreateVolume(ctx, rwx)
-	wantCode(t, err, codes.InvalidArgument, "ReadWriteMany")
+	rwxBlock := createReq("c", gib, gold)
+	rwxBlock.VolumeCapabilities[0] = &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
+	}
+	_, err = e.d.CreateVolume(ctx, rwxBlock)
+	wantCode(t, err, codes.InvalidArgument, "raw block")
 
 	var notGold, local sim.DatastoreInfo
 	for _, ds := range e.sim.Datastores() {

@@ -44,6 +44,9 @@ type Options struct {
 	// MaxSnapshotsPerVolume caps CreateSnapshot per volume
 	// (--max-snapshots-per-volume); 0 means DefaultMaxSnapshotsPerVolume.
 	MaxSnapshotsPerVolume int
+	// NetPermissions say which NFS clients may mount the file volumes'
+	// shares, in order ([NetPermissions] sections); controller mode.
+	NetPermissions []vcenter.NetPermission
 }
 
 // Driver implements the CSI Identity, Controller and Node services.
@@ -57,6 +60,8 @@ type Driver struct {
 	mounter node.Mounter   // nil in controller mode
 	// inflight guards volume names, volume IDs and (volume, node) pairs.
 	inflight *inFlight
+	// filePubs: the nodes file volumes are published to (files.go).
+	filePubs *publications
 }
 
 // NewDriver wires a Driver. vc is required in controller and all modes,
@@ -81,7 +86,10 @@ func NewDriver(opts Options, vc vcenter.Client, mounter node.Mounter) (*Driver, 
 	if opts.MaxVolumesPerNode == 0 {
 		opts.MaxVolumesPerNode = DefaultMaxVolumesPerNode
 	}
-	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight()}, nil
+	if len(opts.NetPermissions) == 0 {
+		opts.NetPermissions = DefaultNetPermissions
+	}
+	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight(), filePubs: newPublications()}, nil
 }
 
 // DefaultMaxVolumesPerNode: 4 PVSCSI controllers × 15 disks, less the OS disk.

@@ -46,7 +46,8 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
+	// A file volume's quota grows on the server; nodes see it in statfs.
+	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil && !vol.File
 	limit := req.GetCapacityRange().GetLimitBytes()
 	switch {
 	case limit > 0 && vol.CapacityBytes > limit:

@@ -27,6 +27,14 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := validateCapability(c); err != nil {
 		return nil, err
 	}
+	if fileOnNode(volID, req.GetPublishContext()) {
+		// A file volume is mounted from its NFS server at each target.
+		klog.FromContext(ctx).V(2).Info("File volume: nothing to stage", "volumeID", volID)
+		return &csi.NodeStageVolumeResponse{}, nil
+	}
+	if err := blockOnly(volID, c); err != nil {
+		return nil, err
+	}
 	diskUUID := req.GetPublishContext()[PublishContextDiskUUID]
 	if diskUUID == "" {
 		return nil, status.Errorf(codes.InvalidArgument,
@@ -106,6 +114,12 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	}
 	c := req.GetVolumeCapability()
 	if err := validateCapability(c); err != nil {
+		return nil, err
+	}
+	if fileOnNode(volID, req.GetPublishContext()) {
+		return d.publishNFS(ctx, req) // node_files.go
+	}
+	if err := blockOnly(volID, c); err != nil {
 		return nil, err
 	}
 	if staging == "" {
@@ -234,6 +248,12 @@ func samePath(a, b string) bool {
 }
 
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	if nfs, err := d.nfsAt(req.GetVolumeId(), "target_path", req.GetTargetPath()); err != nil || nfs {
+		if err != nil {
+			return nil, err
+		}
+		return d.unpublishNFS(ctx, req) // node_files.go
+	}
 	// The target is the SP's to create and to remove.
 	if err := d.unmount(ctx, req.GetVolumeId(), "target_path", req.GetTargetPath(), true); err != nil {
 		return nil, err
@@ -245,6 +265,12 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	volID, path := req.GetVolumeId(), req.GetVolumePath()
 	if err := requireFields(volID, "volume_path", path); err != nil {
 		return nil, err
+	}
+	if nfs, err := d.nfsAt(volID, "volume_path", path); err != nil || nfs {
+		if err != nil {
+			return nil, err
+		}
+		return d.nfsStats(volID, path) // node_files.go
 	}
 	info, err := d.mounter.Inspect(path)
 	if err != nil {
@@ -297,6 +323,10 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 		if err := validateCapability(c); err != nil {
 			return nil, err
 		}
+	}
+	if isFileVolume(volID) {
+		// The share's quota grew on the server; there is nothing to grow here.
+		return &csi.NodeExpandVolumeResponse{CapacityBytes: req.GetCapacityRange().GetRequiredBytes()}, nil
 	}
 	info, err := d.mounter.Inspect(path)
 	if err != nil {

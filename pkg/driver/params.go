@@ -68,9 +68,9 @@ func parseVolumeParams(in map[string]string) (volumeParams, error) {
 		}
 	}
 	switch p.FSType {
-	case "", "ext4", "xfs":
+	case "", "ext4", "xfs", fsNFS4, fsNFS:
 	default:
-		return p, status.Errorf(codes.InvalidArgument, "fstype %q is not supported: use ext4 or xfs", p.FSType)
+		return p, status.Errorf(codes.InvalidArgument, "fstype %q is not supported: use ext4 or xfs (block volumes), nfs4 or nfs (ReadWriteMany file volumes)", p.FSType)
 	}
 	return p, nil
 }
@@ -114,21 +114,65 @@ func capacityBytes(r *csi.CapacityRange) (int64, error) {
 	return size, nil
 }
 
-// validateCapabilities accepts single-node access modes on mount or block
-// volumes. A VMDK can be attached to one VM at a time, so any multi-node
-// mode is refused with what to use instead.
-func validateCapabilities(caps []*csi.VolumeCapability) error {
+// Access modes: a block volume (a VMDK) attaches to one node VM at a
+// time, so it takes the single-node modes, as a filesystem or raw block;
+// a file volume (a vSAN file share, files.go) is mounted by any number of
+// nodes over NFS, so the multi-node modes make one, as a filesystem only.
+
+// validateCapabilities checks a CreateVolume's capabilities and says
+// whether they ask for a file volume: any multi-node mode does, and then
+// every capability must be a multi-node filesystem one.
+func validateCapabilities(caps []*csi.VolumeCapability) (file bool, err error) {
 	if len(caps) == 0 {
-		return status.Error(codes.InvalidArgument, "volume_capabilities are required")
+		return false, status.Error(codes.InvalidArgument, "volume_capabilities are required")
 	}
 	for _, c := range caps {
 		if err := validateCapability(c); err != nil {
-			return err
+			return false, err
+		}
+		if multiNode(c) {
+			file = true
+		}
+	}
+	if !file {
+		return false, nil
+	}
+	for _, c := range caps {
+		if !multiNode(c) {
+			return false, status.Errorf(codes.InvalidArgument,
+				"access modes %s and %s can't be one volume: a multi-node mode (ReadWriteMany, ReadOnlyMany) makes a file volume "+
+					"(a vSAN file share mounted over NFS), a single-node mode a block volume (a VMDK); ask for one kind",
+				c.GetAccessMode().GetMode(), firstMultiNode(caps).GetAccessMode().GetMode())
+		}
+	}
+	return true, nil
+}
+
+func firstMultiNode(caps []*csi.VolumeCapability) *csi.VolumeCapability {
+	for _, c := range caps {
+		if multiNode(c) {
+			return c
 		}
 	}
 	return nil
 }
 
+// multiNode says whether a capability's access mode lets several nodes use
+// the volume.
+func multiNode(c *csi.VolumeCapability) bool {
+	switch c.GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
+		csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
+		csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
+		return true
+	}
+	return false
+}
+
+// validateCapability checks one capability: single-node modes on a mount
+// (ext4, xfs) or block volume, multi-node modes on a mount volume whose
+// fs_type is nfs4 (or "" or ext4, the provisioner's default, meaning nfs4)
+// or nfs.
 func validateCapability(c *csi.VolumeCapability) error {
 	if c == nil {
 		return status.Error(codes.InvalidArgument, "volume capability is required")
@@ -136,28 +180,43 @@ func validateCapability(c *csi.VolumeCapability) error {
 	if c.GetBlock() == nil && c.GetMount() == nil {
 		return status.Error(codes.InvalidArgument, "volume capability needs an access type: mount or block")
 	}
-	if m := c.GetMount(); m != nil {
-		switch fs := strings.ToLower(m.GetFsType()); fs {
-		case "", "ext4", "xfs":
-		default:
-			return status.Errorf(codes.InvalidArgument, "fs_type %q is not supported: use ext4 or xfs", fs)
-		}
-	}
 	if c.GetAccessMode() == nil {
 		return status.Error(codes.InvalidArgument, "volume capability needs an access mode")
 	}
-	switch mode := c.GetAccessMode().GetMode(); mode {
+	mode := c.GetAccessMode().GetMode()
+	switch mode {
 	case csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
+		if m := c.GetMount(); m != nil {
+			switch fs := strings.ToLower(m.GetFsType()); fs {
+			case "", "ext4", "xfs":
+			case fsNFS4, fsNFS:
+				return status.Errorf(codes.InvalidArgument,
+					"fs_type %q is for file volumes, which take the multi-node access modes (ReadWriteMany, ReadOnlyMany); "+
+						"a single-node volume is a block volume: use ext4 or xfs", fs)
+			default:
+				return status.Errorf(codes.InvalidArgument, "fs_type %q is not supported: use ext4 or xfs", fs)
+			}
+		}
 		return nil
 	case csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
 		csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
 		csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
-		return status.Errorf(codes.InvalidArgument,
-			"access mode %s is not supported: a vSphere block volume (VMDK) attaches to one node VM at a time; "+
-				"use ReadWriteOnce or ReadWriteOncePod, and for ReadWriteMany use a file volume (vSAN File Services / NFS)", mode)
+		if c.GetBlock() != nil {
+			return status.Errorf(codes.InvalidArgument,
+				"access mode %s is not supported on a raw block volume: a vSphere block volume (VMDK) attaches to one node VM at a time, "+
+					"so block volumes take ReadWriteOnce or ReadWriteOncePod; ReadWriteMany and ReadOnlyMany are for filesystem volumes "+
+					"(volumeMode: Filesystem), which are vSAN file shares mounted over NFS", mode)
+		}
+		switch fs := strings.ToLower(c.GetMount().GetFsType()); fs {
+		case "", "ext4", fsNFS4, fsNFS:
+		default:
+			return status.Errorf(codes.InvalidArgument,
+				"fs_type %q is not supported for a %s volume: it is a vSAN file share mounted over NFS; use nfs4 (the default) or nfs", fs, mode)
+		}
+		return nil
 	default:
 		return status.Errorf(codes.InvalidArgument, "access mode %s is not supported", mode)
 	}

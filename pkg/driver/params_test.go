@@ -102,19 +102,58 @@ func TestValidateCapabilities(t *testing.T) {
 	}
 	for _, m := range ok {
 		for _, block := range []bool{false, true} {
-			if err := validateCapabilities([]*csi.VolumeCapability{capability(m, block)}); err != nil {
-				t.Errorf("%s block=%v: %v", m, block, err)
+			if file, err := validateCapabilities([]*csi.VolumeCapability{capability(m, block)}); err != nil || file {
+				t.Errorf("%s block=%v: file=%v %v, want a block volume", m, block, file, err)
 			}
 		}
 	}
-	err := validateCapabilities([]*csi.VolumeCapability{capability(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER, false)})
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ReadWriteMany use a file volume") {
-		t.Fatalf("RWX: %v", err)
+	multi := []csi.VolumeCapability_AccessMode_Mode{
+		csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY,
+		csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
+		csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER,
 	}
-	if err := validateCapabilities(nil); status.Code(err) != codes.InvalidArgument {
+	for _, m := range multi {
+		for _, fs := range []string{"", "ext4", "nfs4", "NFS"} {
+			c := capability(m, false)
+			c.GetMount().FsType = fs
+			if file, err := validateCapabilities([]*csi.VolumeCapability{c}); err != nil || !file {
+				t.Errorf("%s fs %q: file=%v %v, want a file volume", m, fs, file, err)
+			}
+		}
+		// Raw block can't be shared: the message names what block volumes take.
+		_, err := validateCapabilities([]*csi.VolumeCapability{capability(m, true)})
+		if status.Code(err) != codes.InvalidArgument || !containsAll(err.Error(), "raw block", "ReadWriteOnce", "volumeMode: Filesystem") {
+			t.Errorf("%s on block: %v", m, err)
+		}
+		c := capability(m, false)
+		c.GetMount().FsType = "xfs"
+		if _, err := validateCapabilities([]*csi.VolumeCapability{c}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "nfs4") {
+			t.Errorf("%s with xfs: %v", m, err)
+		}
+	}
+	// One kind per volume.
+	_, err := validateCapabilities([]*csi.VolumeCapability{capability(multi[2], false), capability(ok[0], false)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "one kind") {
+		t.Errorf("RWX with RWO: %v", err)
+	}
+	nfsRWO := capability(ok[0], false)
+	nfsRWO.GetMount().FsType = "nfs4"
+	if _, err := validateCapabilities([]*csi.VolumeCapability{nfsRWO}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "file volumes") {
+		t.Errorf("nfs4 on ReadWriteOnce: %v", err)
+	}
+	if _, err := validateCapabilities(nil); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("no capabilities: %v", err)
 	}
 	if err := validateCapability(&csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("no access type: %v", err)
 	}
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

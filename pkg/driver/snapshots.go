@@ -80,6 +80,10 @@ func (d *Driver) createSnapshot(ctx context.Context, name, src string) (*csi.Cre
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if vol.File {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"volume %s is a ReadWriteMany file volume (a vSAN file share): CNS snapshots are for block volumes only", src)
+	}
 	// One query of every snapshot answers both "is this name taken" (for
 	// any volume: a name is unique across the cluster) and "how many does
 	// this volume have".
@@ -226,9 +230,21 @@ func (d *Driver) volumeSource(ctx context.Context, cs *csi.VolumeContentSource) 
 		if err != nil {
 			return nil, toStatus(err)
 		}
+		if vol.File {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"source volume %s is a ReadWriteMany file volume (a vSAN file share): only block volumes can be cloned", id)
+		}
 		return &contentSource{volumeID: id, sizeBytes: vol.CapacityBytes}, nil
 	}
 	return nil, status.Error(codes.InvalidArgument, "volume_content_source names neither a snapshot nor a volume")
+}
+
+// kind names the source for messages.
+func (s *contentSource) kind() string {
+	if s.snapshotID != "" {
+		return "snapshot"
+	}
+	return "volume (a clone)"
 }
 
 // sourceSize is the new volume's size given its source: at least the

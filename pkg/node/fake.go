@@ -241,6 +241,19 @@ func (s fakeSystem) mountAt(path string) (mountEntry, bool, error) {
 	return e, true, nil
 }
 
+func (s fakeSystem) mountEntry(path string) (mountEntry, bool, error) {
+	mps, err := s.f.Mounts.List()
+	if err != nil {
+		return mountEntry{}, false, err
+	}
+	for _, mp := range slices.Backward(mps) {
+		if mp.Path == path {
+			return mountEntry{source: mp.Device, fsType: mp.Type, readOnly: slices.Contains(mp.Opts, "ro")}, true, nil
+		}
+	}
+	return mountEntry{}, false, nil
+}
+
 func (s fakeSystem) statfs(path string) (FSStats, error) {
 	if _, err := os.Stat(path); err != nil {
 		return FSStats{}, err

@@ -42,6 +42,19 @@ type Mounter interface {
 	// nothing mounted is success.
 	Unmount(target string, removeTarget bool) error
 
+	// MountNFS mounts the NFS export source ("server:/path") at target (a
+	// directory, created when missing) as fsType: nfs4 (with
+	// NFSv41Options) or nfs; read-only if asked, with extra mount flags.
+	MountNFS(source, target, fsType string, readOnly bool, mountFlags []string) error
+	// UnmountNFS unmounts an NFS mount at target without looking at target
+	// (whose server may be gone), forcing it when it hangs, and removes
+	// target if asked. Nothing mounted there is success.
+	UnmountNFS(target string, removeTarget bool) error
+	// MountEntry is what the mount table says is mounted at path (Mounted,
+	// Source, FSType, ReadOnly), found without resolving or looking at
+	// path: a stat of an NFS mount whose server is gone may hang.
+	MountEntry(path string) (PathInfo, error)
+
 	// Inspect says what is at path: ErrPathNotFound when nothing.
 	Inspect(path string) (PathInfo, error)
 	// MountRefs lists the other mount points of what path is: for a mount

@@ -22,6 +22,9 @@ type system interface {
 	deviceSize(path string) (int64, error)
 	// mountAt: the topmost mount whose mount point is path.
 	mountAt(path string) (mountEntry, bool, error)
+	// mountEntry: the topmost mount whose mount point is path, found in
+	// the mount table only: path is not resolved or looked at (nfs.go).
+	mountEntry(path string) (mountEntry, bool, error)
 	statfs(path string) (FSStats, error)
 	// mountRefs: the other mounts of the same part of the same filesystem.
 	mountRefs(path string) ([]string, error)
@@ -87,6 +90,20 @@ func (realSystem) mountAt(path string) (mountEntry, bool, error) {
 				readOnly:   slices.Contains(mi.MountOptions, "ro"),
 				fsReadOnly: slices.Contains(mi.SuperOptions, "ro"),
 			}, true, nil
+		}
+	}
+	return mountEntry{}, false, nil
+}
+
+func (realSystem) mountEntry(path string) (mountEntry, bool, error) {
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return mountEntry{}, false, err
+	}
+	for _, mi := range slices.Backward(infos) {
+		if mi.MountPoint == path {
+			return mountEntry{source: mi.Source, fsType: mi.FsType, readOnly: slices.Contains(mi.MountOptions, "ro"),
+				fsReadOnly: slices.Contains(mi.SuperOptions, "ro")}, true, nil
 		}
 	}
 	return mountEntry{}, false, nil

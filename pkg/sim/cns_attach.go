@@ -80,6 +80,9 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 	if !ok {
 		return "", volumeNotFound(id)
 	}
+	if v.share != nil {
+		return "", notBlock(id, "attach") // files.go
+	}
 	if v.vm != nil {
 		if *v.vm == vmRef {
 			return diskUUIDHex(v.diskUUID), nil
@@ -229,6 +232,9 @@ func (m *volumeManager) detach(vctx *simulator.Context, id string, vmRef types.M
 	v, ok := m.snapshot(id)
 	if !ok {
 		return volumeNotFound(id)
+	}
+	if v.share != nil {
+		return notBlock(id, "detach")
 	}
 	if v.vm == nil || *v.vm != vmRef {
 		return cnsFault("volume %s is not attached to VM %s", id, vm.Name)

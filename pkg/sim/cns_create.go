@@ -51,9 +51,12 @@ func policyOf(spec cnstypes.CnsVolumeCreateSpec) string {
 }
 
 func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeCreateSpec) (*cnstypes.CnsVolumeCreateResult, types.BaseMethodFault) {
+	if isFileSpec(spec) {
+		return m.createFile(vctx, spec) // files.go
+	}
 	details, ok := spec.BackingObjectDetails.(*cnstypes.CnsBlockBackingDetails)
 	if !ok || (spec.VolumeType != "" && spec.VolumeType != string(cnstypes.CnsVolumeTypeBlock)) {
-		return nil, invalidArgument("createSpecs.volumeType", "only BLOCK volumes with CnsBlockBackingDetails are supported")
+		return nil, invalidArgument("createSpecs.volumeType", "a volume is BLOCK with CnsBlockBackingDetails or FILE with CnsVsanFileShareBackingDetails")
 	}
 	if details.BackingDiskUrlPath != "" {
 		return nil, invalidArgument("createSpecs.backingObjectDetails", "importing disks by path is not supported; register a first-class disk by BackingDiskId")
@@ -177,23 +180,30 @@ func (m *volumeManager) makeDisk(vctx *simulator.Context, d *dsModel, name strin
 	return v, nil
 }
 
-// add fills in the CNS record of v (its disk ID as volume ID, spec's name
-// and metadata, the policy) and makes it a volume of the manager, in
-// creation order; the datastore's free space is published.
+// add fills in the CNS record of a block volume v (its disk ID as volume
+// ID) and makes it a volume of the manager (record).
 func (m *volumeManager) add(vctx *simulator.Context, v *volume, spec cnstypes.CnsVolumeCreateSpec, policyID string) {
-	id := v.cns.VolumeId.Id
+	m.record(vctx, v, v.cns.VolumeId.Id, spec, policyID, string(cnstypes.CnsVolumeTypeBlock), &cnstypes.CnsBlockBackingDetails{
+		CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: v.sizeMB},
+		BackingDiskId:           v.cns.VolumeId.Id,
+		BackingDiskPath:         v.diskPath,
+	})
+}
+
+// record fills in v's CNS record (the ID, spec's name and metadata, the
+// policy, the type and backing, healthy and compliant) and makes it a
+// volume of the manager, in creation order, kept across restarts; the
+// datastore's free space is published.
+func (m *volumeManager) record(vctx *simulator.Context, v *volume, id string, spec cnstypes.CnsVolumeCreateSpec, policyID, volumeType string,
+	backing cnstypes.BaseCnsBackingObjectDetails) {
 	v.cns = cnstypes.CnsVolume{
-		VolumeId:        cnstypes.CnsVolumeId{Id: id},
-		Name:            spec.Name,
-		VolumeType:      string(cnstypes.CnsVolumeTypeBlock),
-		DatastoreUrl:    v.ds.url,
-		StoragePolicyId: policyID,
-		Metadata:        spec.Metadata,
-		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
-			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: v.sizeMB},
-			BackingDiskId:           id,
-			BackingDiskPath:         v.diskPath,
-		},
+		VolumeId:                     cnstypes.CnsVolumeId{Id: id},
+		Name:                         spec.Name,
+		VolumeType:                   volumeType,
+		DatastoreUrl:                 v.ds.url,
+		StoragePolicyId:              policyID,
+		Metadata:                     spec.Metadata,
+		BackingObjectDetails:         backing,
 		ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
 		DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
 		HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),

@@ -51,7 +51,10 @@ func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bo
 		return localized(&types.NotFound{}, msg)
 	}
 	m.saveVolume(id) // the record goes before the files do
-	if deleteDisk {
+	switch {
+	case v.share != nil:
+		m.deleteShare(vctx, v) // files.go: a file volume's share goes with it
+	case deleteDisk:
 		m.removeDisk(vctx, v)
 		m.inv.release(v.ds, v.sizeMB*mib)
 		m.inv.publish(vctx, v.ds)

@@ -42,6 +42,8 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 		return cnsFault("cannot shrink volume %s from %d MB to %d MB", id, v.sizeMB, sizeMB)
 	case sizeMB == v.sizeMB:
 		return nil
+	case v.share != nil:
+		return m.extendShare(vctx, v, sizeMB) // files.go
 	}
 	delta := (sizeMB - v.sizeMB) * mib
 	if !m.inv.reserve(v.ds, delta) {

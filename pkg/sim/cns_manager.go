@@ -25,7 +25,9 @@ type volumeManager struct {
 	policies *policyMap
 	hv       hypervisor
 	lab      *lab
-	store    *store // state.go: where records are kept across restarts
+	store    *store      // state.go: where records are kept across restarts
+	vsan     *vsanSystem // vsan.go: which clusters have File Service
+	nfs      *nfsServer  // nfs.go: vSAN File Service's NFS server
 
 	volLocks keyedMutex // one operation per volume at a time
 	vmLocks  keyedMutex // one device change per VM at a time (unit numbers)
@@ -49,6 +51,7 @@ type volume struct {
 	diskUUID string // backing UUID, "6000C29x-xxxx-…", fixed at creation
 	vm       *types.ManagedObjectReference
 	fcd      types.VStorageObject // the first-class disk, as kept across restarts
+	share    *fileShare           // a file volume's share (files.go); nil for a block volume
 }
 
 func newVolumeManager(inv *inventory, policies *policyMap, hv hypervisor, b *lab, st *store) *volumeManager {

@@ -17,7 +17,7 @@ import (
 // matches. Without a cursor (or with Limit <= 0) every match from the
 // offset on comes back.
 func (m *volumeManager) CnsQueryVolume(_ *simulator.Context, req *cnstypes.CnsQueryVolume) soap.HasFault {
-	body := new(methods.CnsQueryVolumeBody)
+	body := new(queryVolumeBody)
 	var filter cnstypes.CnsQueryFilter
 	if req.Filter != nil {
 		filter = *req.Filter.GetCnsQueryFilter()
@@ -37,8 +37,8 @@ func (m *volumeManager) CnsQueryVolume(_ *simulator.Context, req *cnstypes.CnsQu
 	if limit > 0 {
 		end = min(total, offset+limit)
 	}
-	body.Res = &cnstypes.CnsQueryVolumeResponse{Returnval: cnstypes.CnsQueryResult{
-		Volumes: matches[offset:end],
+	body.Res = &queryResponse{Returnval: queryResult{
+		Volumes: typed(matches[offset:end]),
 		Cursor:  cnstypes.CnsCursor{Offset: end, Limit: limit, TotalRecords: total},
 	}}
 	return body
@@ -48,10 +48,62 @@ func (m *volumeManager) CnsQueryVolume(_ *simulator.Context, req *cnstypes.CnsQu
 func (m *volumeManager) CnsQueryAllVolume(_ *simulator.Context, req *cnstypes.CnsQueryAllVolume) soap.HasFault {
 	matches := m.query(req.Filter)
 	total := int64(len(matches))
-	return &methods.CnsQueryAllVolumeBody{Res: &cnstypes.CnsQueryAllVolumeResponse{Returnval: cnstypes.CnsQueryResult{
-		Volumes: matches,
+	return &queryAllVolumeBody{Res: &queryResponse{Returnval: queryResult{
+		Volumes: typed(matches),
 		Cursor:  cnstypes.CnsCursor{Offset: total, TotalRecords: total},
 	}}}
+}
+
+// The query responses as vCenter writes them. govmomi's CnsVolume has no
+// typeattr on backingObjectDetails, so the simulator would write it
+// without its xsi:type, and a client would read a file volume's
+// CnsVsanFileShareBackingDetails (and a block volume's
+// CnsBlockBackingDetails) as the bare base type. These types are the same
+// XML with the type written; clients decode them with govmomi's types.
+type (
+	queryVolumeBody struct {
+		Res    *queryResponse `xml:"urn:vsan CnsQueryVolumeResponse,omitempty"`
+		Fault_ *soap.Fault    `xml:"http://schemas.xmlsoap.org/soap/envelope/ Fault,omitempty"` //nolint:revive // as govmomi names it
+	}
+	queryAllVolumeBody struct {
+		Res    *queryResponse `xml:"urn:vsan CnsQueryAllVolumeResponse,omitempty"`
+		Fault_ *soap.Fault    `xml:"http://schemas.xmlsoap.org/soap/envelope/ Fault,omitempty"` //nolint:revive // as govmomi names it
+	}
+	queryResponse struct {
+		Returnval queryResult `xml:"returnval"`
+	}
+	queryResult struct {
+		types.DynamicData
+		Volumes []typedVolume      `xml:"volumes,omitempty"`
+		Cursor  cnstypes.CnsCursor `xml:"cursor"`
+	}
+	// typedVolume is cnstypes.CnsVolume (convertible to and from it) with
+	// typeattr on backingObjectDetails.
+	typedVolume struct {
+		types.DynamicData
+		VolumeId                     cnstypes.CnsVolumeId                 `xml:"volumeId"`               //nolint:revive // as govmomi names it
+		DatastoreUrl                 string                               `xml:"datastoreUrl,omitempty"` //nolint:revive // as govmomi names it
+		Name                         string                               `xml:"name,omitempty"`
+		VolumeType                   string                               `xml:"volumeType,omitempty"`
+		StoragePolicyId              string                               `xml:"storagePolicyId,omitempty"` //nolint:revive // as govmomi names it
+		Metadata                     cnstypes.CnsVolumeMetadata           `xml:"metadata,omitempty"`
+		BackingObjectDetails         cnstypes.BaseCnsBackingObjectDetails `xml:"backingObjectDetails,omitempty,typeattr"`
+		ComplianceStatus             string                               `xml:"complianceStatus,omitempty"`
+		DatastoreAccessibilityStatus string                               `xml:"datastoreAccessibilityStatus,omitempty"`
+		HealthStatus                 string                               `xml:"healthStatus,omitempty"`
+		ChangedBlockTracking         cnstypes.CnsVolumeCBTStatus          `xml:"changedBlockTracking,omitempty"`
+	}
+)
+
+func (b *queryVolumeBody) Fault() *soap.Fault    { return b.Fault_ }
+func (b *queryAllVolumeBody) Fault() *soap.Fault { return b.Fault_ }
+
+func typed(vols []cnstypes.CnsVolume) []typedVolume {
+	out := make([]typedVolume, len(vols))
+	for i, v := range vols {
+		out[i] = typedVolume(v)
+	}
+	return out
 }
 
 // query copies the matching records, in creation order, under the lock.
@@ -115,6 +167,11 @@ func (m *volumeManager) CnsQueryVolumeInfo(ctx *simulator.Context, req *cnstypes
 			v, ok := m.snapshot(id.Id)
 			if !ok {
 				res := opResult(id.Id, volumeNotFound(id.Id))
+				results = append(results, &res)
+				continue
+			}
+			if v.share != nil {
+				res := opResult(id.Id, notBlock(id.Id, "volume info (a first-class disk)"))
 				results = append(results, &res)
 				continue
 			}

@@ -60,6 +60,10 @@ func (m *volumeManager) createSnapshot(spec cnstypes.CnsSnapshotCreateSpec) *cns
 		res.Fault = volumeNotFound(id)
 		return res
 	}
+	if v.share != nil {
+		res.Fault = notBlock(id, "a snapshot")
+		return res
+	}
 	m.mu.Lock()
 	n := len(m.snaps[id])
 	m.mu.Unlock()

@@ -88,6 +88,8 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
   POST   /sessions/end                end every session (clients get NotAuthenticated)
   POST   /vms/NAME/power-off          POST /vms/NAME/power-on      DELETE /vms/NAME
   POST   /datastores/NAME/fill?free=0 leave that many bytes free (free=-1 gives the space back)
+  PUT    /file-service/ZONE?enabled=false  vSAN File Service off (or on) on zone-a's or zone-b's cluster
+  GET    /shares                      the vSAN file shares (file volumes) with access points and permissions
   GET    /events?since=N              what the vCenter did (tasks, reconfigurations, faults), as JSON lines
   GET    /vms   GET /datastores       the node VMs and datastores with their state
 `
@@ -188,6 +190,17 @@ func (r *Runner) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
 	})
+	mux.HandleFunc("PUT /file-service/{zone}", func(w http.ResponseWriter, req *http.Request) {
+		on, err := strconv.ParseBool(req.URL.Query().Get("enabled"))
+		if err != nil {
+			http.Error(w, "enabled: true or false", http.StatusBadRequest)
+			return
+		}
+		if err := r.Sim().SetFileService(req.PathValue("zone"), on); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
+	mux.HandleFunc("GET /shares", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().Shares()) })
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, req *http.Request) {
 		since, _ := strconv.ParseInt(req.URL.Query().Get("since"), 10, 64)
 		w.Header().Set("Content-Type", "application/x-ndjson")

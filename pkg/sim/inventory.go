@@ -24,13 +24,16 @@ type datastoreSeed struct {
 	capacity int64
 	fsType   string
 	oneHost  bool // mounted on the first host only
+	vsan     bool // its cluster's vSAN datastore (files.go, vsan.go)
 }
 
 // The seeded datastores: three shared ones of different sizes and one that
-// only the first host sees. vsanDatastore is not typed "vsan": the
-// simulator would then rename top-level directories (fcd/) to UUIDs.
+// only the first host sees. vsanDatastore is a vSAN datastore by its info
+// (VsanDatastoreInfo) but not by summary.type: typed "vsan", the simulator
+// would rename its top-level directories (fcd/) to UUIDs that a restart
+// does not keep.
 var datastoreSeeds = []datastoreSeed{
-	{name: "vsanDatastore", capacity: 2 * int64(units.TB), fsType: "VMFS"},
+	{name: "vsanDatastore", capacity: 2 * int64(units.TB), fsType: "VMFS", vsan: true},
 	{name: "nfs-gold", capacity: 500 * int64(units.GB), fsType: "NFS"},
 	{name: "silver-ds", capacity: 1 * int64(units.TB), fsType: "VMFS"},
 	{name: "local-ds-0", capacity: 200 * int64(units.GB), fsType: "VMFS", oneHost: true},
@@ -48,6 +51,8 @@ type dsModel struct {
 	filled    int64 // taken by other workloads (FillDatastore); guarded by inventory.mu
 	hostNames []string
 	hosts     []types.ManagedObjectReference
+	cluster   types.ManagedObjectReference // the cluster of its hosts
+	vsan      bool                         // the cluster's vSAN datastore
 }
 
 type nodeVM struct {
@@ -120,7 +125,7 @@ func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inv
 		return nil, fmt.Errorf("cluster has %d hosts, want >= 3", len(hosts))
 	}
 	for _, seed := range datastoreSeeds {
-		d, err := inv.createDatastore(ctx, c, opts.Dir, seed, hosts)
+		d, err := inv.createDatastore(ctx, c, opts.Dir, seed, cluster.Self, hosts)
 		if err != nil {
 			return nil, fmt.Errorf("datastore %s: %w", seed.name, err)
 		}
@@ -157,7 +162,7 @@ func datastoreID(name string) string {
 	return fmt.Sprintf("%x-%x-%x-%x", h[0:4], h[4:8], h[8:10], h[10:16])
 }
 
-func (inv *inventory) createDatastore(ctx context.Context, c *vim25.Client, root string, seed datastoreSeed, hosts []types.ManagedObjectReference) (*dsModel, error) {
+func (inv *inventory) createDatastore(ctx context.Context, c *vim25.Client, root string, seed datastoreSeed, cluster types.ManagedObjectReference, hosts []types.ManagedObjectReference) (*dsModel, error) {
 	dir := filepath.Join(root, "vmfs", "volumes", datastoreID(seed.name))
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
@@ -181,7 +186,7 @@ func (inv *inventory) createDatastore(ctx context.Context, c *vim25.Client, root
 			ref = ds.Reference()
 		}
 	}
-	d := &dsModel{name: seed.name, ref: ref, url: url, dir: dir, capacity: seed.capacity, hosts: mount}
+	d := &dsModel{name: seed.name, ref: ref, url: url, dir: dir, capacity: seed.capacity, hosts: mount, cluster: cluster, vsan: seed.vsan}
 	for _, h := range mount {
 		d.hostNames = append(d.hostNames, entityName(inv.model.Map(), h))
 	}
@@ -197,6 +202,9 @@ func (inv *inventory) createDatastore(ctx context.Context, c *vim25.Client, root
 	info.FreeSpace = seed.capacity
 	info.MaxFileSize = seed.capacity
 	info.MaxVirtualDiskCapacity = seed.capacity
+	if seed.vsan {
+		ds.Info = &types.VsanDatastoreInfo{DatastoreInfo: *info, MembershipUuid: datastoreID("vsan-membership/" + seed.name)}
+	}
 	return d, nil
 }
 

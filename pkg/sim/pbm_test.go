@@ -32,7 +32,7 @@ func TestPolicyCompatibility(t *testing.T) {
 	want := map[string][]string{
 		"Gold":                                   {"nfs-gold", "vsanDatastore", "zone-b-ds"},
 		"Silver":                                 {"silver-ds", "vsanDatastore", "zone-b-ds"},
-		"vSAN Default Storage Policy":            {"vsanDatastore"},
+		"vSAN Default Storage Policy":            {"vsanDatastore", "zone-b-ds"},
 		"VVol No Requirements Policy":            nil,
 		"Host-local PMem Default Storage Policy": {"local-ds-0"},
 	}

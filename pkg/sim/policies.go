@@ -22,7 +22,7 @@ var policySeeds = []struct {
 }{
 	{name: "Gold", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b001", datastores: []string{"vsanDatastore", "nfs-gold", "zone-b-ds"}},
 	{name: "Silver", id: "9e7a6f2c-0d1b-4c5e-8f3a-60c1d2a4b002", datastores: []string{"silver-ds", "vsanDatastore", "zone-b-ds"}},
-	{name: "vSAN Default Storage Policy", datastores: []string{"vsanDatastore"}},
+	{name: "vSAN Default Storage Policy", datastores: []string{"vsanDatastore", "zone-b-ds"}},
 	// No vVol datastore exists: a policy nothing satisfies.
 	{name: "VVol No Requirements Policy"},
 	// Encryption is a host I/O filter: every datastore can take it.

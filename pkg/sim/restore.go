@@ -149,6 +149,12 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 		if !ok {
 			return 0, fmt.Errorf("volume %s is on datastore %s, which the inventory does not have", id, rec.Datastore)
 		}
+		if rec.Share != nil {
+			if err := s.restoreFileVolume(id, d, rec); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		v := &volume{
 			seq: rec.Seq, created: rec.Created, cns: rec.CNS, ds: d, sizeMB: rec.SizeMB,
 			diskPath: rec.DiskPath, diskUUID: rec.DiskUUID, fcd: rec.FCD,
@@ -195,6 +201,28 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 		}
 	}
 	return maxTask, nil
+}
+
+// restoreFileVolume brings back a file volume and its share; its access
+// points name the NFS server's address of this run.
+func (s *Sim) restoreFileVolume(id string, d *dsModel, rec volumeRecord) error {
+	m := s.cns
+	sh, repaired, err := restoreShare(d, rec.Share) // files.go
+	if err != nil {
+		return err
+	}
+	if repaired {
+		klog.ErrorS(nil, "vCenter simulator: a kept file share's directory is missing; it is empty now", "volumeID", id, "dir", sh.dir)
+		s.repairs++
+	}
+	v := &volume{seq: rec.Seq, created: rec.Created, cns: rec.CNS, ds: d, sizeMB: rec.SizeMB, share: sh}
+	v.cns.BackingObjectDetails = m.shareDetails(sh, rec.SizeMB)
+	s.inv.force(d, v.sizeMB*mib)
+	m.mu.Lock()
+	m.volumes[id] = v
+	m.seq = max(m.seq, v.seq)
+	m.mu.Unlock()
+	return nil
 }
 
 // reattach puts a kept attachment back: the disk device on the VM, and the

@@ -28,6 +28,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vsan"
 
 	// Registers the SPBM endpoint (/pbm) with the simulator.
 	_ "github.com/vmware/govmomi/pbm/simulator"
@@ -110,6 +111,8 @@ type Sim struct {
 	inv      *inventory
 	policies *policyMap
 	cns      *volumeManager
+	vsan     *vsanSystem // vsan.go
+	nfs      *nfsServer  // nfs.go
 	hv       hypervisor
 	lab      *lab   // tasks.go: latency, faults, events
 	store    *store // state.go
@@ -183,6 +186,17 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		s.hv = nopHypervisor{}
 	}
 	s.cns = newVolumeManager(s.inv, s.policies, s.hv, s.lab, s.store)
+	s.vsan = newVsanSystem(s.inv, s.store)
+	if err := s.vsan.restore(); err != nil {
+		return nil, fmt.Errorf("bring back the clusters kept in %s: %w", s.store.dir, err)
+	}
+	s.cns.vsan = s.vsan
+	keptNFS := ""
+	if kept != nil {
+		keptNFS = kept.NFS
+	}
+	s.nfs = startNFS(s.cns, keptNFS)
+	s.cns.nfs = s.nfs
 	maxTask, err := s.restore(ctx) // restore.go
 	if err != nil {
 		return nil, fmt.Errorf("bring back the state kept in %s: %w", s.store.dir, err)
@@ -191,6 +205,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		s.passTaskNumbers(max(kept.MaxTask, maxTask))
 	}
 	s.cns.register(s.model.Service)
+	s.vsan.register(s.model.Service)
 	s.installHooks()
 	if err := s.saveMeta(); err != nil {
 		return nil, err
@@ -204,7 +219,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 // installHooks puts the lab's dispatch hook (injected SOAP faults, call
 // latency) in front of the SOAP endpoints the driver uses.
 func (s *Sim) installHooks() {
-	for _, path := range []string{vim25.Path, pbm.Path, cns.Path} {
+	for _, path := range []string{vim25.Path, pbm.Path, cns.Path, vsan.Path} {
 		if c := s.model.Service.Context.For(path); c.Map != nil {
 			c.Map.Handler = s.lab.dispatch
 		}
@@ -234,6 +249,7 @@ func (s *Sim) saveMeta() error {
 	m := meta{
 		NodeVMs: s.opts.NodeVMs, ZoneBNodeVMs: s.opts.ZoneBNodeVMs, Listen: s.HostPort(),
 		VMs: map[string]string{}, Datastores: map[string]string{}, MaxTask: s.lab.maxTask.Load(),
+		NFS: s.NFSAddress(),
 	}
 	for _, n := range s.inv.nodes {
 		m.VMs[n.name] = n.ref.Value
@@ -425,6 +441,7 @@ func (s *Sim) Stop(opts StopOptions) {
 		if s.wire != nil {
 			s.wire.close()
 		}
+		s.nfs.close() // mounts stay; their calls fail until the vCenter is back
 		s.lab.halt(opts.RunningTasks, 10*time.Second)
 		close(s.syncDone)
 		if s.cns != nil {

@@ -35,6 +35,7 @@ import (
 //	state/fcds/<id>.json       a first-class disk that is not a CNS volume
 //	state/vms/<name>.json      a node VM powered off or deleted
 //	state/datastores/<n>.json  a datastore filled by a fault
+//	state/clusters/<id>.json   a cluster whose vSAN File Service is off
 //
 // The inventory itself (datacenter, clusters, hosts, datastores, node VMs
 // with their BIOS UUIDs) is seeded again the same way, so its managed
@@ -58,7 +59,7 @@ type store struct {
 
 func openStore(root string) (*store, error) {
 	st := &store{dir: filepath.Join(root, "state")}
-	for _, kind := range []string{"volumes", "snapshots", "fcds", "vms", "datastores"} {
+	for _, kind := range []string{"volumes", "snapshots", "fcds", "vms", "datastores", "clusters"} {
 		if err := os.MkdirAll(filepath.Join(st.dir, kind), 0o750); err != nil {
 			return nil, err
 		}
@@ -155,6 +156,7 @@ type meta struct {
 	VMs          map[string]string `json:"vms"`        // name → managed object ID
 	Datastores   map[string]string `json:"datastores"` // name → managed object ID
 	MaxTask      int64             `json:"maxTask"`
+	NFS          string            `json:"nfs,omitempty"` // the NFS server's address
 	Saved        time.Time         `json:"saved"`
 }
 
@@ -191,6 +193,7 @@ type volumeRecord struct {
 	FCD       types.VStorageObject `json:"fcd"`
 	CNS       cnstypes.CnsVolume   `json:"cns"`
 	MaxTask   int64                `json:"maxTask"`
+	Share     *shareRecord         `json:"share,omitempty"` // a file volume's share (files.go)
 }
 
 // snapshotRecord is a CNS snapshot as kept across restarts.
@@ -233,7 +236,7 @@ func (m *volumeManager) saveVolume(id string) {
 		rec = volumeRecord{
 			Seq: v.seq, Created: v.created, Datastore: v.ds.name, SizeMB: v.sizeMB,
 			DiskPath: v.diskPath, DiskUUID: v.diskUUID, FCD: v.fcd, CNS: v.cns,
-			MaxTask: m.lab.maxTask.Load(),
+			MaxTask: m.lab.maxTask.Load(), Share: v.share.record(),
 		}
 		if v.vm != nil {
 			rec.VM = v.vm.Value

@@ -38,7 +38,7 @@ const (
 
 // zoneBDatastores are the datastores of zone B, mounted on its hosts only.
 var zoneBDatastores = []datastoreSeed{
-	{name: "zone-b-ds", capacity: 1 * int64(units.TB), fsType: "VMFS"},
+	{name: "zone-b-ds", capacity: 1 * int64(units.TB), fsType: "VMFS", vsan: true}, // the zone-B cluster's vSAN datastore
 }
 
 // buildZoneB adds the zone-B cluster, its hosts and its datastores.
@@ -63,7 +63,7 @@ func (inv *inventory) buildZoneB(ctx context.Context, c *vim25.Client, dc *simul
 	}
 	inv.zoneBCluster = cluster
 	for _, seed := range zoneBDatastores {
-		d, err := inv.createDatastore(ctx, c, root, seed, cluster.Host)
+		d, err := inv.createDatastore(ctx, c, root, seed, cluster.Self, cluster.Host)
 		if err != nil {
 			return fmt.Errorf("datastore %s: %w", seed.name, err)
 		}

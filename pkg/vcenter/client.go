@@ -23,6 +23,7 @@ type client struct {
 	pol      *policyCache
 	attaches vmBatches // batch.go
 	detaches vmBatches
+	files    fileSupport // files.go
 
 	healthMu sync.Mutex
 	health   error

@@ -23,6 +23,7 @@ import (
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vsan"
 	"k8s.io/klog/v2"
 )
 
@@ -42,6 +43,8 @@ type conn struct {
 	vim *vim25.Client // RoundTripper: the full chain
 	cns *cns.Client
 	pbm *pbm.Client
+	// vsan is the vSAN health endpoint (File Service state; files.go).
+	vsan soap.RoundTripper
 	// sm logs in and out over the chain without re-login.
 	sm *session.Manager
 
@@ -96,6 +99,7 @@ func dial(ctx context.Context, opts Options, obs Observer) (*conn, error) {
 		c.logout(ctx)
 		return nil, fmt.Errorf("vcenter: SPBM endpoint: %w", mapFault(err, nil))
 	}
+	c.vsan = c.newVSAN(sc)
 	return c, nil
 }
 
@@ -124,6 +128,16 @@ func (c *conn) newCNS(sc *soap.Client) (*cns.Client, error) {
 		return nil, err
 	}
 	return &cns.Client{Client: csc, RoundTripper: &reloginRT{c: c, next: c.chain(csc)}}, nil
+}
+
+// newVSAN is the vSAN health endpoint's round-tripper, on the session's
+// cookies like CNS's. It makes no call: a vCenter without vSAN answers
+// only when a file volume asks.
+func (c *conn) newVSAN(sc *soap.Client) soap.RoundTripper {
+	vsc := sc.NewServiceClient(vsan.Path, vsan.Namespace)
+	vsc.Client.Jar = sc.Client.Jar
+	wrapHTTP(vsc, c.opts)
+	return &reloginRT{c: c, next: c.chain(vsc)}
 }
 
 // newPBM builds the SPBM client by hand, for the same reason as newCNS.

@@ -27,7 +27,14 @@ type Client interface {
 	// policyID is not empty, whether SPBM finds it compatible with that policy.
 	Datastores(ctx context.Context, policyID string) ([]Datastore, error)
 
-	// CreateVolume creates a VMDK-backed CNS block volume on the first of
+	// FileShareSupport says, per datastore ID, whether vSAN File Service
+	// can put a file volume's share there ("") or why not (not vSAN, File
+	// Service off on its cluster). Read when asked and kept a minute;
+	// fresh reads it again now (files.go).
+	FileShareSupport(ctx context.Context, fresh bool) (map[string]string, error)
+
+	// CreateVolume creates a VMDK-backed CNS block volume (or, with
+	// spec.File, a file volume: a vSAN file share) on the first of
 	// spec.DatastoreIDs that takes it, exactly once per name: the caller
 	// looks the name up first (FindVolumeByName); CreateVolume looks again
 	// whenever an earlier attempt may be making it (volumes.go) and then
@@ -124,10 +131,27 @@ type CreateSpec struct {
 	DatastoreIDs  []string // candidates, most preferred first; at least one
 	// What the provisioner passed (--extra-create-metadata); may be empty.
 	PVCName, PVCNamespace, PVName string
+	// File, when set, makes a file volume (a vSAN file share that nodes
+	// mount over NFS) instead of a block volume (files.go).
+	File *FileSpec
 	// SourceVolumeID and SourceSnapshotID, when set, make the volume a
 	// full copy of that snapshot (CnsSnapshotVolumeSource); a
 	// SourceVolumeID alone makes it a clone of that volume (snapshots.go).
 	SourceVolumeID, SourceSnapshotID string
+}
+
+// FileSpec is what a file volume needs beyond a block volume's spec.
+type FileSpec struct {
+	// NetPermissions say which NFS clients may mount the share, and how;
+	// for a client address, the first that matches applies.
+	NetPermissions []NetPermission
+}
+
+// NetPermission is the NFS access of a set of client addresses.
+type NetPermission struct {
+	IPs        string // "*", an address, a CIDR range, or a comma-separated list of those
+	Access     string // READ_WRITE, READ_ONLY or NO_ACCESS
+	RootSquash bool   // root on the client is mapped to nobody
 }
 
 // Volume is a CNS volume.
@@ -146,6 +170,10 @@ type Volume struct {
 	// Attachments are the node VMs the volume's disk is attached to.
 	Attachments []Attachment
 	CreateTime  time.Time
+	// File: a file volume (a vSAN file share); AccessPoints are its NFS
+	// exports by protocol (AccessPointNFSv41: "server:/vsanfs/share").
+	File         bool
+	AccessPoints map[string]string
 	// Existing is set by CreateVolume when it found the volume by name
 	// (made by an earlier attempt) rather than made it.
 	Existing bool

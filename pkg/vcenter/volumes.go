@@ -119,6 +119,10 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 		},
 		Metadata: c.volumeMetadata(spec),
 	}
+	if spec.File != nil { // files.go
+		cs.VolumeType = string(cnstypes.CnsVolumeTypeFile)
+		cs.BackingObjectDetails, cs.CreateSpec = fileCreateSpec(spec, sizeMB)
+	}
 	if spec.SourceSnapshotID != "" { // snapshots.go
 		cs.VolumeSource = &cnstypes.CnsSnapshotVolumeSource{
 			VolumeId:   cnstypes.CnsVolumeId{Id: spec.SourceVolumeID},
@@ -139,7 +143,11 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 	if id == "" {
 		return Volume{}, fmt.Errorf("create volume %q on %s: vCenter returned no volume ID", spec.Name, ds.name)
 	}
-	klog.InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB)
+	klog.InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB, "file", spec.File != nil)
+	if spec.File != nil {
+		// The access points are the share's: read them as CNS has them.
+		return c.Volume(ctx, id)
+	}
 	return Volume{
 		ID:            id,
 		Name:          spec.Name,
@@ -347,6 +355,9 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 		}
 		if b := cv.BackingObjectDetails; b != nil && b.GetCnsBackingObjectDetails() != nil {
 			v.CapacityBytes = b.GetCnsBackingObjectDetails().CapacityInMb * mib
+		}
+		if cv.VolumeType == string(cnstypes.CnsVolumeTypeFile) {
+			v.File, v.AccessPoints = true, accessPoints(cv.BackingObjectDetails) // files.go
 		}
 		for _, em := range cv.Metadata.EntityMetadata {
 			k, ok := em.(*cnstypes.CnsKubernetesEntityMetadata)

@@ -24,7 +24,8 @@ var binaryPackages = map[string]string{
 	"blkid": "util-linux", "fsck": "util-linux", "mkfs": "util-linux", "blockdev": "util-linux", "findmnt": "util-linux", "lsblk": "util-linux",
 	"mkfs.ext4": "e2fsprogs", "resize2fs": "e2fsprogs", "e2fsck": "e2fsprogs",
 	"mkfs.xfs": "xfsprogs", "xfs_growfs": "xfsprogs", "xfs_repair": "xfsprogs",
-	"udevadm": "udev",
+	"udevadm":    "udev",
+	"mount.nfs4": "nfs-common", "mount.nfs": "nfs-common",
 }
 
 // dockerInstr is one Dockerfile instruction, continuation lines joined.

@@ -139,8 +139,10 @@ func TestNodeDaemonSet(t *testing.T) {
 			if rc.name == "full" {
 				kubeletDir = "/var/lib/k0s/kubelet"
 			}
-			if spec.HostNetwork != (rc.name == "full") {
-				t.Errorf("hostNetwork %v: only when asked for", spec.HostNetwork)
+			// NFS mounts belong to the network namespace that made them
+			// (upstream #1216): the node plugin's is the host's.
+			if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+				t.Errorf("hostNetwork %v, dnsPolicy %q: the node plugin mounts NFS and must run in the host's network", spec.HostNetwork, spec.DNSPolicy)
 			}
 			if want := []string{"node-driver-registrar", "vsphere-csi", "liveness-probe"}; !slices.Equal(containerNames(spec), want) {
 				t.Errorf("containers %v, want %v", containerNames(spec), want)

@@ -132,8 +132,9 @@ func waitFor(t *testing.T, cond func() bool, timeout time.Duration) {
 	}
 }
 
-// simControl calls the embedded vCenter's control endpoint.
-func simControl(t *testing.T, method, path, body string) {
+// simControl calls the embedded vCenter's control endpoint and returns
+// its answer.
+func simControl(t *testing.T, method, path, body string) []byte {
 	t.Helper()
 	addr := os.Getenv("E2E_SIM_CONTROL")
 	if addr == "" {
@@ -152,6 +153,7 @@ func simControl(t *testing.T, method, path, body string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s %s: %s %s", method, path, resp.Status, out)
 	}
+	return out
 }
 
 // restartController kills the driver's controller (SIGKILL, as the OOM

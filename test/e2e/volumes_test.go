@@ -218,11 +218,13 @@ func pendingWithEvent(t *testing.T, pvc *corev1.PersistentVolumeClaim, want ...s
 	}
 }
 
-// TestReadWriteManyPending: a block volume can't be ReadWriteMany; the
-// claim stays Pending and the event says why and what to use.
-func TestReadWriteManyPending(t *testing.T) {
-	pendingWithEvent(t, pvcObject("e2e-rwx", "gold-sc", "1Gi", corev1.ReadWriteMany, corev1.PersistentVolumeFilesystem),
-		"InvalidArgument", "ReadWriteMany", "file volume")
+// TestReadWriteManyBlockPending: a raw block volume can't be ReadWriteMany
+// (a VMDK attaches to one node VM; ReadWriteMany volumes are file shares,
+// rwx_test.go); the claim stays Pending and the event says why and what to
+// use.
+func TestReadWriteManyBlockPending(t *testing.T) {
+	pendingWithEvent(t, pvcObject("e2e-rwx-block", "gold-sc", "1Gi", corev1.ReadWriteMany, corev1.PersistentVolumeBlock),
+		"InvalidArgument", "raw block", "ReadWriteOnce", "volumeMode: Filesystem")
 }
 
 // TestMissingPolicyPending: a StorageClass naming a policy vCenter does not

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+)
+
+// NFS mounts: a file volume (a vSAN file share) is mounted straight from
+// its NFS server at each target, with no staging and no device.
+
+// NFS filesystem types a file volume is mounted as.
+const (
+	FSTypeNFS4 = "nfs4"
+	FSTypeNFS  = "nfs"
+)
+
+// NFSv41Options are the options of an NFSv4.1 mount of a vSAN file share,
+// as VMware documents them for vSAN File Service: hard (a server that
+// stops answering makes I/O wait, not fail: no silent data loss), AUTH_SYS,
+// version 4.1.
+var NFSv41Options = []string{"hard", "sec=sys", "vers=4", "minorversion=1"}
+
+// nfsUnmountWait is how long an unmount may take before it is forced
+// (umount -f aborts the calls a server that is gone never answers).
+const nfsUnmountWait = 10 * time.Second
+
+// IsNFS says whether fsType is a network filesystem this driver mounts:
+// nfs or nfs4, or a FUSE stand-in for them (fuse.nfs4: the test helper).
+func IsNFS(fsType string) bool {
+	switch strings.TrimPrefix(fsType, "fuse.") {
+	case FSTypeNFS, FSTypeNFS4:
+		return true
+	}
+	return false
+}
+
+// nfsMountOptions are the options of an NFS mount: NFSv4.1's for nfs4 (the
+// capability's mount flags may add to them or override the version), the
+// flags alone for nfs, and ro when read-only.
+func nfsMountOptions(fsType string, readOnly bool, mountFlags []string) []string {
+	var opts []string
+	if fsType == FSTypeNFS4 {
+		for _, o := range NFSv41Options {
+			key, _, _ := strings.Cut(o, "=")
+			overridden := slices.ContainsFunc(mountFlags, func(f string) bool {
+				k, _, _ := strings.Cut(f, "=")
+				return k == key || (key == "vers" && k == "nfsvers") || (key == "minorversion" && (k == "vers" || k == "nfsvers"))
+			})
+			if !overridden {
+				opts = append(opts, o)
+			}
+		}
+	}
+	for _, f := range mountFlags {
+		if f != "ro" && f != "rw" {
+			opts = append(opts, f)
+		}
+	}
+	if readOnly || slices.Contains(mountFlags, "ro") {
+		opts = append(opts, "ro")
+	}
+	return opts
+}
+
+// MountNFS mounts the NFS export source ("server:/path") at target (a
+// directory, created when missing) as fsType (nfs4 or nfs), read-only if
+// asked, with the capability's mount flags.
+func (m *mounter) MountNFS(source, target, fsType string, readOnly bool, mountFlags []string) error {
+	if fsType != FSTypeNFS4 && fsType != FSTypeNFS {
+		return fmt.Errorf("%w: %q is not nfs4 or nfs", ErrUnsupportedFilesystem, fsType)
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("creating mount point %s: %w", target, err)
+	}
+	opts := nfsMountOptions(fsType, readOnly, mountFlags)
+	if err := m.mnt.Mount(source, target, fsType, opts); err != nil {
+		return fmt.Errorf("mounting %s at %s (%s, %s): %w", source, target, fsType, strings.Join(opts, ","), err)
+	}
+	return nil
+}
+
+// UnmountNFS unmounts what is mounted at target without looking at target
+// first: it reads the mount table, since a stat of an NFS mount whose
+// server is gone waits (hard) or fails (ENOTCONN, ESTALE, EIO). An unmount
+// that does not end in nfsUnmountWait is forced, one that fails even so
+// is made lazy (the mount leaves the namespace at once; the kernel lets go
+// of it when its last user does). Then target is removed if asked.
+// Nothing mounted at target, or no target: success.
+func (m *mounter) UnmountNFS(target string, removeTarget bool) error {
+	target = filepath.Clean(target)
+	for range maxStacked {
+		_, mounted, err := m.sys.mountEntry(target)
+		if err != nil {
+			return fmt.Errorf("reading the mount table for %s: %w", target, err)
+		}
+		if !mounted {
+			if removeTarget {
+				if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("removing %s: %w", target, err)
+				}
+			}
+			return nil
+		}
+		if err := m.unmountNetwork(target); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("unmounting %s: still mounted after %d unmounts", target, maxStacked)
+}
+
+func (m *mounter) MountEntry(path string) (PathInfo, error) {
+	e, ok, err := m.sys.mountEntry(filepath.Clean(path))
+	if err != nil {
+		return PathInfo{}, fmt.Errorf("reading the mount table for %s: %w", path, err)
+	}
+	if !ok {
+		return PathInfo{}, nil
+	}
+	return PathInfo{Mounted: true, Source: e.source, FSType: e.fsType, ReadOnly: e.readOnly, FSReadOnly: e.fsReadOnly}, nil
+}
+
+func (m *mounter) unmountNetwork(target string) error {
+	var err error
+	if fu, ok := m.mnt.(mount.MounterForceUnmounter); ok {
+		err = fu.UnmountWithForce(target, nfsUnmountWait)
+	} else {
+		err = m.mnt.Unmount(target)
+	}
+	if err == nil {
+		return nil
+	}
+	klog.InfoS("Unmount failed; detaching the mount lazily", "path", target, "err", err)
+	if out, lerr := m.exec.Command("umount", "-l", target).CombinedOutput(); lerr != nil {
+		return fmt.Errorf("unmounting %s: %w; lazily: %v (%s)", target, err, lerr, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
