@@ -50,7 +50,7 @@ func TestAttachesBatchPerNode(t *testing.T) {
 		queued = len(q.pending)
 		e.c.attaches.mu.Unlock()
 	}
-	go e.c.drain(&e.c.attaches, vm, q) // the call in flight ends
+	go e.c.drain(&e.c.attaches, vm, q, 0) // the call in flight ends
 	wg.Wait()
 
 	seen := map[string]bool{}
@@ -123,7 +123,7 @@ func TestDetachesBatchPerNode(t *testing.T) {
 		queued = len(q.pending)
 		e.c.detaches.mu.Unlock()
 	}
-	go e.c.drain(&e.c.detaches, vm, q)
+	go e.c.drain(&e.c.detaches, vm, q, 0)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
@@ -143,5 +143,45 @@ func TestDetachesBatchPerNode(t *testing.T) {
 		if v.VM != "" {
 			t.Errorf("volume %s still attached to %s", v.ID, v.VM)
 		}
+	}
+}
+
+// TestAttachesArrivingTogetherShareOneCall: attaches to an idle VM that
+// arrive within the gather window go in one CnsAttachVolume, not the first
+// alone and the others in a second (the window is widened here so that a
+// loaded machine's scheduling can't split them).
+func TestAttachesArrivingTogetherShareOneCall(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	e.c.attaches.gather = time.Second
+	ctx := ctxT(t)
+	node := e.sim.NodeVMs()[0]
+	var ids []string
+	for i := range 4 {
+		v, err := e.c.CreateVolume(ctx, CreateSpec{Name: fmt.Sprintf("pvc-together-%d", i), CapacityBytes: 64 << 20, DatastoreIDs: placeable(t, e.c, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	mark := e.rec.mark()
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() { _, errs[i] = e.c.AttachVolume(ctx, id, node.UUID) })
+	}
+	wg.Wait()
+	calls := 0
+	for _, m := range e.rec.since(mark) {
+		if strings.HasPrefix(m, "CnsAttachVolume") {
+			calls++
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("attach %s: %v", ids[i], err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d CnsAttachVolume calls for %d attaches arriving together at an idle VM, want 1", calls, len(ids))
 	}
 }

@@ -60,8 +60,8 @@ func New(ctx context.Context, opts Options) (Client, error) {
 		watchDone: make(chan struct{}),
 	}
 	c.pol = newPolicyCache(c)
-	c.attaches = vmBatches{op: "attach", call: conn.cns.AttachVolume}
-	c.detaches = vmBatches{op: "detach", call: conn.cns.DetachVolume}
+	c.attaches = vmBatches{op: "attach", call: conn.cns.AttachVolume, gather: gatherWindow}
+	c.detaches = vmBatches{op: "detach", call: conn.cns.DetachVolume, gather: gatherWindow}
 	c.inv.Store(newInventory())
 	if err := c.resolveRoots(ctx); err != nil {
 		conn.logout(ctx)
