@@ -12,7 +12,7 @@ NEED_CMDS := losetup blkid mkfs.ext4 mkfs.xfs resize2fs xfs_growfs
 RUN_DIR ?= /tmp/vsphere-csi
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build run demo test chart-test manifests verify-manifests image vet bench clean e2e fuzz
+.PHONY: unit all deps build run demo test chart-test manifests verify-manifests image vet bench clean e2e fuzz
 
 all: build
 
@@ -45,6 +45,13 @@ demo: build
 vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l cmd pkg test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# unit: the fast tier, seconds: handler logic against an in-memory vCenter
+# client (pkg/vcenter/vcentertest), parsing, the node code on its fake;
+# every test that starts the embedded vCenter or needs root skips under
+# -short, saying so. make test runs everything.
+unit: deps
+	$(GO) test -short -count=1 ./pkg/...
 
 test: deps vet chart-test
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -173,16 +173,13 @@ func startSimulator(ctx context.Context, c *Config) (*sim.Sim, error) {
 	if c.NodeID == "" {
 		c.NodeID = vm.UUID
 	}
-	if c.ByIDDir == "" || c.ByIDDir == DefaultByIDDir {
+	if c.ByIDDir == "" || c.ByIDDir == node.DefaultByIDDir {
 		c.ByIDDir = vm.ByIDDir
 	}
 	fmt.Println(s.Summary())
 	fmt.Printf("The node plugin plays node VM %s (node ID %s); its disks appear in %s\n", vm.Name, c.NodeID, c.ByIDDir)
 	return s, nil
 }
-
-// DefaultByIDDir is where a node VM's disks appear on a real node.
-const DefaultByIDDir = "/dev/disk/by-id"
 
 // New builds the driver for c: a vCenter client from vcCfg when the mode
 // serves the controller, a mounter when it serves the node. closeAll logs
@@ -223,7 +220,7 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 			}
 		}
 		mounter = NodeMounter(c.Mode)
-		if nodeTopo, err = nodeTopology(ctx, vcCfg, vc, c.NodeID); err != nil { // topology.go
+		if nodeTopo, err = nodeTopology(ctx, vcCfg, vc, c.NodeID); err != nil {
 			closeAll()
 			return nil, nil, nil, err
 		}
@@ -231,7 +228,7 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 	d, err := driver.NewDriver(driver.Options{
 		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
 		MaxVolumesPerNode: c.MaxVolumesPerNode, MaxSnapshotsPerVolume: c.MaxSnapshotsPerVolume,
-		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo, // topology.go
+		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo,
 		NetPermissions: netPermissions(vcCfg),
 	}, vc, mounter)
 	if err != nil {

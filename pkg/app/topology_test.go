@@ -17,6 +17,7 @@ import (
 // topology categories (and no controller in the process) reports its VM's
 // zone in NodeGetInfo; the controller advertises accessibility constraints.
 func TestNodePluginLearnsItsZone(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
 	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, ZoneBNodeVMs: 1})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/klog/v2"
 
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -19,26 +20,10 @@ import (
 // UUID, by which the node plugin finds the device.
 const PublishContextDiskUUID = "diskUUID"
 
-var controllerCaps = []csi.ControllerServiceCapability_RPC_Type{
-	csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
-	csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
-	csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
-	csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
-	csi.ControllerServiceCapability_RPC_GET_CAPACITY,
-	csi.ControllerServiceCapability_RPC_GET_VOLUME,
-	csi.ControllerServiceCapability_RPC_VOLUME_CONDITION,
-	csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
-	csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,          // expand.go
-	csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, // snapshots.go
-	csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
-	csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
-	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
-}
-
 // ControllerGetCapabilities lists what the controller does.
 func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csi.ControllerServiceCapability
-	for _, c := range controllerCaps {
+	for _, c := range ControllerCapabilities {
 		caps = append(caps, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
 		})
@@ -64,9 +49,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 	if !file && (params.FSType == fsNFS4 || params.FSType == fsNFS) {
 		return nil, status.Errorf(codes.InvalidArgument,
-			"fstype %s is for ReadWriteMany (file) volumes; this claim's access modes make a block volume: use ext4 or xfs", params.FSType)
+			"fstype %s is for ReadWriteMany (file) volumes; this claim's access modes make a block volume: use %s", params.FSType, node.DescribeFSTypes())
 	}
-	if err := applyMutableParams(&params, req.GetMutableParameters()); err != nil { // modify.go
+	if err := applyMutableParams(&params, req.GetMutableParameters()); err != nil {
 		return nil, err
 	}
 	size, err := capacityBytes(req.GetCapacityRange())
@@ -80,7 +65,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if size, err = params.source.sourceSize(size, req.GetCapacityRange()); err != nil {
 		return nil, err
 	}
-	params.topology = req.GetAccessibilityRequirements() // topology.go
+	params.topology = req.GetAccessibilityRequirements()
 	release, err := d.inflight.acquire("volume name " + name)
 	if err != nil {
 		return nil, err
@@ -88,7 +73,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 
 	vol, err := finish(ctx, release, "CreateVolume "+name, func(ctx context.Context) (vcenter.Volume, error) {
 		if file {
-			return d.createFileVolume(ctx, name, params, size, req.GetCapacityRange()) // files.go
+			return d.createFileVolume(ctx, name, params, size, req.GetCapacityRange())
 		}
 		return d.createVolume(ctx, name, params, size, req.GetCapacityRange())
 	})
@@ -96,14 +81,14 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, toStatus(err)
 	}
 	out := csiVolume(vol, params)
-	if err := d.withTopology(ctx, vol, out); err != nil { // topology.go
+	if err := d.withTopology(ctx, vol, out); err != nil {
 		return nil, toStatus(err)
 	}
 	return &csi.CreateVolumeResponse{Volume: out}, nil
 }
 
 func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, size int64, r *csi.CapacityRange) (vcenter.Volume, error) {
-	policy, err := d.policy(ctx, p.PolicyName) // files.go
+	policy, err := d.policy(ctx, p.PolicyName)
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
@@ -128,7 +113,7 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
-	pl, err := d.placeInTopology(all, p, size) // topology.go: place() per requested segment
+	pl, err := d.placeInTopology(all, p, size) // place() per requested segment
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
@@ -159,8 +144,7 @@ func (d *Driver) createPlaced(ctx context.Context, name string, p volumeParams, 
 	}
 	vol, err := d.vc.CreateVolume(ctx, spec)
 	if errors.Is(err, vcenter.ErrInsufficientSpace) {
-		return vcenter.Volume{}, status.Errorf(codes.ResourceExhausted,
-			"no datastore%s had room for %s: %v", compatibleWith(p.PolicyName), describeSize(size), err)
+		return vcenter.Volume{}, toStatus(hint(err, "no datastore%s had room for %s", compatibleWith(p.PolicyName), describeSize(size)))
 	}
 	if err != nil {
 		return vcenter.Volume{}, err
@@ -228,11 +212,9 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	case errors.Is(err, vcenter.ErrVolumeNotFound):
 		klog.V(2).InfoS("Volume already gone", "volumeID", id)
 	case errors.Is(err, vcenter.ErrVolumeInUse):
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s is still attached to a node VM; it can be deleted once it is detached: %v", id, err)
+		return nil, toStatus(hint(err, "volume %s is still attached to a node VM; it can be deleted once it is detached", id))
 	case errors.Is(err, vcenter.ErrHasSnapshots):
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s has snapshots; it can be deleted once its VolumeSnapshots are deleted: %v", id, err)
+		return nil, toStatus(hint(err, "volume %s has snapshots; it can be deleted once its VolumeSnapshots are deleted", id))
 	default:
 		return nil, toStatus(err)
 	}
@@ -257,7 +239,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	defer release()
 	if isFileVolume(id) {
-		return d.publishFile(ctx, id, node, req.GetVolumeCapability()) // files.go
+		return d.publishFile(ctx, id, node, req.GetVolumeCapability())
 	}
 	if multiNode(req.GetVolumeCapability()) {
 		return nil, status.Errorf(codes.InvalidArgument,
@@ -269,19 +251,17 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := d.checkNodeTopology(ctx, id, vm); err != nil { // topology.go
+	if err := d.checkNodeTopology(ctx, id, vm); err != nil {
 		return nil, err
 	}
-	diskUUID, err := d.attachVolume(ctx, id, node) // static.go: registers a first-class disk
-	if errors.Is(err, vcenter.ErrVolumeInUse) {
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s is attached to another node VM; it must be detached there first: %v", id, err)
-	}
-	if errors.Is(err, vcenter.ErrNodeFull) {
-		return nil, status.Errorf(codes.ResourceExhausted,
-			"node %s can take no more volumes (vSphere allows 4 SCSI controllers of 15 disks per VM); "+
-				"a volume must be detached from it first, and the node plugin's --max-volumes-per-node "+
-				"should keep the scheduler from getting here: %v", node, err)
+	diskUUID, err := d.attachVolume(ctx, id, node) // registers a first-class disk
+	switch {
+	case errors.Is(err, vcenter.ErrVolumeInUse):
+		err = hint(err, "volume %s is attached to another node VM; it must be detached there first", id)
+	case errors.Is(err, vcenter.ErrNodeFull):
+		err = hint(err, "node %s can take no more volumes (vSphere allows 4 SCSI controllers of 15 disks per VM); "+
+			"a volume must be detached from it first, and the node plugin's --max-volumes-per-node "+
+			"should keep the scheduler from getting here", node)
 	}
 	if err != nil {
 		return nil, toStatus(err)
@@ -380,7 +360,7 @@ const listPage = 500
 // ListVolumes pages through this cluster's volumes with the nodes each is
 // published to. The token is the offset of the next page.
 func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	offset, limit, err := pageOf(req.GetMaxEntries(), req.GetStartingToken())
+	offset, limit, err := listPaging(req.GetMaxEntries(), req.GetStartingToken())
 	if err != nil {
 		return nil, err
 	}
@@ -422,9 +402,9 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	return resp, nil
 }
 
-// pageOf checks a List call's paging: max_entries (0 = no limit) and the
+// listPaging checks a List call's paging: max_entries (0 = no limit) and the
 // starting token, which is the offset this driver handed out as next_token.
-func pageOf(maxEntries int32, token string) (offset, limit int64, err error) {
+func listPaging(maxEntries int32, token string) (offset, limit int64, err error) {
 	if maxEntries < 0 {
 		return 0, 0, status.Error(codes.InvalidArgument, "max_entries must not be negative")
 	}
@@ -527,7 +507,7 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 		return nil, toStatus(err)
 	}
 	var total, largest int64
-	if file { // files.go: the datastores that can hold a file share
+	if file { // the datastores that can hold a file share
 		if total, largest, err = d.fileCapacity(ctx, all, p, req.GetAccessibleTopology().GetSegments()); err != nil {
 			return nil, toStatus(err)
 		}

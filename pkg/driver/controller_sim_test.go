@@ -49,6 +49,7 @@ func newEnv(t *testing.T, nodeVMs int) *env {
 // and a controller talking to it over SOAP, counting its round trips.
 func newEnvWith(t *testing.T, opts sim.Options) *env {
 	t.Helper()
+	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
 	opts.Dir = filepath.Join(t.TempDir(), "vc")
 	s, err := sim.Start(ctx, opts)
@@ -522,5 +523,14 @@ func TestCreateVolumeWaitsForItsTask(t *testing.T) {
 	}
 	if n := countVolumes(t, e.d); n != 1 {
 		t.Errorf("%d volumes after CreateVolume, want 1", n)
+	}
+}
+
+// skipShort skips a test that is not in the fast tier (`make unit`,
+// go test -short), saying why.
+func skipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why + ": not in -short (make unit); make test runs it")
 	}
 }

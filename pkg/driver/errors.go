@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +24,16 @@ func toStatus(err error) error {
 		return err
 	}
 	return status.Error(codeFor(err), err.Error())
+}
+
+// hint puts what the user can do in front of an error from below. The
+// error stays what it was (its sentinel, and so its code in toStatus): the
+// handlers add words, never codes.
+func hint(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
 }
 
 func codeFor(err error) codes.Code {

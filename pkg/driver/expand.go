@@ -63,11 +63,9 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	err = d.vc.ExtendVolume(ctx, id, size)
 	switch {
 	case errors.Is(err, vcenter.ErrHasSnapshots):
-		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s has snapshots, and vSphere can't grow a disk that has snapshots: delete its VolumeSnapshots first: %v", id, err)
+		return nil, toStatus(hint(err, "volume %s has snapshots, and vSphere can't grow a disk that has snapshots: delete its VolumeSnapshots first", id))
 	case errors.Is(err, vcenter.ErrInsufficientSpace):
-		return nil, status.Errorf(codes.ResourceExhausted,
-			"the datastore of volume %s (%s) has no room to grow it to %s: %v", id, vol.DatastoreURL, describeSize(size), err)
+		return nil, toStatus(hint(err, "the datastore of volume %s (%s) has no room to grow it to %s", id, vol.DatastoreURL, describeSize(size)))
 	case err != nil:
 		return nil, toStatus(err)
 	}

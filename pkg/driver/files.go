@@ -197,7 +197,7 @@ func (d *Driver) policy(ctx context.Context, name string) (vcenter.Policy, error
 	}
 	policy, err := d.vc.PolicyByName(ctx, name)
 	if errors.Is(err, vcenter.ErrPolicyNotFound) {
-		return vcenter.Policy{}, status.Errorf(codes.InvalidArgument, "storagepolicyname %q: %v", name, err)
+		return vcenter.Policy{}, toStatus(hint(err, "storagepolicyname %q", name))
 	}
 	return policy, err
 }
@@ -213,7 +213,7 @@ func (d *Driver) publishFile(ctx context.Context, id, nodeID string, c *csi.Volu
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := d.checkNodeTopology(ctx, id, vm); err != nil { // topology.go
+	if err := d.checkNodeTopology(ctx, id, vm); err != nil {
 		return nil, err
 	}
 	vol, err := d.vc.Volume(ctx, id)

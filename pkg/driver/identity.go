@@ -16,16 +16,21 @@ func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 // GetPluginCapabilities says which services this process offers.
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	var caps []*csi.PluginCapability
-	if d.opts.serves(ModeController) {
+	for _, s := range PluginServices {
+		switch {
+		case s == csi.PluginCapability_Service_CONTROLLER_SERVICE && !d.opts.serves(ModeController):
+			continue
+		case s == csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS && !d.topologyOn():
+			continue
+		}
 		caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_Service_{
-			Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE},
+			Service: &csi.PluginCapability_Service{Type: s},
 		}})
 	}
 	// CNS grows a disk while it is attached (expand.go).
 	caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{
 		VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE},
 	}})
-	caps = append(caps, d.pluginTopologyCaps()...) // topology.go
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: caps}, nil
 }
 

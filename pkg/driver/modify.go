@@ -80,15 +80,14 @@ func (d *Driver) ControllerModifyVolume(ctx context.Context, req *csi.Controller
 	policy, err := d.vc.PolicyByName(ctx, policyName)
 	if err != nil {
 		if errors.Is(err, vcenter.ErrPolicyNotFound) {
-			return nil, status.Errorf(codes.InvalidArgument, "storagepolicyname %q: %v", policyName, err)
+			err = hint(err, "storagepolicyname %q", policyName)
 		}
 		return nil, toStatus(err)
 	}
 	if err := d.vc.ChangeVolumePolicy(ctx, id, policy); err != nil {
 		if errors.Is(err, vcenter.ErrPolicyIncompatible) {
-			return nil, status.Errorf(codes.InvalidArgument,
-				"cannot change volume %s to storage policy %q: %v; CNS changes a policy in place, so pick a policy its datastore satisfies",
-				id, policy.Name, err)
+			err = hint(err, "cannot change volume %s to storage policy %q (CNS changes a policy in place, so pick a policy its datastore satisfies)",
+				id, policy.Name)
 		}
 		return nil, toStatus(err)
 	}

@@ -18,6 +18,10 @@ import (
 // (or a raw block device) for the pods of this node VM, and back. What it
 // does to the machine goes through d.mounter (pkg/node).
 
+// NodeStageVolume makes an attached block volume ready on this node: it
+// finds the disk by the UUID the controller published, formats it if and
+// only if it is blank, and mounts it at the staging path (a raw block
+// volume: nothing to mount). A file volume has nothing to stage.
 func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	volID, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	if err := requireFields(volID, "staging_target_path", staging); err != nil {
@@ -81,6 +85,7 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	return &csi.NodeStageVolumeResponse{}, nil
 }
 
+// NodeUnstageVolume unmounts the staging path (nothing mounted: success).
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	// The staging directory is the CO's: unmount, leave the directory.
 	if err := d.unmount(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), false); err != nil {
@@ -107,6 +112,9 @@ func (d *Driver) unmount(ctx context.Context, volID, pathName, path string, remo
 	return nil
 }
 
+// NodePublishVolume puts the volume at a pod's target path: a bind mount of
+// the staged filesystem (read-only if asked), the device itself for raw
+// block, or an NFS mount of a file volume's share.
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	volID, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
 	if err := requireFields(volID, "target_path", target); err != nil {
@@ -117,7 +125,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	if fileOnNode(volID, req.GetPublishContext()) {
-		return d.publishNFS(ctx, req) // node_files.go
+		return d.publishNFS(ctx, req)
 	}
 	if err := blockOnly(volID, c); err != nil {
 		return nil, err
@@ -247,12 +255,14 @@ func samePath(a, b string) bool {
 	return filepath.Clean(a) == filepath.Clean(b)
 }
 
+// NodeUnpublishVolume unmounts the target path and removes it; an NFS
+// mount is unmounted without being looked at (its server may be gone).
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	if nfs, err := d.nfsAt(req.GetVolumeId(), "target_path", req.GetTargetPath()); err != nil || nfs {
 		if err != nil {
 			return nil, err
 		}
-		return d.unpublishNFS(ctx, req) // node_files.go
+		return d.unpublishNFS(ctx, req)
 	}
 	// The target is the SP's to create and to remove.
 	if err := d.unmount(ctx, req.GetVolumeId(), "target_path", req.GetTargetPath(), true); err != nil {
@@ -261,6 +271,8 @@ func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
+// NodeGetVolumeStats reports a mounted volume's bytes and inodes (a raw
+// block volume: its size) and its condition.
 func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	volID, path := req.GetVolumeId(), req.GetVolumePath()
 	if err := requireFields(volID, "volume_path", path); err != nil {
@@ -270,7 +282,7 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		if err != nil {
 			return nil, err
 		}
-		return d.nfsStats(volID, path) // node_files.go
+		return d.nfsStats(volID, path)
 	}
 	info, err := d.mounter.Inspect(path)
 	if err != nil {
@@ -314,6 +326,9 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 	}, nil
 }
 
+// NodeExpandVolume grows a filesystem to the disk the controller grew
+// (a rescan first, so the node sees the new size); raw block and file
+// volumes have nothing to grow here.
 func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	volID, path := req.GetVolumeId(), req.GetVolumePath()
 	if err := requireFields(volID, "volume_path", path); err != nil {
@@ -361,15 +376,10 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }
 
+// NodeGetCapabilities lists NodeCapabilities.
 func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
 	var caps []*csi.NodeServiceCapability
-	for _, t := range []csi.NodeServiceCapability_RPC_Type{
-		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
-		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
-		csi.NodeServiceCapability_RPC_VOLUME_CONDITION,
-		csi.NodeServiceCapability_RPC_EXPAND_VOLUME, // with the controller's (expand.go)
-		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
-	} {
+	for _, t := range NodeCapabilities {
 		caps = append(caps, &csi.NodeServiceCapability{
 			Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}},
 		})
@@ -377,9 +387,11 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
 }
 
+// NodeGetInfo names this node (its VM's BIOS UUID), the volumes it takes
+// and its topology segment.
 func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	return &csi.NodeGetInfoResponse{NodeId: d.opts.NodeID, MaxVolumesPerNode: d.opts.MaxVolumesPerNode,
-		AccessibleTopology: d.nodeAccessibleTopology()}, nil // topology.go
+		AccessibleTopology: d.nodeAccessibleTopology()}, nil
 }
 
 // requireFields checks the volume ID and one path of a node request.

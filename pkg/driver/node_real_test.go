@@ -26,6 +26,9 @@ func TestNodeRealLoopDevice(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop devices and mounts")
 	}
+	if testing.Short() {
+		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
+	}
 	dir := t.TempDir()
 	byID := filepath.Join(dir, "by-id")
 	os.Mkdir(byID, 0o755)

@@ -7,6 +7,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 )
 
 // StorageClass parameters, matched case-insensitively.
@@ -67,10 +69,9 @@ func parseVolumeParams(in map[string]string) (volumeParams, error) {
 				k, strings.Join(acceptedParams, ", "))
 		}
 	}
-	switch p.FSType {
-	case "", "ext4", "xfs", fsNFS4, fsNFS:
-	default:
-		return p, status.Errorf(codes.InvalidArgument, "fstype %q is not supported: use ext4 or xfs (block volumes), nfs4 or nfs (ReadWriteMany file volumes)", p.FSType)
+	if p.FSType != "" && !node.SupportedFSType(p.FSType) && p.FSType != fsNFS4 && p.FSType != fsNFS {
+		return p, status.Errorf(codes.InvalidArgument, "fstype %q is not supported: use %s (block volumes), nfs4 or nfs (ReadWriteMany file volumes)",
+			p.FSType, node.DescribeFSTypes())
 	}
 	return p, nil
 }
@@ -190,14 +191,14 @@ func validateCapability(c *csi.VolumeCapability) error {
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
 		if m := c.GetMount(); m != nil {
-			switch fs := strings.ToLower(m.GetFsType()); fs {
-			case "", "ext4", "xfs":
-			case fsNFS4, fsNFS:
+			switch fs := strings.ToLower(m.GetFsType()); {
+			case fs == "" || node.SupportedFSType(fs):
+			case fs == fsNFS4 || fs == fsNFS:
 				return status.Errorf(codes.InvalidArgument,
 					"fs_type %q is for file volumes, which take the multi-node access modes (ReadWriteMany, ReadOnlyMany); "+
-						"a single-node volume is a block volume: use ext4 or xfs", fs)
+						"a single-node volume is a block volume: use %s", fs, node.DescribeFSTypes())
 			default:
-				return status.Errorf(codes.InvalidArgument, "fs_type %q is not supported: use ext4 or xfs", fs)
+				return status.Errorf(codes.InvalidArgument, "fs_type %q is not supported: use %s", fs, node.DescribeFSTypes())
 			}
 		}
 		return nil

@@ -27,7 +27,7 @@ func TestParseVolumeParams(t *testing.T) {
 			PVCName: "data", PVCNamespace: "ns", PVName: "pv-1"}},
 		{name: "unknown key names the accepted ones", in: map[string]string{"diskformat": "thin"},
 			code: codes.InvalidArgument, message: "storagepolicyname, datastoreurl, fstype"},
-		{name: "bad fstype", in: map[string]string{"fstype": "ntfs"}, code: codes.InvalidArgument, message: "ext4 or xfs"},
+		{name: "bad fstype", in: map[string]string{"fstype": "ntfs"}, code: codes.InvalidArgument, message: "ext4, xfs or ext3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseVolumeParams(tc.in)

@@ -53,6 +53,7 @@ func newController(t *testing.T, s *sim.Sim) *controller {
 }
 
 func startSim(t *testing.T, opts sim.Options) *sim.Sim {
+	skipShort(t, "starts the embedded vCenter")
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(t.TempDir(), "vc")
@@ -268,6 +269,7 @@ func TestDeleteDoesNotBelieveNotFound(t *testing.T) {
 // restart of its own, and the claim gets exactly one volume, whether the
 // lost task's operation happened or not.
 func TestVCenterRestartMidCreate(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	for _, tc := range []struct {
 		fate sim.TaskFate
 		down time.Duration

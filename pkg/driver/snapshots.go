@@ -165,7 +165,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 // ListSnapshots pages through the snapshots, all of them or those of one
 // volume or one snapshot ID. The token is the offset of the next page.
 func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
-	offset, limit, err := pageOf(req.GetMaxEntries(), req.GetStartingToken())
+	offset, limit, err := listPaging(req.GetMaxEntries(), req.GetStartingToken())
 	if err != nil {
 		return nil, err
 	}

@@ -208,13 +208,3 @@ func (d *Driver) nodeAccessibleTopology() *csi.Topology {
 	}
 	return toCSI(maps.Clone(d.opts.NodeTopology))
 }
-
-// pluginTopologyCaps are the plugin capabilities topology adds.
-func (d *Driver) pluginTopologyCaps() []*csi.PluginCapability {
-	if !d.topologyOn() {
-		return nil
-	}
-	return []*csi.PluginCapability{{Type: &csi.PluginCapability_Service_{
-		Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS},
-	}}}
-}

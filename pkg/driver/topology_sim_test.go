@@ -28,6 +28,7 @@ type zoned struct {
 
 func newZoned(t *testing.T) *zoned {
 	t.Helper()
+	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
 	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, ZoneBNodeVMs: 1})
 	if err != nil {

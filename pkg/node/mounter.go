@@ -1,156 +1,354 @@
-// Package node is the node plugin's contact with the machine: finding an
-// attached disk by its UUID, formatting it only when blank, mounting, bind
-// mounts, raw block, resizing and volume statistics.
 package node
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+	utilexec "k8s.io/utils/exec"
 )
 
-// Mounter is everything the CSI node service does to the machine. The real
-// one works on block devices and mount points through k8s.io/mount-utils; the
-// fake one (for unit tests) is built on mount-utils' own fakes.
-//
-// It knows nothing of CSI: the driver validates requests, decides what to do
-// and maps the sentinel errors below to gRPC codes.
-type Mounter interface {
-	// FindDevice finds the block device of the attached disk with that UUID:
-	// the link <byIDDir>/wwn-0x<uuid> (lowercase, no dashes), resolved. It
-	// waits a bounded time for the link, rescanning the SCSI hosts meanwhile,
-	// and checks that the link leads to a block device of non-zero size.
-	// Errors: ErrInvalidDiskUUID, ErrDeviceNotFound, ErrNotBlockDevice.
-	FindDevice(ctx context.Context, byIDDir, diskUUID string) (Device, error)
-
-	// FormatAndMount mounts the block device at target (a directory, created
-	// when missing) as fsType ("" means ext4). It formats the device only
-	// when it is blank (no filesystem and no partition table); a device that
-	// holds anything else than an fsType filesystem is refused, never
-	// formatted (ErrFilesystemMismatch, ErrNotBlank). When the device is
-	// larger than the filesystem on it, the filesystem is grown (ext offline
-	// before mounting, xfs right after).
-	FormatAndMount(ctx context.Context, devicePath, target, fsType string, mountFlags []string) error
-
-	// BindMount bind-mounts the directory source at target (a directory,
-	// created when missing), read-only if asked, with extra mount flags.
-	BindMount(source, target string, readOnly bool, mountFlags []string) error
-	// BindDevice bind-mounts the block device onto target, a file created
-	// when missing, read-only if asked.
-	BindDevice(devicePath, target string, readOnly bool) error
-	// Unmount unmounts whatever is mounted at target (stacked mounts too) and,
-	// if removeTarget, removes target. A target that does not exist or has
-	// nothing mounted is success.
-	Unmount(target string, removeTarget bool) error
-
-	// MountNFS mounts the NFS export source ("server:/path") at target (a
-	// directory, created when missing) as fsType: nfs4 (with
-	// NFSv41Options) or nfs; read-only if asked, with extra mount flags.
-	MountNFS(source, target, fsType string, readOnly bool, mountFlags []string) error
-	// UnmountNFS unmounts an NFS mount at target without looking at target
-	// (whose server may be gone), forcing it when it hangs, and removes
-	// target if asked. Nothing mounted there is success.
-	UnmountNFS(target string, removeTarget bool) error
-	// MountEntry is what the mount table says is mounted at path (Mounted,
-	// Source, FSType, ReadOnly), found without resolving or looking at
-	// path: a stat of an NFS mount whose server is gone may hang.
-	MountEntry(path string) (PathInfo, error)
-
-	// Inspect says what is at path: ErrPathNotFound when nothing.
-	Inspect(path string) (PathInfo, error)
-	// MountRefs lists the other mount points of what path is: for a mount
-	// point (a staging path), the bind mounts of its filesystem; for a
-	// device node, the files it is bound onto. That is where a volume is
-	// published.
-	MountRefs(path string) ([]string, error)
-
-	// RescanDevice asks the kernel to re-read the device's size (a SCSI
-	// rescan where the device has one) and returns the size it now has.
-	RescanDevice(ctx context.Context, devicePath string) (int64, error)
-	// ResizeFilesystem grows the filesystem on devicePath, mounted at
-	// mountPath, to fill the device (online). It does nothing when there is
-	// nothing to grow. ErrResizeNotPermitted when the kernel refuses (growing
-	// a mounted ext4 needs CAP_SYS_RESOURCE).
-	ResizeFilesystem(ctx context.Context, devicePath, mountPath string) error
-
-	// FilesystemStats reports the usage of the filesystem path is on.
-	FilesystemStats(path string) (FSStats, error)
-	// DeviceSize reports the size in bytes of a block device (or of a file
-	// a block device is bind-mounted onto).
-	DeviceSize(path string) (int64, error)
+// Options configure the real Mounter.
+type Options struct {
+	// SysDir is where sysfs is mounted; "" means /sys. SCSI rescans write
+	// under it; a missing class/scsi_host is tolerated.
+	SysDir string
+	// DeviceWait bounds how long FindDevice waits for a disk's link;
+	// 0 means DefaultDeviceWait.
+	DeviceWait time.Duration
+	// PollInterval is the longest pause between two looks for the link;
+	// 0 means 1s. The first looks come quicker.
+	PollInterval time.Duration
 }
 
-// Device is an attached disk as the node sees it.
-type Device struct {
-	// Path is the resolved device node, e.g. /dev/sdb.
-	Path string
-	// Link is the by-id link it was found through.
-	Link string
-	// SizeBytes is the device's size.
-	SizeBytes int64
+// DefaultDeviceWait: vCenter reports an attach done before the guest has
+// always seen the disk; a SCSI rescan usually brings it within seconds.
+const DefaultDeviceWait = 30 * time.Second
+
+// rescanEvery is how often the SCSI hosts are rescanned while waiting.
+const rescanEvery = 5 * time.Second
+
+// New returns the Mounter that works on this machine's devices and mounts.
+func New(opts Options) Mounter {
+	return newMounter(opts, mount.New(""), utilexec.New(), realSystem{})
 }
 
-// PathInfo describes a path on the node.
-type PathInfo struct {
-	IsDir bool
-	// IsBlockDevice: the path is a block device node (or a file a block
-	// device is bind-mounted onto); DeviceNumber is then its rdev.
-	IsBlockDevice bool
-	DeviceNumber  uint64
-	// Mounted: path is a mount point. Source is the mounted device as the
-	// mount table says (for a bind mount of a directory, the device of the
-	// filesystem it comes from); FSType its type.
-	Mounted bool
-	Source  string
-	FSType  string
-	// ReadOnly: this mount is read-only (a ro bind mount, or "ro" given).
-	ReadOnly bool
-	// FSReadOnly: the filesystem itself is read-only (e.g. ext4 remounted
-	// read-only after errors), whatever the mount asked for.
-	FSReadOnly bool
+// NewMounter is New with the default options.
+func NewMounter() Mounter { return New(Options{}) }
+
+// mounter implements Mounter over mount-utils. Its contact with the kernel
+// beyond mount(8) and the filesystem tools goes through sys, so that the
+// fake can stand in for devices and the mount table.
+type mounter struct {
+	opts   Options
+	mnt    mount.Interface
+	exec   utilexec.Interface
+	sfm    *mount.SafeFormatAndMount
+	resize *mount.ResizeFs
+	sys    system
 }
 
-// FSStats is the usage of a filesystem.
-type FSStats struct {
-	TotalBytes, AvailableBytes, UsedBytes int64
-	TotalInodes, FreeInodes, UsedInodes   int64
-}
-
-// Sentinel errors; wrapped with context. The driver maps them to gRPC codes.
-var (
-	// ErrInvalidDiskUUID: the disk UUID is not 32 hexadecimal digits.
-	ErrInvalidDiskUUID = errors.New("invalid disk UUID")
-	// ErrDeviceNotFound: no device appeared for the disk within the wait.
-	ErrDeviceNotFound = errors.New("device not found")
-	// ErrNotBlockDevice: the disk's link leads to something else than a
-	// usable block device.
-	ErrNotBlockDevice = errors.New("not a block device")
-	// ErrFilesystemMismatch: the device holds another filesystem than asked.
-	ErrFilesystemMismatch = errors.New("device holds another filesystem")
-	// ErrNotBlank: the device holds a partition table or data blkid can't
-	// name; it is never formatted.
-	ErrNotBlank = errors.New("device is not blank")
-	// ErrUnsupportedFilesystem: a filesystem type this driver does not make.
-	ErrUnsupportedFilesystem = errors.New("unsupported filesystem type")
-	// ErrPathNotFound: the path does not exist.
-	ErrPathNotFound = errors.New("path not found")
-	// ErrResizeNotPermitted: the kernel refused to grow a mounted filesystem.
-	ErrResizeNotPermitted = errors.New("resize not permitted")
-)
-
-// Filesystem types the driver formats and grows.
-const (
-	FSTypeExt4 = "ext4"
-	FSTypeExt3 = "ext3"
-	FSTypeXFS  = "xfs"
-	// DefaultFSType is what a volume gets when nobody asked for one.
-	DefaultFSType = FSTypeExt4
-)
-
-// SupportedFSType says whether the driver formats and grows fsType.
-func SupportedFSType(fsType string) bool {
-	switch fsType {
-	case FSTypeExt4, FSTypeExt3, FSTypeXFS:
-		return true
+func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys system) *mounter {
+	if opts.SysDir == "" {
+		opts.SysDir = "/sys"
 	}
-	return false
+	if opts.DeviceWait <= 0 {
+		opts.DeviceWait = DefaultDeviceWait
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	return &mounter{
+		opts:   opts,
+		mnt:    mnt,
+		exec:   ex,
+		sfm:    mount.NewSafeFormatAndMount(mnt, ex),
+		resize: mount.NewResizeFs(ex),
+		sys:    sys,
+	}
+}
+
+// partitionedFormat is what mount-utils' GetDiskFormat answers for a disk
+// with a partition table.
+const partitionedFormat = "unknown data, probably partitions"
+
+func (m *mounter) FormatAndMount(ctx context.Context, dev, target, fsType string, mountFlags []string) error {
+	if fsType == "" {
+		fsType = DefaultFSType
+	}
+	if !SupportedFSType(fsType) {
+		return fmt.Errorf("%w %q: use %s (ext4 is the default)", ErrUnsupportedFilesystem, fsType, DescribeFSTypes())
+	}
+	existing, err := m.sfm.GetDiskFormat(dev)
+	if err != nil {
+		return fmt.Errorf("reading what %s holds (blkid): %w", dev, err)
+	}
+	switch {
+	case existing == partitionedFormat:
+		return fmt.Errorf("%w: %s holds a partition table; it is left as it is, never formatted", ErrNotBlank, dev)
+	case existing != "" && existing != fsType:
+		return fmt.Errorf("%w: %s holds a %s filesystem but the volume asks for %s; "+
+			"it is neither mounted nor reformatted (set the StorageClass's csi.storage.k8s.io/fstype to %s to use it as it is)",
+			ErrFilesystemMismatch, dev, existing, fsType, existing)
+	}
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("creating mount point %s: %w", target, err)
+	}
+	readOnly := slices.Contains(mountFlags, "ro")
+	if existing != "" && !readOnly && isExt(fsType) {
+		if err := m.growExtOffline(dev); err != nil {
+			return err
+		}
+	}
+	if existing == "" {
+		klog.InfoS("Formatting blank device", "device", dev, "fsType", fsType)
+	}
+	if fsType == FSTypeXFS && !slices.Contains(mountFlags, "nouuid") {
+		// A restored snapshot or a clone has its source's xfs UUID; without
+		// nouuid, xfs refuses to mount it on a node that has the source mounted.
+		mountFlags = append(slices.Clip(mountFlags), "nouuid")
+	}
+	if err := m.sfm.FormatAndMount(dev, target, fsType, mountFlags); err != nil {
+		return fmt.Errorf("mounting %s at %s as %s: %w", dev, target, fsType, err)
+	}
+	if existing != "" && !readOnly && fsType == FSTypeXFS {
+		// xfs grows only while mounted.
+		if out, err := m.exec.Command("xfs_growfs", "-d", target).CombinedOutput(); err != nil {
+			return fmt.Errorf("growing xfs on %s at %s: %w: %s", dev, target, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+func isExt(fsType string) bool { return fsType == FSTypeExt4 || fsType == FSTypeExt3 }
+
+// growSlack: a device larger than its ext filesystem by less than this is
+// not grown (mkfs leaves a partial block group unused; CNS sizes are whole
+// MiB).
+const growSlack = 1 << 20
+
+// extNeedsGrow says whether the device is larger than the ext filesystem on
+// it, from the superblock (dumpe2fs -h).
+func (m *mounter) extNeedsGrow(dev string) (bool, error) {
+	size, err := m.sys.deviceSize(dev)
+	if err != nil {
+		return false, err
+	}
+	out, err := m.exec.Command("dumpe2fs", "-h", dev).Output()
+	if err != nil {
+		return false, fmt.Errorf("reading the superblock of %s (dumpe2fs -h): %w", dev, err)
+	}
+	fsBytes, err := parseExtSize(string(out))
+	if err != nil {
+		return false, fmt.Errorf("reading the superblock of %s: %w", dev, err)
+	}
+	return size-fsBytes >= growSlack, nil
+}
+
+// parseExtSize reads "Block count" × "Block size" from dumpe2fs -h output.
+func parseExtSize(out string) (int64, error) {
+	var count, bsize int64
+	for line := range strings.Lines(out) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "Block count":
+			fmt.Sscan(strings.TrimSpace(v), &count)
+		case "Block size":
+			fmt.Sscan(strings.TrimSpace(v), &bsize)
+		}
+	}
+	if count <= 0 || bsize <= 0 {
+		return 0, errors.New("no block count or block size in dumpe2fs output")
+	}
+	return count * bsize, nil
+}
+
+// growExtOffline grows an unmounted ext filesystem to its device: e2fsck -f
+// (resize2fs demands a checked filesystem), then resize2fs. Growing offline
+// needs no CAP_SYS_RESOURCE, unlike growing a mounted one.
+func (m *mounter) growExtOffline(dev string) error {
+	need, err := m.extNeedsGrow(dev)
+	if err != nil || !need {
+		return err
+	}
+	klog.InfoS("Device is larger than its filesystem: growing it before mounting", "device", dev)
+	if out, err := m.exec.Command("e2fsck", "-f", "-p", dev).CombinedOutput(); err != nil {
+		// 1: errors corrected; 2: corrected, reboot advised (not for us).
+		var ee utilexec.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() > 2 {
+			return fmt.Errorf("checking %s before growing it (e2fsck -f -p): %w: %s", dev, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if out, err := m.exec.Command("resize2fs", dev).CombinedOutput(); err != nil {
+		return fmt.Errorf("growing the filesystem on %s (resize2fs): %w: %s", dev, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (m *mounter) ResizeFilesystem(ctx context.Context, dev, mountPath string) error {
+	format, err := m.sfm.GetDiskFormat(dev)
+	if err != nil {
+		return fmt.Errorf("reading what %s holds (blkid): %w", dev, err)
+	}
+	switch {
+	case format == "":
+		return nil // nothing to grow
+	case isExt(format):
+		need, err := m.extNeedsGrow(dev)
+		if err != nil || !need {
+			return err
+		}
+	case format == FSTypeXFS:
+	default:
+		return fmt.Errorf("%w %q on %s: only %s grow", ErrUnsupportedFilesystem, format, dev, DescribeFSTypes())
+	}
+	if _, err := m.resize.Resize(dev, mountPath); err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "Permission denied") || strings.Contains(msg, "Operation not permitted") {
+			return fmt.Errorf("%w: growing the mounted %s filesystem on %s needs CAP_SYS_RESOURCE, which this process lacks: %v",
+				ErrResizeNotPermitted, format, dev, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (m *mounter) BindMount(source, target string, readOnly bool, mountFlags []string) error {
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("creating mount point %s: %w", target, err)
+	}
+	opts := bindOptions(readOnly, mountFlags)
+	if err := m.mnt.Mount(source, target, "", opts); err != nil {
+		return fmt.Errorf("bind-mounting %s at %s: %w", source, target, err)
+	}
+	return nil
+}
+
+func (m *mounter) BindDevice(dev, target string, readOnly bool) error {
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return fmt.Errorf("creating the parent of %s: %w", target, err)
+	}
+	st, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", target, err)
+		}
+		f.Close()
+	case err != nil:
+		return fmt.Errorf("looking at %s: %w", target, err)
+	case st.IsDir():
+		// A CO may have made a directory; a device binds onto a file only.
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("%s is a directory, a block device needs a file: %w", target, err)
+		}
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", target, err)
+		}
+		f.Close()
+	}
+	if err := m.mnt.Mount(dev, target, "", bindOptions(readOnly, nil)); err != nil {
+		return fmt.Errorf("bind-mounting device %s onto %s: %w", dev, target, err)
+	}
+	return nil
+}
+
+func bindOptions(readOnly bool, mountFlags []string) []string {
+	opts := []string{"bind"}
+	for _, f := range mountFlags {
+		if f != "bind" && f != "ro" {
+			opts = append(opts, f)
+		}
+	}
+	if readOnly || slices.Contains(mountFlags, "ro") {
+		opts = append(opts, "ro")
+	}
+	return opts
+}
+
+// maxStacked bounds the unmounts of one target (mounts stacked on it).
+const maxStacked = 8
+
+func (m *mounter) Unmount(target string, removeTarget bool) error {
+	if _, err := os.Lstat(target); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for range maxStacked {
+		mounted, err := m.mnt.IsMountPoint(target)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil
+		case err != nil && !mount.IsCorruptedMnt(err):
+			return fmt.Errorf("checking whether %s is mounted: %w", target, err)
+		case err == nil && !mounted:
+			if removeTarget {
+				if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("removing %s: %w", target, err)
+				}
+			}
+			return nil
+		}
+		// Mounted, or a corrupted mount (stale, disconnected): unmount.
+		if err := m.mnt.Unmount(target); err != nil {
+			return fmt.Errorf("unmounting %s: %w", target, err)
+		}
+	}
+	return fmt.Errorf("unmounting %s: still mounted after %d unmounts", target, maxStacked)
+}
+
+func (m *mounter) Inspect(path string) (PathInfo, error) {
+	st, err := m.sys.stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return PathInfo{}, fmt.Errorf("%w: %s", ErrPathNotFound, path)
+	}
+	if err != nil {
+		return PathInfo{}, fmt.Errorf("looking at %s: %w", path, err)
+	}
+	info := PathInfo{IsDir: st.isDir, IsBlockDevice: st.isBlock, DeviceNumber: st.rdev}
+	e, ok, err := m.sys.mountAt(path)
+	if err != nil {
+		return PathInfo{}, fmt.Errorf("reading the mount table for %s: %w", path, err)
+	}
+	if ok {
+		info.Mounted = true
+		info.Source, info.FSType = e.source, e.fsType
+		info.ReadOnly, info.FSReadOnly = e.readOnly, e.fsReadOnly
+	}
+	return info, nil
+}
+
+func (m *mounter) MountRefs(path string) ([]string, error) {
+	refs, err := m.sys.mountRefs(path)
+	if err != nil {
+		return nil, fmt.Errorf("finding the mounts of %s: %w", path, err)
+	}
+	return refs, nil
+}
+
+func (m *mounter) FilesystemStats(path string) (FSStats, error) {
+	s, err := m.sys.statfs(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return FSStats{}, fmt.Errorf("%w: %s", ErrPathNotFound, path)
+	}
+	return s, err
+}
+
+func (m *mounter) DeviceSize(path string) (int64, error) {
+	n, err := m.sys.deviceSize(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("%w: %s", ErrPathNotFound, path)
+	}
+	return n, err
 }

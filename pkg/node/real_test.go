@@ -37,6 +37,9 @@ func newRealEnv(t *testing.T) *realEnv {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop devices and mounts")
 	}
+	if testing.Short() {
+		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
+	}
 	for _, tool := range []string{"losetup", "blkid", "mkfs.ext4", "resize2fs", "e2fsck", "dumpe2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing: install util-linux and e2fsprogs", tool)

@@ -81,7 +81,7 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 		return "", volumeNotFound(id)
 	}
 	if v.share != nil {
-		return "", notBlock(id, "attach") // files.go
+		return "", notBlock(id, "attach")
 	}
 	if v.vm != nil {
 		if *v.vm == vmRef {

@@ -52,7 +52,7 @@ func policyOf(spec cnstypes.CnsVolumeCreateSpec) string {
 
 func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeCreateSpec) (*cnstypes.CnsVolumeCreateResult, types.BaseMethodFault) {
 	if isFileSpec(spec) {
-		return m.createFile(vctx, spec) // files.go
+		return m.createFile(vctx, spec)
 	}
 	details, ok := spec.BackingObjectDetails.(*cnstypes.CnsBlockBackingDetails)
 	if !ok || (spec.VolumeType != "" && spec.VolumeType != string(cnstypes.CnsVolumeTypeBlock)) {
@@ -62,7 +62,7 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 		return nil, invalidArgument("createSpecs.backingObjectDetails", "importing disks by path is not supported; register a first-class disk by BackingDiskId")
 	}
 	if details.BackingDiskId != "" {
-		return m.registerDisk(vctx, spec, details.BackingDiskId) // cns_register.go
+		return m.registerDisk(vctx, spec, details.BackingDiskId)
 	}
 	sizeMB := details.CapacityInMb
 	if sizeMB <= 0 {
@@ -79,7 +79,7 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 			return result, nil
 		}
 	}
-	src, unlock, sf := m.snapshotSource(spec, sizeMB) // cns_snapshot.go
+	src, unlock, sf := m.snapshotSource(spec, sizeMB)
 	defer unlock()
 	if sf != nil {
 		result.Fault = sf

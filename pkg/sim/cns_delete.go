@@ -40,7 +40,7 @@ func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bo
 	}
 	if n := len(m.snaps[id]); ok && n > 0 {
 		m.mu.Unlock()
-		return hasSnapshots("delete", id, n) // cns_snapshot.go
+		return hasSnapshots("delete", id, n)
 	}
 	if ok {
 		delete(m.volumes, id)
@@ -53,7 +53,7 @@ func (m *volumeManager) delete(vctx *simulator.Context, id string, deleteDisk bo
 	m.saveVolume(id) // the record goes before the files do
 	switch {
 	case v.share != nil:
-		m.deleteShare(vctx, v) // files.go: a file volume's share goes with it
+		m.deleteShare(vctx, v) // a file volume's share goes with it
 	case deleteDisk:
 		m.removeDisk(vctx, v)
 		m.inv.release(v.ds, v.sizeMB*mib)

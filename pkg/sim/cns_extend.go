@@ -35,7 +35,7 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 		return localized(&types.NotFound{}, fmt.Sprintf("volume %s not found", id))
 	}
 	if n := m.snapshotCount(id); n > 0 && sizeMB != v.sizeMB {
-		return hasSnapshots("extend", id, n) // cns_snapshot.go
+		return hasSnapshots("extend", id, n)
 	}
 	switch {
 	case sizeMB < v.sizeMB:
@@ -43,7 +43,7 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 	case sizeMB == v.sizeMB:
 		return nil
 	case v.share != nil:
-		return m.extendShare(vctx, v, sizeMB) // files.go
+		return m.extendShare(vctx, v, sizeMB)
 	}
 	delta := (sizeMB - v.sizeMB) * mib
 	if !m.inv.reserve(v.ds, delta) {

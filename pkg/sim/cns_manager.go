@@ -25,9 +25,9 @@ type volumeManager struct {
 	policies *policyMap
 	hv       hypervisor
 	lab      *lab
-	store    *store      // state.go: where records are kept across restarts
-	vsan     *vsanSystem // vsan.go: which clusters have File Service
-	nfs      *nfsServer  // nfs.go: vSAN File Service's NFS server
+	store    *store      // where records are kept across restarts
+	vsan     *vsanSystem // which clusters have File Service
+	nfs      *nfsServer  // vSAN File Service's NFS server
 
 	volLocks keyedMutex // one operation per volume at a time
 	vmLocks  keyedMutex // one device change per VM at a time (unit numbers)

@@ -26,6 +26,7 @@ type clients struct {
 
 func startSim(t testing.TB, opts Options) *Sim {
 	t.Helper()
+	skipShort(t, "starts the embedded vCenter")
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
@@ -174,3 +175,12 @@ func containsAll(s string, parts ...string) bool {
 }
 
 func userInfo(s *Sim) *url.Userinfo { return url.UserPassword(s.Username(), s.Password()) }
+
+// skipShort skips a test that is not in the fast tier (`make unit`,
+// go test -short), saying why.
+func skipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why + ": not in -short (make unit); make test runs it")
+	}
+}

@@ -50,6 +50,7 @@ func blockSize(t *testing.T, dev string) int64 {
 }
 
 func TestHypervisorAttachDetach(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	needRoot(t)
 	dir := t.TempDir()
 	s, err := Start(context.Background(), Options{Dir: dir, Hypervisor: true})

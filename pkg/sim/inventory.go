@@ -134,7 +134,7 @@ func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inv
 		inv.dsByName[d.name] = d
 	}
 	inv.zoneA = cluster.Self
-	if err := inv.buildZoneB(ctx, c, dc, opts.Dir); err != nil { // tags.go
+	if err := inv.buildZoneB(ctx, c, dc, opts.Dir); err != nil {
 		return nil, err
 	}
 	for i := 1; i <= opts.NodeVMs; i++ {

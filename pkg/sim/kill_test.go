@@ -109,6 +109,7 @@ func killWorkload(dir string) error {
 // is there, every attachment is on its VM, every snapshot's file is there,
 // and the datastores' free space adds up.
 func TestKilledWhileWriting(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	dir := t.TempDir()
 	for i := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -20,6 +20,7 @@ import (
 
 // TestStartTwiceOnOneDir: a kept state dir must not stop the next Start.
 func TestStartTwiceOnOneDir(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	dir := t.TempDir()
 	s, err := Start(context.Background(), Options{Dir: dir})
 	if err != nil {
@@ -58,6 +59,7 @@ func isNotAuthenticated(err error) bool {
 // the node), snapshots, first-class disks, datastore free space, a VM's
 // power state, tags, the certificate and the address. Sessions do not.
 func TestRestartKeepsState(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	hv := os.Geteuid() == 0
 	s := startSim(t, Options{NodeVMs: 2, Hypervisor: hv})
 	c := connect(t, s)
@@ -206,6 +208,7 @@ func checkTags(t *testing.T, s *Sim) {
 // afterwards (ManagedObjectNotFound), and its operation happened or not
 // as the stop says; new tasks never reuse its reference.
 func TestTaskRunningAtRestart(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	for _, tc := range []struct {
 		fate TaskFate
 		want int
@@ -254,6 +257,7 @@ func taskNumber(ref types.ManagedObjectReference) int64 {
 // TestRestartRefusesAnotherShape: a state dir kept for 2 node VMs does not
 // start with 3 (the records would point at other objects).
 func TestRestartRefusesAnotherShape(t *testing.T) {
+	skipShort(t, "starts the embedded vCenter")
 	dir := t.TempDir()
 	s := startSim(t, Options{Dir: dir, NodeVMs: 2})
 	s.Stop(StopOptions{})

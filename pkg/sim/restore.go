@@ -207,7 +207,7 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 // points name the NFS server's address of this run.
 func (s *Sim) restoreFileVolume(id string, d *dsModel, rec volumeRecord) error {
 	m := s.cns
-	sh, repaired, err := restoreShare(d, rec.Share) // files.go
+	sh, repaired, err := restoreShare(d, rec.Share)
 	if err != nil {
 		return err
 	}

@@ -41,9 +41,16 @@ func (s *Sim) SeedVolumes(n int, prefix, clusterID, policyName string, sizeMB in
 		VSphereUser: s.Username(), ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla)}
 	ids := make([]string, 0, n)
 	for i := range n {
-		d := dss[i%len(dss)]
-		if !s.inv.reserve(d, sizeMB*mib) {
-			return ids, fmt.Errorf("datastore %s is full after %d volumes", d.name, i)
+		// Round robin over the datastores that still have room.
+		var d *dsModel
+		for k := range dss {
+			if c := dss[(i+k)%len(dss)]; s.inv.reserve(c, sizeMB*mib) {
+				d = c
+				break
+			}
+		}
+		if d == nil {
+			return ids, fmt.Errorf("the %s datastores are full after %d volumes", policyName, i)
 		}
 		id := uuid.NewString()
 		v := &volume{

@@ -103,7 +103,7 @@ type Sim struct {
 	tempDir bool
 
 	model *simulator.Model
-	wire  *wire // transport.go
+	wire  *wire
 	url   *url.URL
 	tls   *tls.Config
 	thumb string
@@ -111,16 +111,16 @@ type Sim struct {
 	inv      *inventory
 	policies *policyMap
 	cns      *volumeManager
-	vsan     *vsanSystem // vsan.go
-	nfs      *nfsServer  // nfs.go
+	vsan     *vsanSystem
+	nfs      *nfsServer
 	hv       hypervisor
-	lab      *lab   // tasks.go: latency, faults, events
-	store    *store // state.go
+	lab      *lab // latency, faults, events
+	store    *store
 
 	creds    atomic.Pointer[credentials]
 	syncDone chan struct{}
 	fcdMu    sync.Mutex
-	keptFCDs map[string]fcdRecord // state.go: what syncFCDsOnce last wrote
+	keptFCDs map[string]fcdRecord // what syncFCDsOnce last wrote
 	repairs  int                  // kept records that needed repair at Start (restore.go)
 
 	stopOnce  sync.Once
@@ -149,7 +149,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := shapeOptions(&s.opts, kept, explicitNodeVMs); err != nil { // restore.go
+	if err := shapeOptions(&s.opts, kept, explicitNodeVMs); err != nil {
 		return nil, err
 	}
 
@@ -165,19 +165,19 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if s.inv, err = buildInventory(ctx, s.model, s.opts); err != nil {
 		return nil, err
 	}
-	installCollector(s.model, s.inv.collector) // collector.go
+	installCollector(s.model, s.inv.collector)
 	if kept != nil {
 		if err := s.checkShape(kept); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.startServer(kept); err != nil { // transport.go
+	if err := s.startServer(kept); err != nil {
 		return nil, err
 	}
 	if s.policies, err = installPolicies(s.model, s.inv); err != nil {
 		return nil, err
 	}
-	if err := s.seedTags(ctx); err != nil { // tags.go
+	if err := s.seedTags(ctx); err != nil {
 		return nil, fmt.Errorf("seed tags: %w", err)
 	}
 	if opts.Hypervisor {
@@ -197,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	}
 	s.nfs = startNFS(s.cns, keptNFS)
 	s.cns.nfs = s.nfs
-	maxTask, err := s.restore(ctx) // restore.go
+	maxTask, err := s.restore(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bring back the state kept in %s: %w", s.store.dir, err)
 	}
@@ -210,7 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if err := s.saveMeta(); err != nil {
 		return nil, err
 	}
-	go s.syncFCDs() // state.go
+	go s.syncFCDs()
 	klog.InfoS("vCenter simulator started", "url", s.URL(), "dir", s.opts.Dir, "nodeVMs", len(s.inv.nodes),
 		"hypervisor", opts.Hypervisor, "restored", kept != nil, "volumes", s.cns.count(), "latency", s.lab.latency.Load().String())
 	return s, nil

@@ -36,7 +36,7 @@ const batchTimeout = 5 * time.Minute
 type vmBatches struct {
 	op     string        // "attach" or "detach"
 	gather time.Duration // gatherWindow; tests may change it
-	call func(ctx context.Context, specs []cnstypes.CnsVolumeAttachDetachSpec) (*object.Task, error)
+	call   func(ctx context.Context, specs []cnstypes.CnsVolumeAttachDetachSpec) (*object.Task, error)
 
 	mu     sync.Mutex
 	byNode map[types.ManagedObjectReference]*vmQueue

@@ -21,9 +21,9 @@ type client struct {
 	topo     atomic.Pointer[topology] // topology.go; nil without categories
 	tasks    *taskWaiter
 	pol      *policyCache
-	attaches vmBatches // batch.go
+	attaches vmBatches
 	detaches vmBatches
-	files    fileSupport // files.go
+	files    fileSupport
 
 	healthMu sync.Mutex
 	health   error

@@ -163,7 +163,7 @@ func TestPageOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		res := tt.res
-		page, next := pageOf(&res, tt.offset, tt.limit)
+		page, next := cnsPage(&res, tt.offset, tt.limit)
 		if len(page) != tt.wantN || next != tt.wantNext {
 			t.Errorf("%s: %d volumes, next %d; want %d, %d", tt.name, len(page), next, tt.wantN, tt.wantNext)
 		}

@@ -80,6 +80,7 @@ type testEnv struct {
 
 func startSim(t testing.TB, nodeVMs int) *sim.Sim {
 	t.Helper()
+	skipShort(t, "starts the embedded vCenter")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := sim.Start(ctx, sim.Options{NodeVMs: nodeVMs, Dir: t.TempDir()})
@@ -173,4 +174,13 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// skipShort skips a test that is not in the fast tier (`make unit`,
+// go test -short), saying why.
+func skipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why + ": not in -short (make unit); make test runs it")
+	}
 }

@@ -196,7 +196,7 @@ func (c *client) PolicyByName(ctx context.Context, name string) (Policy, error) 
 func (c *client) Datastores(ctx context.Context, policyID string) ([]Datastore, error) {
 	inv := c.inv.Load()
 	list := inv.datastoreList()
-	c.annotateTopology(list) // topology.go
+	c.annotateTopology(list)
 	if policyID == "" {
 		return list, nil
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func startZonedSim(t testing.TB) *sim.Sim {
+	skipShort(t, "starts the embedded vCenter")
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

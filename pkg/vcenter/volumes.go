@@ -46,7 +46,7 @@ func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, err
 		return Volume{}, fmt.Errorf("%w: no candidate datastore", ErrInvalidArgument)
 	}
 	if spec.SourceVolumeID != "" && spec.SourceSnapshotID == "" {
-		return c.cloneVolume(ctx, spec) // snapshots.go
+		return c.cloneVolume(ctx, spec)
 	}
 	direct := false
 	for attempt := 1; ; attempt++ {
@@ -119,11 +119,11 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 		},
 		Metadata: c.volumeMetadata(spec),
 	}
-	if spec.File != nil { // files.go
+	if spec.File != nil {
 		cs.VolumeType = string(cnstypes.CnsVolumeTypeFile)
 		cs.BackingObjectDetails, cs.CreateSpec = fileCreateSpec(spec, sizeMB)
 	}
-	if spec.SourceSnapshotID != "" { // snapshots.go
+	if spec.SourceSnapshotID != "" {
 		cs.VolumeSource = &cnstypes.CnsSnapshotVolumeSource{
 			VolumeId:   cnstypes.CnsVolumeId{Id: spec.SourceVolumeID},
 			SnapshotId: cnstypes.CnsSnapshotId{Id: spec.SourceSnapshotID},
@@ -284,13 +284,13 @@ func (c *client) ListVolumes(ctx context.Context, offset, limit int64) ([]Volume
 	if err != nil {
 		return nil, 0, fmt.Errorf("list volumes: %w", err)
 	}
-	vols, next := pageOf(res, offset, limit)
+	vols, next := cnsPage(res, offset, limit)
 	return c.toVolumes(vols), next, nil
 }
 
-// pageOf reads a query result as a page. A server that ignored the cursor
+// cnsPage reads a query result as a page. A server that ignored the cursor
 // (all matches, zero cursor) is paged here, in volume ID order.
-func pageOf(res *cnstypes.CnsQueryResult, offset, limit int64) ([]cnstypes.CnsVolume, int64) {
+func cnsPage(res *cnstypes.CnsQueryResult, offset, limit int64) ([]cnstypes.CnsVolume, int64) {
 	vols, cur := res.Volumes, res.Cursor
 	n := int64(len(vols))
 	ignored := cur.Offset == 0 && cur.TotalRecords == 0 && (offset > 0 || n > limit)
@@ -357,7 +357,7 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 			v.CapacityBytes = b.GetCnsBackingObjectDetails().CapacityInMb * mib
 		}
 		if cv.VolumeType == string(cnstypes.CnsVolumeTypeFile) {
-			v.File, v.AccessPoints = true, accessPoints(cv.BackingObjectDetails) // files.go
+			v.File, v.AccessPoints = true, accessPoints(cv.BackingObjectDetails)
 		}
 		for _, em := range cv.Metadata.EntityMetadata {
 			k, ok := em.(*cnstypes.CnsKubernetesEntityMetadata)
@@ -396,7 +396,7 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 	}
 	var diskUUID string
 	err := again(ctx, "attach", func() error {
-		r, err := c.batched(ctx, &c.attaches, vmRef, volumeID) // batch.go
+		r, err := c.batched(ctx, &c.attaches, vmRef, volumeID)
 		if ar, ok := r.(*cnstypes.CnsVolumeAttachResult); ok && err == nil {
 			diskUUID = ar.DiskUUID
 		}
@@ -440,7 +440,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		klog.V(2).InfoS("Node VM gone, volume counts as detached", "volumeID", volumeID, "nodeID", nodeUUID)
 		return nil
 	}
-	if err := c.attaches.settle(ctx, volumeID); err != nil { // batch.go
+	if err := c.attaches.settle(ctx, volumeID); err != nil {
 		return err
 	}
 	if _, err := c.settle(ctx, false); err != nil {
@@ -463,7 +463,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		}
 	}
 	err := again(ctx, "detach", func() error {
-		_, err := c.batched(ctx, &c.detaches, vmRef, volumeID) // batch.go
+		_, err := c.batched(ctx, &c.detaches, vmRef, volumeID)
 		return err
 	})
 	if err != nil && !errors.Is(err, errUncertain) {

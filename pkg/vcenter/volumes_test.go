@@ -3,11 +3,14 @@ package vcenter
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 )
 
 const gib = 1 << 30
@@ -277,8 +280,21 @@ func TestAttachDetachDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	file, ok := e.sim.VolumeFile(vol.ID)
+	if !ok {
+		t.Fatal("the embedded vCenter has no data file for the volume")
+	}
+	freeBefore := freeOf(e.sim, vol.DatastoreURL)
 	if err := e.c.DeleteVolume(ctx, vol.ID); err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+	// The disk goes with the record (CnsDeleteVolume with deleteDisk):
+	// its file and its space.
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the volume's disk %s after delete: %v, want it gone", file, err)
+	}
+	if got := freeOf(e.sim, vol.DatastoreURL); got != freeBefore+gib {
+		t.Errorf("datastore free space %d after deleting a 1 GiB volume, want %d", got, freeBefore+gib)
 	}
 	if err := e.c.DeleteVolume(ctx, vol.ID); !errors.Is(err, ErrVolumeNotFound) {
 		t.Errorf("delete again = %v; want ErrVolumeNotFound", err)
@@ -444,4 +460,14 @@ func TestPolicyCacheTTL(t *testing.T) {
 	if !slices.Equal(expired, []string{"PbmCheckRequirements"}) {
 		t.Errorf("after the TTL: %v", expired)
 	}
+}
+
+// freeOf is a datastore's free space as the embedded vCenter models it.
+func freeOf(s *sim.Sim, url string) int64 {
+	for _, d := range s.Datastores() {
+		if d.URL == url {
+			return d.FreeBytes
+		}
+	}
+	return -1
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 )
 
 // Flags of the pinned sidecar releases, read from their sources (csi-lib-utils standardflags,
@@ -96,59 +98,6 @@ type driverInfo struct {
 	flags                    []string // flag names the binary defines
 }
 
-var capPrefixes = map[string]string{
-	"ControllerServiceCapability_RPC_": "controller",
-	"NodeServiceCapability_RPC_":       "node",
-	"PluginCapability_Service_":        "plugin",
-}
-
-// readDriverCapabilities collects the capabilities in composite literals (the lists the
-// driver advertises) of the non-test Go files in dir.
-func readDriverCapabilities(t *testing.T, dir string) (*driverInfo, bool) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-	info := &driverInfo{}
-	found := false
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
-		if err != nil {
-			t.Fatalf("parse %s: %v", f, err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			ast.Inspect(lit, func(n ast.Node) bool {
-				sel, ok := n.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				for prefix, kind := range capPrefixes {
-					name, ok := strings.CutPrefix(sel.Sel.Name, prefix)
-					if !ok || name == "" || name == "UNKNOWN" || strings.HasSuffix(name, "_Type") || name == "Type" {
-						continue
-					}
-					found = true
-					switch kind {
-					case "controller":
-						info.controller = appendUnique(info.controller, name)
-					case "node":
-						info.node = appendUnique(info.node, name)
-					case "plugin":
-						info.plugin = appendUnique(info.plugin, name)
-					}
-				}
-				return true
-			})
-			return false
-		})
-	}
-	return info, found
-}
-
 func appendUnique(s []string, v string) []string {
 	if slices.Contains(s, v) {
 		return s
@@ -156,15 +105,27 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
+// driverCapabilities reads what the driver advertises from its exported
+// lists (pkg/driver/capabilities.go).
+func driverCapabilities() *driverInfo {
+	info := &driverInfo{}
+	for _, c := range driver.ControllerCapabilities {
+		info.controller = append(info.controller, c.String())
+	}
+	for _, c := range driver.NodeCapabilities {
+		info.node = append(info.node, c.String())
+	}
+	for _, c := range driver.PluginServices {
+		info.plugin = append(info.plugin, c.String())
+	}
+	return info
+}
+
 // TestChartMatchesDriverCapabilities: the sidecars and features the chart deploys by default
 // are exactly those the driver advertises. When the driver gains a capability, this test
 // says which default to flip.
 func TestChartMatchesDriverCapabilities(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), "pkg/driver")
-	info, found := readDriverCapabilities(t, dir)
-	if !found {
-		t.Fatalf("no capability lists found in %s: the test can no longer read what the driver advertises", dir)
-	}
+	info := driverCapabilities()
 	t.Logf("driver advertises controller %v, node %v, plugin %v", info.controller, info.node, info.plugin)
 
 	_, objs := renderDecoded(t, renderCases[0])
