@@ -1,4 +1,4 @@
-// Command vsphere-demo tells the seed's story against the driver on the
+// Command vsphere-demo tells the getting-started walkthrough against the driver on the
 // embedded vCenter: a Gold 5Gi volume is created, attached, formatted,
 // mounted, written, detached, attached again with its data, and deleted,
 // step by step as a person would want to see it. It needs root.
@@ -15,7 +15,7 @@ import (
 	"syscall"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
-	"github.com/vsphere-cns/vsphere-csi/test/story"
+	"github.com/vsphere-cns/vsphere-csi/test/walkthrough"
 )
 
 func main() {
@@ -62,25 +62,25 @@ func run(binary, dir string) error {
 	}
 	defer logf.Close()
 	fmt.Printf("\nThe driver starts as its own process with %s (TLS verified by thumbprint), as node plugin of %s; its log: %s\n", conf, vm.Name, logPath)
-	d, err := story.StartDriver(ctx, binary, "all", conf, vm, dir, logf)
+	d, err := walkthrough.StartDriver(ctx, binary, "all", conf, vm, dir, logf)
 	if err != nil {
 		return err
 	}
-	storyErr := story.Run(ctx, story.Env{
+	runErr := walkthrough.Run(ctx, walkthrough.Env{
 		ControllerEndpoint: d.Endpoint, NodeEndpoint: d.Endpoint,
 		Sim: s, Node: vm, WorkDir: filepath.Join(dir, "work"), Out: os.Stdout,
 	})
-	if err := d.Stop(); err != nil && storyErr == nil {
-		storyErr = fmt.Errorf("driver: %w", err)
+	if err := d.Stop(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("driver: %w", err)
 	}
-	if err := s.Close(); err != nil && storyErr == nil {
-		storyErr = err
+	if err := s.Close(); err != nil && runErr == nil {
+		runErr = err
 	}
-	if storyErr != nil {
-		return storyErr
+	if runErr != nil {
+		return runErr
 	}
-	loops, _ := story.LoopDevicesOf(dir)
-	mounts, _ := story.MountsUnder(dir)
+	loops, _ := walkthrough.LoopDevicesOf(dir)
+	mounts, _ := walkthrough.MountsUnder(dir)
 	if len(loops)+len(mounts) > 0 {
 		return fmt.Errorf("left behind: loop devices %v, mounts %v", loops, mounts)
 	}

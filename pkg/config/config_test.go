@@ -45,6 +45,7 @@ func writeCA(t *testing.T) string {
 }
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	ca := writeCA(t)
 	notPEM := filepath.Join(t.TempDir(), "not.pem")
 	os.WriteFile(notPEM, []byte("hello"), 0o600)
@@ -226,6 +227,7 @@ insecure-flag = 0
 }
 
 func TestLoad(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "csi-vsphere.conf")
 	os.WriteFile(path, []byte("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nport = x\ninsecure-flag = true\n"), 0o600)
 	_, err := Load(path)
@@ -239,6 +241,7 @@ func TestLoad(t *testing.T) {
 
 // TestPasswordNeverPrinted prints a Config every way the driver might.
 func TestPasswordNeverPrinted(t *testing.T) {
+	t.Parallel()
 	const pw = "Very$ecret-42"
 	c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = \""+pw+"\"\ninsecure-flag = true\n"), "x.conf")
 	if err != nil {
@@ -273,6 +276,7 @@ func TestPasswordNeverPrinted(t *testing.T) {
 // TestSystemRootsWhenNothingPinned: without ca-file, thumbprint or
 // insecure-flag the file is valid and TLS stays verified (system CAs).
 func TestSystemRootsWhenNothingPinned(t *testing.T) {
+	t.Parallel()
 	c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc.example.com\"]\nuser = u\npassword = p\n"), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +290,7 @@ func TestSystemRootsWhenNothingPinned(t *testing.T) {
 // same thumbprint, written as vSphere writes it (issue 11, finding 9: it
 // used to pass the check and then fail the login).
 func TestThumbprintForms(t *testing.T) {
+	t.Parallel()
 	want := "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01"
 	for _, form := range []string{want, strings.ToLower(want), strings.ReplaceAll(strings.ToLower(want), ":", ""), strings.ReplaceAll(want, ":", " ")} {
 		c, err := Parse(strings.NewReader("[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nthumbprint = \""+form+"\"\n"), "t.conf")
@@ -301,6 +306,7 @@ func TestThumbprintForms(t *testing.T) {
 // TestParseErrorsNeverQuoteThePassword (finding 8): the INI parser quotes
 // a line it can't read; the driver's message says where, not what.
 func TestParseErrorsNeverQuoteThePassword(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{
 		"[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword: Hunter2-secret\n",
 		"[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = \"Hunter2-secret\n",
@@ -324,6 +330,7 @@ func TestParseErrorsNeverQuoteThePassword(t *testing.T) {
 // file's order, upstream's defaults for missing keys, bad values refused
 // naming the section and the key.
 func TestNetPermissions(t *testing.T) {
+	t.Parallel()
 	head := "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n"
 	c, err := Parse(strings.NewReader(head+`
 [NetPermissions "B"]

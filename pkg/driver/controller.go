@@ -102,7 +102,7 @@ func (d *Driver) createVolume(ctx context.Context, name string, p volumeParams, 
 		if p.source != nil && p.source.snapshotID == "" {
 			// A clone made before the driver could answer may have left its
 			// transient snapshot on the source.
-			d.dropCloneSnapshots(ctx, p.source.volumeID, name)
+			d.vc.DropCloneLeftovers(ctx, p.source.volumeID, name)
 		}
 		return existing, sameVolume(existing, policy, size, r)
 	case !errors.Is(err, vcenter.ErrVolumeNotFound):
@@ -144,7 +144,7 @@ func (d *Driver) createPlaced(ctx context.Context, name string, p volumeParams, 
 	}
 	vol, err := d.vc.CreateVolume(ctx, spec)
 	if errors.Is(err, vcenter.ErrInsufficientSpace) {
-		return vcenter.Volume{}, toStatus(hint(err, "no datastore%s had room for %s", compatibleWith(p.PolicyName), describeSize(size)))
+		return vcenter.Volume{}, hint(err, "no datastore%s had room for %s", compatibleWith(p.PolicyName), describeSize(size))
 	}
 	if err != nil {
 		return vcenter.Volume{}, err
@@ -201,11 +201,6 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	defer release()
 	err = d.vc.DeleteVolume(ctx, id)
-	if errors.Is(err, vcenter.ErrHasSnapshots) && d.dropCloneSnapshots(ctx, id, "") == 0 {
-		// The only snapshots were clones' transient ones, left by a clone
-		// whose last step failed: the driver's own, gone now.
-		err = d.vc.DeleteVolume(ctx, id)
-	}
 	switch {
 	case err == nil:
 		klog.InfoS("Deleted volume", "volumeID", id)

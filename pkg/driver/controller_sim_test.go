@@ -3,7 +3,6 @@ package driver_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,23 +18,13 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
-
-// roundTrips counts HTTP requests to vCenter: every SOAP call.
-type roundTrips struct {
-	next http.RoundTripper
-	n    atomic.Int64
-}
-
-func (r *roundTrips) RoundTrip(req *http.Request) (*http.Response, error) {
-	r.n.Add(1)
-	return r.next.RoundTrip(req)
-}
 
 type env struct {
 	sim   *sim.Sim
 	d     *driver.Driver
-	calls *roundTrips
+	calls *rtcount.Counter
 }
 
 // newEnv starts the embedded vCenter (without the node side) and a
@@ -57,11 +46,11 @@ func newEnvWith(t *testing.T, opts sim.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	e := &env{sim: s, calls: &roundTrips{}}
+	e := &env{sim: s, calls: &rtcount.Counter{}}
 	vc, err := vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
 		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster",
-		WrapTransport: func(next http.RoundTripper) http.RoundTripper { e.calls.next = next; return e.calls },
+		WrapTransport: e.calls.Wrap,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -411,11 +400,11 @@ func TestCreateVolumeRoundTrips(t *testing.T) {
 			}
 			var most int64
 			for i := range 5 {
-				before := e.calls.n.Load()
+				before := e.calls.Count()
 				if _, err := e.d.CreateVolume(ctx, createReq(fmt.Sprintf("counted-%d", i), gib, gold)); err != nil {
 					t.Fatal(err)
 				}
-				most = max(most, e.calls.n.Load()-before)
+				most = max(most, e.calls.Count()-before)
 			}
 			t.Logf("%d node VMs: at most %d SOAP round trips per CreateVolume", nodeVMs, most)
 			if most > 4 {

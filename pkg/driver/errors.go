@@ -52,6 +52,8 @@ func codeFor(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, vcenter.ErrInsufficientSpace), errors.Is(err, vcenter.ErrNodeFull):
 		return codes.ResourceExhausted
+	case errors.Is(err, errTooLarge):
+		return codes.OutOfRange
 	case errors.Is(err, vcenter.ErrNotAuthenticated), errors.Is(err, vcenter.ErrUnavailable):
 		return codes.Unavailable
 	case errors.Is(err, node.ErrInvalidDiskUUID), errors.Is(err, node.ErrUnsupportedFilesystem):

@@ -13,6 +13,7 @@ import (
 )
 
 func TestToStatus(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		code codes.Code
@@ -37,6 +38,7 @@ func TestToStatus(t *testing.T) {
 }
 
 func TestInFlight(t *testing.T) {
+	t.Parallel()
 	f := newInFlight()
 	release, err := f.acquire("a")
 	if err != nil {

@@ -102,7 +102,7 @@ func (d *Driver) createFileVolume(ctx context.Context, name string, p volumePara
 		return vcenter.Volume{}, err
 	}
 	vol, err := d.createPlaced(ctx, name, p, policy, pl, size, r, &vcenter.FileSpec{NetPermissions: d.opts.NetPermissions})
-	if err != nil && status.Code(err) != codes.ResourceExhausted && !errors.Is(err, vcenter.ErrUnavailable) {
+	if err != nil && !errors.Is(err, vcenter.ErrInsufficientSpace) && !errors.Is(err, vcenter.ErrUnavailable) {
 		// vCenter may know better than what was read a while ago (File
 		// Service switched off since): read again, and say so if it is that.
 		if support, serr := d.vc.FileShareSupport(ctx, true); serr == nil {

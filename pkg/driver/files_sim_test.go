@@ -208,11 +208,11 @@ func TestPublishFileVolume(t *testing.T) {
 		t.Errorf("volumes %v: a file volume is never attached", e.sim.Volumes())
 	}
 
-	before := e.calls.n.Load()
+	before := e.calls.Count()
 	if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: vms[0].UUID}); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.calls.n.Load() - before; n != 0 {
+	if n := e.calls.Count() - before; n != 0 {
 		t.Errorf("unpublishing a file volume made %d vCenter calls, want none", n)
 	}
 	got, _ = e.d.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})

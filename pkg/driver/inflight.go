@@ -52,10 +52,15 @@ func finish[T any](ctx context.Context, release func(), what string, op func(con
 	}
 	done := make(chan result, 1)
 	go func() {
-		defer release()
-		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
-		defer cancel()
-		v, err := op(bg)
+		// The guard is released before the answer goes out: the caller's
+		// next call on the same key, made as soon as it has its answer,
+		// must not find it still held (Aborted).
+		v, err := func() (T, error) {
+			defer release()
+			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
+			defer cancel()
+			return op(bg)
+		}()
 		done <- result{v, err}
 	}()
 	select {

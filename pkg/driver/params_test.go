@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseVolumeParams(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		in      map[string]string
@@ -45,6 +46,7 @@ func TestParseVolumeParams(t *testing.T) {
 }
 
 func TestCapacityBytes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		req, limit int64
@@ -94,6 +96,7 @@ func capability(mode csi.VolumeCapability_AccessMode_Mode, block bool) *csi.Volu
 }
 
 func TestValidateCapabilities(t *testing.T) {
+	t.Parallel()
 	ok := []csi.VolumeCapability_AccessMode_Mode{
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,

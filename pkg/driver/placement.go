@@ -1,15 +1,33 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
+
+// errTooLarge: a volume larger than any datastore that may hold it
+// (OutOfRange in codeFor).
+var errTooLarge = errors.New("larger than any datastore")
+
+// refusal is why a volume cannot be placed: its message is what a
+// StorageClass author can act on; kind is the sentinel (vcenter's, or
+// errTooLarge) that codeFor turns into the code, so placement chooses no
+// codes itself.
+type refusal struct {
+	kind error
+	msg  string
+}
+
+func (r *refusal) Error() string { return r.msg }
+func (r *refusal) Unwrap() error { return r.kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &refusal{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 // placement is where a volume may go: candidate datastores, best first, and
 // a sentence that says why, for the logs and for a person watching.
@@ -51,18 +69,18 @@ func place(all []vcenter.Datastore, policy, url string, size int64) (placement, 
 	}
 	switch {
 	case usableCount == 0 && policy != "":
-		return placement{}, status.Errorf(codes.InvalidArgument,
+		return placement{}, refuse(vcenter.ErrPolicyIncompatible,
 			"no datastore is compatible with storage policy %q and reachable from every node VM (%s); "+
 				"ask the vSphere admin to make the policy match a shared datastore, or use another policy",
 			policy, explainRejections(all, policy))
 	case usableCount == 0:
-		return placement{}, status.Errorf(codes.ResourceExhausted,
+		return placement{}, refuse(vcenter.ErrInsufficientSpace,
 			"no datastore is reachable from every node VM (%s)", explainRejections(all, ""))
 	case size > maxCap:
-		return placement{}, status.Errorf(codes.OutOfRange,
+		return placement{}, refuse(errTooLarge,
 			"%s is larger than any datastore%s (the largest holds %s)", describeSize(size), forPolicy, describeSize(maxCap))
 	case len(fit) == 0:
-		return placement{}, status.Errorf(codes.ResourceExhausted,
+		return placement{}, refuse(vcenter.ErrInsufficientSpace,
 			"no datastore%s has %s free (the most free is %s); free space on a compatible datastore or extend the policy to more datastores",
 			forPolicy, describeSize(size), describeSize(maxFree))
 	}
@@ -89,25 +107,25 @@ func placeOn(all []vcenter.Datastore, policy, url string, size int64) (placement
 		}
 		switch {
 		case policy != "" && !ds.Compatible:
-			return placement{}, status.Errorf(codes.InvalidArgument,
+			return placement{}, refuse(vcenter.ErrPolicyIncompatible,
 				"datastoreurl %s (%s) is not compatible with storage policy %q: %s",
 				url, ds.Name, policy, orDefault(ds.Incompatible, "SPBM rejected it"))
 		case !ds.Reachable:
-			return placement{}, status.Errorf(codes.InvalidArgument,
+			return placement{}, refuse(vcenter.ErrInvalidArgument,
 				"datastoreurl %s (%s) is not reachable from every node VM: not mounted for %s",
 				url, ds.Name, strings.Join(ds.Unreachable, ", "))
 		case ds.CapacityBytes < size:
-			return placement{}, status.Errorf(codes.OutOfRange,
+			return placement{}, refuse(errTooLarge,
 				"%s is larger than datastore %s (%s)", describeSize(size), ds.Name, describeSize(ds.CapacityBytes))
 		case ds.FreeBytes < size:
-			return placement{}, status.Errorf(codes.ResourceExhausted,
+			return placement{}, refuse(vcenter.ErrInsufficientSpace,
 				"datastore %s has %s free, not enough for %s", ds.Name, describeSize(ds.FreeBytes), describeSize(size))
 		}
 		return placement{Candidates: []vcenter.Datastore{ds},
 			Why: fmt.Sprintf("%s is the datastore the StorageClass names (datastoreurl)", ds.Name)}, nil
 	}
 	sort.Strings(urls)
-	return placement{}, status.Errorf(codes.InvalidArgument,
+	return placement{}, refuse(vcenter.ErrInvalidArgument,
 		"datastoreurl %s is not a datastore of this vCenter's configured datacenters; known: %s", url, strings.Join(urls, ", "))
 }
 

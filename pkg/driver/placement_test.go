@@ -20,6 +20,7 @@ func inventory() []vcenter.Datastore {
 }
 
 func TestPlaceChoosesMostFreeCompatible(t *testing.T) {
+	t.Parallel()
 	pl, err := place(inventory(), "Gold", "", 5*gib)
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,7 @@ func TestPlaceChoosesMostFreeCompatible(t *testing.T) {
 }
 
 func TestPlaceErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, policy, url string
 		size              int64
@@ -52,7 +54,7 @@ func TestPlaceErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := place(inventory(), tc.policy, tc.url, tc.size)
-			if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.message) {
+			if status.Code(toStatus(err)) != tc.code || !strings.Contains(err.Error(), tc.message) {
 				t.Fatalf("err = %v, want %s containing %q", err, tc.code, tc.message)
 			}
 		})
@@ -60,13 +62,14 @@ func TestPlaceErrors(t *testing.T) {
 }
 
 func TestPlaceNoCompatibleDatastore(t *testing.T) {
+	t.Parallel()
 	all := inventory()
 	for i := range all {
 		all[i].Compatible = false
 		all[i].Incompatible = "lacks the capability"
 	}
 	_, err := place(all, "Platinum", "", gib)
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "Platinum") {
+	if status.Code(toStatus(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "Platinum") {
 		t.Fatalf("err = %v", err)
 	}
 }

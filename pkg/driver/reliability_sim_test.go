@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
 
 // Each failure here is made to happen in the embedded vCenter (latency,
@@ -30,17 +30,17 @@ import (
 type controller struct {
 	d     *driver.Driver
 	vc    vcenter.Client
-	calls *roundTrips
+	calls *rtcount.Counter
 }
 
 func newController(t *testing.T, s *sim.Sim) *controller {
 	t.Helper()
-	c := &controller{calls: &roundTrips{}}
+	c := &controller{calls: &rtcount.Counter{}}
 	var err error
 	c.vc, err = vcenter.New(context.Background(), vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: s.Username(), Password: s.Password(),
 		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster",
-		WrapTransport: func(next http.RoundTripper) http.RoundTripper { c.calls.next = next; return c.calls },
+		WrapTransport: c.calls.Wrap,
 	})
 	if err != nil {
 		t.Fatal(err)

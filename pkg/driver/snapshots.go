@@ -272,26 +272,3 @@ func (s *contentSource) toCSI() *csi.VolumeContentSource {
 	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
 		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: s.volumeID}}}
 }
-
-// dropCloneSnapshots deletes the transient snapshots clones left on a
-// volume: those of the clone named name, or all of them when name is "".
-// It returns how many other snapshots the volume has (-1 when it could not
-// tell); failures are logged, not returned: the caller goes on either way.
-func (d *Driver) dropCloneSnapshots(ctx context.Context, volumeID, name string) int {
-	snaps, _, err := d.vc.Snapshots(ctx, vcenter.SnapshotFilter{VolumeID: volumeID}, 0, 0)
-	if err != nil {
-		klog.ErrorS(err, "Listing snapshots for clones' leftovers failed", "volumeID", volumeID)
-		return -1
-	}
-	left := vcenter.CloneLeftovers(snaps, name)
-	others := len(snaps) - len(left)
-	for _, s := range left {
-		if err := d.vc.DeleteSnapshot(ctx, volumeID, s.ID); err != nil && !errors.Is(err, vcenter.ErrSnapshotNotFound) {
-			klog.ErrorS(err, "Deleting a clone's transient snapshot failed", "volumeID", volumeID, "snapshotID", s.ID)
-			others++ // still there
-			continue
-		}
-		klog.InfoS("Deleted a clone's leftover transient snapshot", "volumeID", volumeID, "snapshotID", s.ID, "description", s.Description)
-	}
-	return others
-}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseSnapshotID(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		in        string
 		vol, snap string
@@ -29,6 +30,7 @@ func TestParseSnapshotID(t *testing.T) {
 }
 
 func TestSourceSize(t *testing.T) {
+	t.Parallel()
 	src := &contentSource{volumeID: "v", snapshotID: "s", sizeBytes: 2 * gib}
 	for _, c := range []struct {
 		name string

@@ -98,12 +98,12 @@ func (d *Driver) placeInTopology(all []vcenter.Datastore, p volumeParams, size i
 			pl.Why = fmt.Sprintf("in %s: %s", describeSegment(want), pl.Why)
 			return pl, nil
 		}
-		errs = append(errs, fmt.Sprintf("in %s: %s", describeSegment(want), status.Convert(err).Message()))
 		if len(wanted) == 1 {
-			return placement{}, status.Errorf(status.Code(err), "%s", errs[0])
+			return placement{}, fmt.Errorf("in %s: %w", describeSegment(want), err) // the refusal's kind stays
 		}
+		errs = append(errs, fmt.Sprintf("in %s: %s", describeSegment(want), err))
 	}
-	return placement{}, status.Errorf(codes.ResourceExhausted,
+	return placement{}, refuse(vcenter.ErrInsufficientSpace,
 		"no requested topology segment has a datastore for this volume: %s", strings.Join(errs, "; "))
 }
 

@@ -137,8 +137,17 @@ func TestRescanHosts(t *testing.T) {
 	scan := filepath.Join(f.opts.SysDir, "class", "scsi_host", "host0", "scan")
 	os.MkdirAll(filepath.Dir(scan), 0o755)
 	os.WriteFile(scan, nil, 0o600)
-	f.FindDevice(context.Background(), f.ByIDDir(), "6000c29d111122223333444455556666")
+	if _, err := f.FindDevice(context.Background(), f.ByIDDir(), "6000c29d111122223333444455556666"); !errors.Is(err, ErrDeviceNotFound) {
+		t.Errorf("no such disk: %v, want ErrDeviceNotFound", err)
+	}
 	if b, _ := os.ReadFile(scan); string(b) != "- - -" {
 		t.Errorf("scan file holds %q, want \"- - -\"", b)
+	}
+	// Without SCSI hosts to rescan: the same answer, no other error.
+	if err := os.RemoveAll(filepath.Join(f.opts.SysDir, "class")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.FindDevice(context.Background(), f.ByIDDir(), "6000c29d111122223333444455556666"); !errors.Is(err, ErrDeviceNotFound) {
+		t.Errorf("no SCSI hosts: %v, want ErrDeviceNotFound", err)
 	}
 }

@@ -52,12 +52,12 @@ func TestRoundTripBudget(t *testing.T) {
 
 			worst := 0
 			for i := range 5 {
-				before, mark := e.n.n.Load(), e.rec.mark()
+				before, mark := e.n.Count(), e.rec.mark()
 				if _, err := create(fmt.Sprintf("pvc-budget-%d", i)); err != nil {
 					t.Fatal(err)
 				}
 				e.settle(300 * time.Millisecond)
-				n := int(e.n.n.Load() - before)
+				n := int(e.n.Count() - before)
 				t.Logf("%d node VMs: FindVolumeByName+CreateVolume = %d HTTP requests: %v", nodes, n, e.rec.since(mark))
 				worst = max(worst, n)
 			}
@@ -78,9 +78,9 @@ func TestIdleCalls(t *testing.T) {
 	e := newEnv(t, 3, func(o *Options) { o.WatchMaxWait = maxWait })
 	e.settle(300 * time.Millisecond)
 	const window = 5 * time.Second
-	before, mark := e.n.n.Load(), e.rec.mark()
+	before, mark := e.n.Count(), e.rec.mark()
 	time.Sleep(window)
-	n := int(e.n.n.Load() - before)
+	n := int(e.n.Count() - before)
 	calls := e.rec.since(mark)
 	limit := int(window/maxWait) + 1
 	t.Logf("idle for %v with WatchMaxWait %v: %d HTTP requests %v (limit %d)", window, maxWait, n, calls, limit)

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
@@ -116,30 +115,6 @@ func transient(err error) bool {
 		return transientFault(fault)
 	}
 	return isNetworkError(err)
-}
-
-// transientFault: faults vCenter answers when it is busy, not when the
-// call is wrong.
-func transientFault(fault any) bool {
-	for _, n := range faultTypeChain(fault) {
-		switch n {
-		case "TaskInProgress", "ResourceNotAvailable", "HostCommunication", "RequestCanceled":
-			return true
-		}
-	}
-	if cf, ok := asCnsFault(fault); ok {
-		// CNS's plain CnsFault says "try again" when another operation on
-		// the same object is in progress; its subtypes say what is wrong.
-		_, isPlain := fault.(cnstypes.CnsFault)
-		_, isPtr := fault.(*cnstypes.CnsFault)
-		return (isPlain || isPtr) && busyText(cf.Reason)
-	}
-	return false
-}
-
-func busyText(s string) bool {
-	s = strings.ToLower(s)
-	return strings.Contains(s, "in progress") || strings.Contains(s, "try again") || strings.Contains(s, "retry later")
 }
 
 // httpStatus is the HTTP status of a call that got an HTTP answer other

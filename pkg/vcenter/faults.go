@@ -66,6 +66,10 @@ func mapFault(err error, notFound error) error {
 	return fmt.Errorf("vCenter: %s", msg)
 }
 
+// errAlreadyRegistered: the disk CnsCreateVolume was to register already is
+// a CNS volume.
+var errAlreadyRegistered = errors.New("already registered as a CNS volume")
+
 // classify picks the sentinel for a fault, by its type (and the types it
 // extends) first and, for the few CNS faults that have no type of their
 // own, by a precise phrase of CNS's; nil when none fits. "Not found" is
@@ -99,6 +103,8 @@ func classify(fault any, msg string, notFound error) error {
 		return nil
 	case has("CnsVolumeNotFoundFault"):
 		return ErrVolumeNotFound
+	case has("CnsAlreadyRegisteredFault"):
+		return errAlreadyRegistered
 	case has("NotFound"):
 		return notFound
 	case has("ResourceInUse"):
@@ -120,8 +126,37 @@ func classify(fault any, msg string, notFound error) error {
 		return ErrNodeFull
 	case strings.Contains(text, "insufficient") && strings.Contains(text, "space"):
 		return ErrInsufficientSpace
+	case strings.Contains(text, "not compatible with storage policy"), strings.Contains(text, "is not compatible"):
+		// CNS's policy reconfiguration refused by the volume's datastore.
+		return ErrPolicyIncompatible
+	case strings.Contains(text, "already registered"):
+		return errAlreadyRegistered
 	}
 	return nil
+}
+
+// transientFault: faults vCenter answers when it is busy, not when the
+// call is wrong.
+func transientFault(fault any) bool {
+	for _, n := range faultTypeChain(fault) {
+		switch n {
+		case "TaskInProgress", "ResourceNotAvailable", "HostCommunication", "RequestCanceled":
+			return true
+		}
+	}
+	if cf, ok := asCnsFault(fault); ok {
+		// CNS's plain CnsFault says "try again" when another operation on
+		// the same object is in progress; its subtypes say what is wrong.
+		_, isPlain := fault.(cnstypes.CnsFault)
+		_, isPtr := fault.(*cnstypes.CnsFault)
+		return (isPlain || isPtr) && busyText(cf.Reason)
+	}
+	return false
+}
+
+func busyText(s string) bool {
+	s = strings.ToLower(s)
+	return strings.Contains(s, "in progress") || strings.Contains(s, "try again") || strings.Contains(s, "retry later")
 }
 
 // faultOf finds the vCenter fault in err and its message.
@@ -252,7 +287,7 @@ func joinMessages(msgs ...string) string {
 func isSentinel(err error) bool {
 	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
 		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrPolicyIncompatible,
-		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull, errTaskLost, errUncertain} {
+		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull, errTaskLost, errUncertain, errAlreadyRegistered} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -2,32 +2,14 @@ package vcenter
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
-
-// httpCounter counts HTTP requests at the transport: every SOAP round
-// trip of every endpoint, and the service-version GETs.
-type httpCounter struct {
-	n atomic.Int64
-}
-
-func (c *httpCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		c.n.Add(1)
-		return rt.RoundTrip(r)
-	})
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // recorder is an Observer that keeps the SOAP methods called.
 type recorder struct {
@@ -74,7 +56,7 @@ func (r *recorder) mark() int {
 type testEnv struct {
 	sim *sim.Sim
 	c   *client
-	n   *httpCounter
+	n   *rtcount.Counter
 	rec *recorder
 }
 
@@ -113,9 +95,9 @@ func newEnv(t testing.TB, nodeVMs int, tweak func(*Options)) *testEnv {
 
 func connectEnv(t testing.TB, s *sim.Sim, tweak func(*Options)) *testEnv {
 	t.Helper()
-	e := &testEnv{sim: s, n: &httpCounter{}, rec: &recorder{}}
+	e := &testEnv{sim: s, n: &rtcount.Counter{}, rec: &recorder{}}
 	opts := simOptions(s)
-	opts.WrapTransport = e.n.wrap
+	opts.WrapTransport = e.n.Wrap
 	opts.Observer = e.rec
 	if tweak != nil {
 		tweak(&opts)
@@ -159,10 +141,10 @@ func placeable(t testing.TB, c Client, policyID string) []string {
 
 // settle waits until no HTTP request has been made for quiet.
 func (e *testEnv) settle(quiet time.Duration) {
-	last := e.n.n.Load()
+	last := e.n.Count()
 	for {
 		time.Sleep(quiet)
-		now := e.n.n.Load()
+		now := e.n.Count()
 		if now == last {
 			return
 		}

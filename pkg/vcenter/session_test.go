@@ -48,8 +48,21 @@ func TestAllDatacentersAndInsecure(t *testing.T) {
 		o.Thumbprint = ""
 		o.Insecure = true
 	})
-	if _, err := e.c.NodeVM(ctxT(t), e.sim.NodeVMs()[0].UUID); err != nil {
+	want := e.sim.NodeVMs()[0]
+	vm, err := e.c.NodeVM(ctxT(t), want.UUID)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if vm.Name != want.Name || vm.ID != want.Ref || vm.Host != want.Host {
+		t.Errorf("NodeVM = %+v, want the simulator's %+v", vm, want)
+	}
+	// Every datacenter searched: every datastore of the inventory is known.
+	all, err := e.c.Datastores(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(e.sim.Datastores()) {
+		t.Errorf("Datastores: %d, the inventory has %d", len(all), len(e.sim.Datastores()))
 	}
 }
 
@@ -92,7 +105,7 @@ func TestTransportSeesEveryRequest(t *testing.T) {
 	}
 	e.settle(300 * time.Millisecond)
 	// The long poll in flight is counted at the transport, not yet observed.
-	http, soap := e.n.n.Load(), int64(e.rec.mark())
+	http, soap := e.n.Count(), int64(e.rec.mark())
 	if http != soap+2+1 {
 		t.Errorf("HTTP requests %d; SOAP calls observed %d (+2 before the chain, +1 poll in flight)", http, soap)
 	}

@@ -97,7 +97,6 @@ func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description s
 		return c.conn.cns.CreateSnapshots(ctx, []cnstypes.CnsSnapshotCreateSpec{spec})
 	})
 	if err != nil {
-		klog.ErrorS(err, "Creating snapshot failed", "volumeID", volumeID, "name", description)
 		return Snapshot{}, fmt.Errorf("snapshot volume %s: %w", volumeID, err)
 	}
 	cr, ok := r.(*cnstypes.CnsSnapshotCreateResult)
@@ -108,7 +107,7 @@ func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description s
 	if s.VolumeID == "" {
 		s.VolumeID = volumeID
 	}
-	klog.InfoS("Snapshot created", "volumeID", volumeID, "snapshotID", s.ID, "name", description)
+	klog.V(4).InfoS("Snapshot created", "volumeID", volumeID, "snapshotID", s.ID, "name", description)
 	return s, nil
 }
 
@@ -120,12 +119,9 @@ func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string
 		return c.conn.cns.DeleteSnapshots(ctx, []cnstypes.CnsSnapshotDeleteSpec{spec})
 	})
 	if err != nil {
-		if !errors.Is(err, ErrSnapshotNotFound) {
-			klog.ErrorS(err, "Deleting snapshot failed", "volumeID", volumeID, "snapshotID", snapshotID)
-		}
 		return fmt.Errorf("delete snapshot %s of volume %s: %w", snapshotID, volumeID, err)
 	}
-	klog.InfoS("Snapshot deleted", "volumeID", volumeID, "snapshotID", snapshotID)
+	klog.V(4).InfoS("Snapshot deleted", "volumeID", volumeID, "snapshotID", snapshotID)
 	return nil
 }
 
@@ -271,7 +267,6 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 		return c.conn.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{spec})
 	})
 	if err != nil {
-		klog.ErrorS(err, "Extending volume failed", "volumeID", volumeID, "sizeMB", sizeMB)
 		return fmt.Errorf("extend volume %s to %d MiB: %w", volumeID, sizeMB, err)
 	}
 	klog.InfoS("Volume extended", "volumeID", volumeID, "sizeMB", sizeMB)
@@ -283,10 +278,10 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 // clone finds what an interrupted attempt left.
 func CloneSnapshotDescription(name string) string { return cloneSnapshotPrefix + name }
 
-// CloneLeftovers picks from snaps the transient snapshots of the clone
+// cloneLeftovers picks from snaps the transient snapshots of the clone
 // named name, or of any clone when name is "": the driver's own, never a
 // VolumeSnapshot's.
-func CloneLeftovers(snaps []Snapshot, name string) []Snapshot {
+func cloneLeftovers(snaps []Snapshot, name string) []Snapshot {
 	var out []Snapshot
 	for _, s := range snaps {
 		if (name == "" && strings.HasPrefix(s.Description, cloneSnapshotPrefix)) || s.Description == CloneSnapshotDescription(name) {
@@ -315,7 +310,7 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	} else if waited > 0 {
 		if vol, err := c.FindVolumeByName(ctx, spec.Name); err == nil {
 			vol.Existing = true
-			c.dropCloneLeftovers(ctx, spec.SourceVolumeID, spec.Name)
+			c.DropCloneLeftovers(ctx, spec.SourceVolumeID, spec.Name)
 			return vol, nil
 		}
 	}
@@ -323,7 +318,7 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	if err != nil {
 		return Volume{}, fmt.Errorf("clone volume %s: %w", spec.SourceVolumeID, err)
 	}
-	left := CloneLeftovers(all, spec.Name)
+	left := cloneLeftovers(all, spec.Name)
 	var snap Snapshot
 	if len(left) > 0 {
 		snap = left[0]
@@ -336,7 +331,7 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	vol, err := c.CreateVolume(ctx, spec)
 	if vol.Existing {
 		// Made by an earlier attempt, which may have left its snapshot.
-		c.dropCloneLeftovers(context.WithoutCancel(ctx), spec.SourceVolumeID, spec.Name)
+		c.DropCloneLeftovers(context.WithoutCancel(ctx), spec.SourceVolumeID, spec.Name)
 	}
 	if derr := c.DeleteSnapshot(context.WithoutCancel(ctx), spec.SourceVolumeID, snap.ID); derr != nil && !errors.Is(derr, ErrSnapshotNotFound) {
 		klog.ErrorS(derr, "Deleting the clone's transient snapshot failed; delete it by hand",
@@ -348,17 +343,22 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	return vol, nil
 }
 
-// dropCloneLeftovers deletes the transient snapshots a clone named name
-// left on its source (an attempt interrupted before its last step).
-func (c *client) dropCloneLeftovers(ctx context.Context, source, name string) {
-	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: source}, 0, 0)
+// DropCloneLeftovers: see Client.
+func (c *client) DropCloneLeftovers(ctx context.Context, volumeID, name string) int {
+	all, _, err := c.Snapshots(ctx, SnapshotFilter{VolumeID: volumeID}, 0, 0)
 	if err != nil {
-		klog.ErrorS(err, "Listing a clone's leftover snapshots failed", "volumeID", source, "name", name)
-		return
+		klog.ErrorS(err, "Listing a volume's snapshots for clones' leftovers failed", "volumeID", volumeID, "name", name)
+		return -1
 	}
-	for _, s := range CloneLeftovers(all, name) {
-		if err := c.DeleteSnapshot(ctx, source, s.ID); err != nil && !errors.Is(err, ErrSnapshotNotFound) {
-			klog.ErrorS(err, "Deleting a clone's leftover snapshot failed", "volumeID", source, "snapshotID", s.ID)
+	left := cloneLeftovers(all, name)
+	others := len(all) - len(left)
+	for _, s := range left {
+		if err := c.DeleteSnapshot(ctx, volumeID, s.ID); err != nil && !errors.Is(err, ErrSnapshotNotFound) {
+			klog.ErrorS(err, "Deleting a clone's leftover transient snapshot failed", "volumeID", volumeID, "snapshotID", s.ID)
+			others++ // still there
+			continue
 		}
+		klog.InfoS("Deleted a clone's leftover transient snapshot", "volumeID", volumeID, "snapshotID", s.ID, "description", s.Description)
 	}
+	return others
 }

@@ -54,26 +54,26 @@ func TestSnapshotRestoreKeepsThatMomentsData(t *testing.T) {
 	first, second := []byte("before the snapshot"), []byte("after the snapshot!")
 	writeAt(t, e, src.ID, 1<<20, first)
 
-	mark := e.n.n.Load()
+	mark := e.n.Count()
 	snap, err := e.c.CreateSnapshot(ctx, src.ID, "snap-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The call, and the shared watch's long poll that brings the task's end.
-	budget(t, "CreateSnapshot", e.n.n.Load()-mark, 3)
+	budget(t, "CreateSnapshot", e.n.Count()-mark, 3)
 	if snap.ID == "" || snap.VolumeID != src.ID || snap.Description != "snap-1" || snap.CreateTime.IsZero() {
 		t.Fatalf("snapshot %+v", snap)
 	}
 	writeAt(t, e, src.ID, 1<<20, second)
 
 	// Listing: by volume, by snapshot, everything; unknown IDs select nothing.
-	mark = e.n.n.Load()
+	mark = e.n.Count()
 	got, next, err := e.c.Snapshots(ctx, SnapshotFilter{VolumeID: src.ID, SnapshotID: snap.ID}, 0, 0)
 	if err != nil || next != 0 || len(got) != 1 || got[0].ID != snap.ID || got[0].SizeBytes != 64<<20 {
 		t.Fatalf("Snapshots(one) = %+v, %d, %v", got, next, err)
 	}
 	// The query task, the long poll, one CnsQueryVolume for the sizes.
-	budget(t, "Snapshots", e.n.n.Load()-mark, 4)
+	budget(t, "Snapshots", e.n.Count()-mark, 4)
 	for _, f := range []SnapshotFilter{{VolumeID: src.ID, SnapshotID: "nope"}, {VolumeID: "no-such-volume"}} {
 		if got, _, err := e.c.Snapshots(ctx, f, 0, 0); err != nil || len(got) != 0 {
 			t.Errorf("Snapshots(%+v) = %+v, %v; want none", f, got, err)
@@ -120,11 +120,11 @@ func TestSnapshotRestoreKeepsThatMomentsData(t *testing.T) {
 	if err := e.c.DeleteSnapshot(ctx, src.ID, snap.ID); !errors.Is(err, ErrSnapshotNotFound) {
 		t.Errorf("second DeleteSnapshot = %v; want ErrSnapshotNotFound", err)
 	}
-	mark = e.n.n.Load()
+	mark = e.n.Count()
 	if err := e.c.ExtendVolume(ctx, src.ID, 128<<20); err != nil {
 		t.Fatal(err)
 	}
-	budget(t, "ExtendVolume", e.n.n.Load()-mark, 3)
+	budget(t, "ExtendVolume", e.n.Count()-mark, 3)
 	if fi, err := os.Stat(mustFile(t, e, src.ID)); err != nil || fi.Size() != 128<<20 {
 		t.Errorf("extended data file: %v, %v; want 128 MiB", fi.Size(), err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/object"
@@ -32,14 +31,13 @@ func (c *client) RegisterDisk(ctx context.Context, diskID, name string) (Volume,
 	_, err := c.runCNS(ctx, "register", ErrVolumeNotFound, func() (*object.Task, error) {
 		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
 	})
-	if err != nil && strings.Contains(strings.ToLower(err.Error()), "already") {
+	if errors.Is(err, errAlreadyRegistered) {
 		err = nil // registered meanwhile
 	}
 	if err != nil {
 		if errors.Is(err, ErrVolumeNotFound) {
 			return Volume{}, fmt.Errorf("%w: no CNS volume and no first-class disk with ID %s", ErrVolumeNotFound, diskID)
 		}
-		klog.ErrorS(err, "Registering the first-class disk with CNS failed", "volumeID", diskID)
 		return Volume{}, fmt.Errorf("register first-class disk %s with CNS: %w", diskID, err)
 	}
 	klog.InfoS("First-class disk registered as a CNS volume", "volumeID", diskID, "name", name)

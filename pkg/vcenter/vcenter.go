@@ -41,8 +41,16 @@ type Client interface {
 	// returns that volume (Existing).
 	CreateVolume(ctx context.Context, spec CreateSpec) (Volume, error)
 	// DeleteVolume deletes the CNS volume and its disk. ErrVolumeNotFound when
-	// it does not exist; ErrVolumeInUse while it is attached.
+	// it does not exist; ErrVolumeInUse while it is attached; ErrHasSnapshots
+	// while it has snapshots other than clones' transient ones (which it
+	// deletes).
 	DeleteVolume(ctx context.Context, volumeID string) error
+	// DropCloneLeftovers deletes the transient snapshots that clones named
+	// name ("" for any clone) left on their source volume, an attempt
+	// interrupted before its last step (snapshots.go). Best effort: failures
+	// are logged. It returns how many other snapshots the volume has (-1
+	// when it could not tell).
+	DropCloneLeftovers(ctx context.Context, volumeID, name string) int
 	// Volume returns one volume; ErrVolumeNotFound when it does not exist.
 	Volume(ctx context.Context, volumeID string) (Volume, error)
 	// FindVolumeByName returns the volume of this cluster with that name;

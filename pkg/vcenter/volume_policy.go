@@ -47,10 +47,6 @@ func (c *client) ChangeVolumePolicy(ctx context.Context, volumeID string, policy
 		return c.conn.cns.ReconfigVolumePolicy(ctx, []cnstypes.CnsVolumePolicyReconfigSpec{spec})
 	})
 	if err != nil {
-		if strings.Contains(strings.ToLower(err.Error()), "not compatible") {
-			err = fmt.Errorf("%w: %v", ErrPolicyIncompatible, err)
-		}
-		klog.ErrorS(err, "Changing the volume's storage policy failed", "volumeID", volumeID, "policy", policy.Name)
 		return fmt.Errorf("change the storage policy of volume %s to %q: %w", volumeID, policy.Name, err)
 	}
 	klog.InfoS("Volume storage policy changed", "volumeID", volumeID, "policy", policy.Name, "policyID", policy.ID)

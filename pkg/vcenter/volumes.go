@@ -136,14 +136,13 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
 	})
 	if err != nil {
-		klog.ErrorS(err, "Creating volume failed", "name", spec.Name, "datastore", ds.name)
 		return Volume{}, fmt.Errorf("create volume %q on %s: %w", spec.Name, ds.name, err)
 	}
 	id := r.GetCnsVolumeOperationResult().VolumeId.Id
 	if id == "" {
 		return Volume{}, fmt.Errorf("create volume %q on %s: vCenter returned no volume ID", spec.Name, ds.name)
 	}
-	klog.InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB, "file", spec.File != nil)
+	klog.V(4).InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB, "file", spec.File != nil)
 	if spec.File != nil {
 		// The access points are the share's: read them as CNS has them.
 		return c.Volume(ctx, id)
@@ -199,6 +198,16 @@ func (c *client) volumeMetadata(spec CreateSpec) cnstypes.CnsVolumeMetadata {
 // DeleteVolume deletes the volume and its disk. "Not found" is believed
 // only when a query by ID confirms the volume is gone.
 func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
+	err := c.deleteVolume(ctx, volumeID)
+	if errors.Is(err, ErrHasSnapshots) && c.DropCloneLeftovers(ctx, volumeID, "") == 0 {
+		// The only snapshots were clones' transient ones, left by a clone
+		// whose last step failed: the driver's own, gone now.
+		err = c.deleteVolume(ctx, volumeID)
+	}
+	return err
+}
+
+func (c *client) deleteVolume(ctx context.Context, volumeID string) error {
 	if atts := c.inv.Load().attachments(volumeID); len(atts) > 0 {
 		return fmt.Errorf("%w: volume %s is attached to %s", ErrVolumeInUse, volumeID, vmNames(atts))
 	}
@@ -214,12 +223,9 @@ func (c *client) DeleteVolume(ctx context.Context, volumeID string) error {
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, ErrVolumeNotFound) {
-			klog.ErrorS(err, "Deleting volume failed", "volumeID", volumeID)
-		}
 		return fmt.Errorf("delete volume %s: %w", volumeID, err)
 	}
-	klog.InfoS("Volume deleted", "volumeID", volumeID)
+	klog.V(4).InfoS("Volume deleted", "volumeID", volumeID)
 	return nil
 }
 
@@ -409,7 +415,6 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 		}
 	}
 	if err != nil {
-		klog.ErrorS(err, "Attaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 		return "", fmt.Errorf("attach volume %s to VM %s: %w", volumeID, node.Name, err)
 	}
 	diskUUID = normalizeDiskUUID(diskUUID)
@@ -424,7 +429,7 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 		return "", fmt.Errorf("attach volume %s to VM %s: vCenter returned no disk UUID", volumeID, node.Name)
 	}
 	c.inv.Load().recordAttach(vmRef, volumeID, diskUUID)
-	klog.InfoS("Volume attached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name, "diskUUID", diskUUID)
+	klog.V(4).InfoS("Volume attached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name, "diskUUID", diskUUID)
 	return diskUUID, nil
 }
 
@@ -476,11 +481,10 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 		}
 	}
 	if err != nil {
-		klog.ErrorS(err, "Detaching volume failed", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 		return fmt.Errorf("detach volume %s from VM %s: %w", volumeID, node.Name, err)
 	}
 	c.inv.Load().recordDetach(vmRef, volumeID)
-	klog.InfoS("Volume detached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
+	klog.V(4).InfoS("Volume detached", "volumeID", volumeID, "nodeID", node.UUID, "vm", node.Name)
 	return nil
 }
 

@@ -19,7 +19,7 @@ func TestNodeVMsAndDatastoresFromCache(t *testing.T) {
 	e := newEnv(t, 3, nil)
 	ctx := ctxT(t)
 	for _, n := range e.sim.NodeVMs() {
-		mark := e.n.n.Load()
+		mark := e.n.Count()
 		vm, err := e.c.NodeVM(ctx, n.UUID)
 		if err != nil {
 			t.Fatalf("NodeVM(%s): %v", n.UUID, err)
@@ -27,7 +27,7 @@ func TestNodeVMsAndDatastoresFromCache(t *testing.T) {
 		if vm.Name != n.Name || vm.UUID != n.UUID || vm.ID != n.Ref || vm.Host != n.Host {
 			t.Errorf("NodeVM(%s) = %+v; want %+v", n.UUID, vm, n)
 		}
-		if got := e.n.n.Load() - mark; got != 0 {
+		if got := e.n.Count() - mark; got != 0 {
 			t.Errorf("NodeVM made %d HTTP requests; want 0", got)
 		}
 	}
@@ -142,11 +142,11 @@ func TestUnknownPolicyListsExisting(t *testing.T) {
 		}
 	}
 	// A second miss within the interval costs no call.
-	mark := e.n.n.Load()
+	mark := e.n.Count()
 	if _, err := e.c.PolicyByName(ctxT(t), "Platinum"); !errors.Is(err, ErrPolicyNotFound) {
 		t.Fatal(err)
 	}
-	if got := e.n.n.Load() - mark; got != 0 {
+	if got := e.n.Count() - mark; got != 0 {
 		t.Errorf("second miss made %d requests; want 0", got)
 	}
 	pols, err := e.c.Policies(ctxT(t))
@@ -177,12 +177,12 @@ func TestInsufficientSpace(t *testing.T) {
 	size := (small.FreeBytes/mib + 1) * mib // just over the small one's free space
 
 	// Known from the cache: no call at all.
-	mark := e.n.n.Load()
+	mark := e.n.Count()
 	_, err = e.c.CreateVolume(ctx, CreateSpec{Name: "too-big", CapacityBytes: size, DatastoreIDs: []string{small.ID}})
 	if !errors.Is(err, ErrInsufficientSpace) {
 		t.Fatalf("CreateVolume on %s = %v; want ErrInsufficientSpace", small.Name, err)
 	}
-	if got := e.n.n.Load() - mark; got != 0 {
+	if got := e.n.Count() - mark; got != 0 {
 		t.Errorf("refusal from the cache made %d requests", got)
 	}
 
@@ -236,12 +236,12 @@ func TestAttachDetachDelete(t *testing.T) {
 		t.Errorf("disk UUID %q is not 32 lowercase hex digits", disk)
 	}
 
-	mark := e.n.n.Load()
+	mark := e.n.Count()
 	again, err := e.c.AttachVolume(ctx, vol.ID, nodes[0].UUID)
 	if err != nil || again != disk {
 		t.Errorf("attach again = %q, %v; want %q", again, err, disk)
 	}
-	if got := e.n.n.Load() - mark; got != 0 {
+	if got := e.n.Count() - mark; got != 0 {
 		t.Errorf("attach again made %d requests; want 0", got)
 	}
 	if _, err := e.c.AttachVolume(ctx, vol.ID, nodes[1].UUID); !errors.Is(err, ErrVolumeInUse) {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,23 +25,14 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
-	"github.com/vsphere-cns/vsphere-csi/test/story"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
+	"github.com/vsphere-cns/vsphere-csi/test/walkthrough"
 )
-
-type counter struct {
-	next http.RoundTripper
-	n    atomic.Int64
-}
-
-func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.RoundTrip(r)
-}
 
 type env struct {
 	sim   *sim.Sim
 	d     *driver.Driver
-	calls *counter
+	calls *rtcount.Counter
 }
 
 func newEnv(b *testing.B, mode driver.Mode, nodeVMs int) *env {
@@ -61,11 +50,11 @@ func newEnv(b *testing.B, mode driver.Mode, nodeVMs int) *env {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close() })
-	e := &env{sim: s, calls: &counter{}}
+	e := &env{sim: s, calls: &rtcount.Counter{}}
 	vc, err := vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: s.Username(), Password: s.Password(),
 		Thumbprint: s.Thumbprint(), ClusterID: "bench",
-		WrapTransport: func(next http.RoundTripper) http.RoundTripper { e.calls.next = next; return e.calls },
+		WrapTransport: e.calls.Wrap,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -107,7 +96,7 @@ func BenchmarkCreateVolume(b *testing.B) {
 			if _, err := e.d.CreateVolume(ctx, createReq("warm-up", 1<<30)); err != nil {
 				b.Fatal(err)
 			}
-			before := e.calls.n.Load()
+			before := e.calls.Count()
 			b.ResetTimer()
 			for i := range b.N {
 				if _, err := e.d.CreateVolume(ctx, createReq(fmt.Sprintf("bench-%d", i), 1<<30)); err != nil {
@@ -115,7 +104,7 @@ func BenchmarkCreateVolume(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(e.calls.n.Load()-before)/float64(b.N), "roundtrips/op")
+			b.ReportMetric(float64(e.calls.Count()-before)/float64(b.N), "roundtrips/op")
 			b.ReportMetric(float64(13+3*nodes), "upstream-roundtrips/op")
 		})
 	}
@@ -149,7 +138,7 @@ func BenchmarkPublishBurst(b *testing.B) {
 						b.Error(err)
 					}
 				}
-				before := e.calls.n.Load()
+				before := e.calls.Count()
 				b.StartTimer()
 				if burst {
 					var wg sync.WaitGroup
@@ -163,7 +152,7 @@ func BenchmarkPublishBurst(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				calls += e.calls.n.Load() - before
+				calls += e.calls.Count() - before
 				for _, id := range ids {
 					if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: node}); err != nil {
 						b.Fatal(err)
@@ -232,7 +221,7 @@ func BenchmarkNodeIdleRSS(b *testing.B) {
 	}
 	var rss []float64
 	for range b.N {
-		d, err := story.StartDriver(context.Background(), binary, "node", "", sim.NodeVM{
+		d, err := walkthrough.StartDriver(context.Background(), binary, "node", "", sim.NodeVM{
 			UUID: "42000000-0000-0000-0000-000000000001", ByIDDir: dir}, dir, ioDiscard{})
 		if err != nil {
 			b.Fatal(err)

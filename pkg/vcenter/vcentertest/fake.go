@@ -424,3 +424,22 @@ func (f *Fake) VolumeCount() int {
 	defer f.mu.Unlock()
 	return len(f.volumes)
 }
+
+// DropCloneLeftovers deletes the volume's snapshots described as the
+// transient snapshot of the clone name (of any clone for ""); it returns how
+// many others the volume has.
+func (f *Fake) DropCloneLeftovers(_ context.Context, id, name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.called("DropCloneLeftovers")
+	prefix := vcenter.CloneSnapshotDescription("")
+	kept := f.snapshots[id][:0]
+	for _, s := range f.snapshots[id] {
+		if (name == "" && strings.HasPrefix(s.Description, prefix)) || s.Description == vcenter.CloneSnapshotDescription(name) {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	f.snapshots[id] = kept
+	return len(kept)
+}

@@ -15,13 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -30,6 +28,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
 
 func main() {
@@ -60,18 +59,8 @@ type env struct {
 	sim   *sim.Sim
 	d     *driver.Driver
 	vc    vcenter.Client
-	calls atomic.Int64
+	calls rtcount.Counter
 	dir   string
-}
-
-type countRT struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
-
-func (c *countRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.RoundTrip(r)
 }
 
 func newEnv(nodeVMs int) (*env, error) {
@@ -91,7 +80,7 @@ func newEnv(nodeVMs int) (*env, error) {
 	e.vc, err = vcenter.New(context.Background(), vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: s.Username(), Password: s.Password(),
 		Thumbprint: s.Thumbprint(), ClusterID: "bench",
-		WrapTransport: func(next http.RoundTripper) http.RoundTripper { return &countRT{next: next, n: &e.calls} },
+		WrapTransport: e.calls.Wrap,
 	})
 	if err != nil {
 		_ = s.Close()
@@ -235,14 +224,14 @@ func run(runs int, svgPath, mdPath string) error {
 	}
 	var rts []float64
 	for r := range runs {
-		before := e.calls.Load()
+		before := e.calls.Count()
 		ids, took, err := e.create(fmt.Sprintf("pvc-r%d", r), 32)
 		if err != nil {
 			return err
 		}
 		creates.samples = append(creates.samples, took)
 		progress("32 creates: %v", took.Round(time.Millisecond))
-		rts = append(rts, float64(e.calls.Load()-before)/32)
+		rts = append(rts, float64(e.calls.Count()-before)/32)
 		if err := e.deleteAll(ids); err != nil {
 			return err
 		}

@@ -1,8 +1,8 @@
-// Package story is the seed's story told over CSI: a Gold 5Gi ReadWriteOnce
+// Package walkthrough is the getting-started walkthrough told over CSI: a Gold 5Gi ReadWriteOnce
 // volume is created, attached, formatted, mounted, written to, detached,
 // attached again with its data intact, and deleted with nothing left behind.
 // `make demo` tells it to a person; the tests tell it to an assertion.
-package story
+package walkthrough
 
 import (
 	"bytes"
@@ -24,12 +24,12 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 )
 
-// Env is where the story happens.
+// Env is where the walkthrough happens.
 type Env struct {
 	// ControllerEndpoint and NodeEndpoint are the driver's CSI sockets
 	// (unix:///…); the same one when a process serves both.
 	ControllerEndpoint, NodeEndpoint string
-	// Sim is the embedded vCenter the driver talks to; the story reads its
+	// Sim is the embedded vCenter the driver talks to; the walkthrough reads its
 	// inventory to explain the placement and to check that files are gone.
 	Sim *sim.Sim
 	// Node is the node VM the node plugin plays.
@@ -40,8 +40,8 @@ type Env struct {
 	Out io.Writer
 }
 
-// Payload is what the story writes into the volume and reads back.
-const Payload = "Data written by the seed's story; it must survive detach and re-attach.\n"
+// Payload is what the walkthrough writes into the volume and reads back.
+const Payload = "Data written by the getting-started walkthrough; it must survive detach and re-attach.\n"
 
 type teller struct {
 	out  io.Writer
@@ -62,7 +62,7 @@ func dial(endpoint string) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
-// Run tells the story. It returns at the first step that does not go as it
+// Run walks through it. It returns at the first step that does not go as it
 // should, after trying to clean up.
 func Run(ctx context.Context, e Env) (err error) {
 	t := &teller{out: e.Out}

@@ -50,11 +50,11 @@ func TestClusterReady(t *testing.T) {
 	}
 }
 
-// TestSeedStory is the seed's story through kubectl and a real kubelet: the
+// TestGettingStarted is the getting-started walkthrough through kubectl and a real kubelet: the
 // seed's PVC on gold-sc binds to a Gold volume in vCenter carrying the
 // claim's name; a pod writes, another pod reads it back; deleting the claim
 // deletes the PV, the CNS volume and its data file.
-func TestSeedStory(t *testing.T) {
+func TestGettingStarted(t *testing.T) {
 	vc := connectVCenter(t)
 	const claim = "persistent-vmdk"
 	cleanupPVC(t, claim)
@@ -91,15 +91,15 @@ func TestSeedStory(t *testing.T) {
 	t.Logf("CNS volume %s on %s (%s), data file %s", id, ds.name, vol.DatastoreUrl, files[0])
 
 	token := fmt.Sprintf("written by pod 1 at %s", time.Now().Format(time.RFC3339Nano))
-	cleanupPod(t, "story-writer")
-	runPod(t, podObject("story-writer", claim,
+	cleanupPod(t, "getting-started-writer")
+	runPod(t, podObject("getting-started-writer", claim,
 		fmt.Sprintf(`set -e; grep -q " /data " /proc/mounts; echo %q > /data/hello; sync; cat /data/hello`, token), false))
-	deletePod(t, "story-writer", pv.Name)
+	deletePod(t, "getting-started-writer", pv.Name)
 
-	cleanupPod(t, "story-reader")
-	runPod(t, podObject("story-reader", claim,
+	cleanupPod(t, "getting-started-reader")
+	runPod(t, podObject("getting-started-reader", claim,
 		fmt.Sprintf(`set -e; got="$(cat /data/hello)"; [ "$got" = %q ] || { echo "read back: $got"; exit 1; }`, token), false))
-	deletePod(t, "story-reader", pv.Name)
+	deletePod(t, "getting-started-reader", pv.Name)
 
 	deletePVC(t, claim, pv.Name)
 	eventually(t, time.Minute, "CNS volume "+id+" and its data file gone", func(ctx context.Context) (bool, string, error) {

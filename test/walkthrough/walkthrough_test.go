@@ -1,4 +1,4 @@
-package story
+package walkthrough
 
 import (
 	"bytes"
@@ -37,8 +37,8 @@ func checkNothingLeft(t *testing.T, dir string) {
 	}
 }
 
-// TestStoryInProcess: the driver (controller and node) in this process.
-func TestStoryInProcess(t *testing.T) {
+// TestWalkthroughInProcess: the driver (controller and node) in this process.
+func TestWalkthroughInProcess(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -48,12 +48,12 @@ func TestStoryInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("story", false)), "embedded vCenter")
+	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("walkthrough", false)), "embedded vCenter")
 	if err != nil {
 		t.Fatal(err)
 	}
 	vm := s.NodeVMs()[0]
-	d, closeAll, err := app.New(ctx, app.Config{Mode: driver.ModeAll, Version: "story", NodeID: vm.UUID, ByIDDir: vm.ByIDDir}, cfg, nil)
+	d, closeAll, err := app.New(ctx, app.Config{Mode: driver.ModeAll, Version: "walkthrough", NodeID: vm.UUID, ByIDDir: vm.ByIDDir}, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,9 @@ func TestStoryInProcess(t *testing.T) {
 	checkNothingLeft(t, dir)
 }
 
-// TestStorySeparateProcesses: as in a cluster, the controller and the node
+// TestWalkthroughSeparateProcesses: as in a cluster, the controller and the node
 // plugin are processes of their own, sharing one embedded vCenter over SOAP.
-func TestStorySeparateProcesses(t *testing.T) {
+func TestWalkthroughSeparateProcesses(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -96,7 +96,7 @@ func TestStorySeparateProcesses(t *testing.T) {
 	}
 	defer s.Close()
 	conf := filepath.Join(dir, "csi-vsphere.conf")
-	if err := s.WriteConfig(conf, "story", false); err != nil {
+	if err := s.WriteConfig(conf, "walkthrough", false); err != nil {
 		t.Fatal(err)
 	}
 	vm := s.NodeVMs()[1]

@@ -1,4 +1,4 @@
-package story
+package walkthrough
 
 import (
 	"bytes"
@@ -199,14 +199,14 @@ func (e *rwxEnv) stats(i int, volID, path string) *csi.NodeGetVolumeStatsRespons
 	return st
 }
 
-// TestReadWriteManyOverNFS is the ReadWriteMany story over CSI: two node
+// TestReadWriteManyOverNFS is the ReadWriteMany walkthrough over CSI: two node
 // plugins (two node VMs) mount one vSAN file share, one writes, the other
 // reads it; a read-only publish refuses writes; the share survives a
 // vCenter restart under its mounts; unpublish and delete leave nothing
 // mounted and no share.
 func TestReadWriteManyOverNFS(t *testing.T) {
 	e := newRWXEnv(t, "")
-	vol := e.create("pvc-rwx-story", 1<<30)
+	vol := e.create("pvc-rwx-walkthrough", 1<<30)
 	id := vol.GetVolumeId()
 	if !strings.HasPrefix(id, "file:") || vol.GetVolumeContext()["type"] != "vSphere CNS File Volume" {
 		t.Fatalf("volume %s, context %v: want a CNS file volume", id, vol.GetVolumeContext())
