@@ -36,7 +36,7 @@ build: deps
 run: build
 	$(BIN)/vsphere-csi --simulator --endpoint unix://$(RUN_DIR)/csi.sock --simulator-dir $(RUN_DIR)/vcenter -v 2
 
-# demo: the seed's story told step by step against the driver on the
+# demo: the getting-started walkthrough told step by step against the driver on the
 # embedded vCenter (a Gold 5Gi volume: create, attach, format, mount, write,
 # detach, re-attach, read back, delete).
 demo: build
@@ -55,6 +55,7 @@ unit: deps
 
 test: deps vet chart-test
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd test/e2e && $(GO) vet ./... && $(GO) test -count=1 ./internal/... ./cmd/...
 
 # The Helm chart: lint, render, strict decoding, RBAC and image checks, the
 # plain manifests in sync (a module of its own: test/chart).

@@ -26,6 +26,7 @@ K8S_VERSION=v1.34.4
 NODE_NAME=e2e-node
 NODE_VM=k8s-node-b-1 # the embedded vCenter's node VM the kubelet's node plays (zone-b)
 DRIVER=csi.vsphere.vmware.com
+DRIVER_IMAGE=ghcr.io/vsphere-cns/vsphere-csi:e2e # built by `tools` from the Dockerfile (test/e2e/cmd/driverimage)
 # Ports, all on 127.0.0.1, away from the defaults other runs may hold.
 ETCD_PORT=${ETCD_PORT:-23790}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
@@ -37,7 +38,7 @@ KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-16248}
 SIM_PORT=${SIM_PORT:-18989}
 SIM_CONTROL_PORT=${SIM_CONTROL_PORT:-18990}
 DRIVER_HEALTHZ_PORT=${DRIVER_HEALTHZ_PORT:-19808}
-DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs"
+DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs mmdebstrap"
 
 PIDS=$E2E_DIR/pids
 LOGS=$E2E_DIR/logs
@@ -64,7 +65,7 @@ modkey() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
 deps() {
 	step "Debian packages: $DEB_PACKAGES"
 	local missing=""
-	for c in etcd containerd runc ctr openssl losetup mkfs.ext4 mkfs.xfs curl; do
+	for c in etcd containerd runc ctr openssl losetup mkfs.ext4 mkfs.xfs curl mmdebstrap; do
 		command -v $c >/dev/null || missing="$missing $c"
 	done
 	[ -x /usr/lib/cni/loopback ] || missing="$missing cni-loopback"
@@ -144,10 +145,28 @@ tools() {
 	echo "    $("$E2E_CACHE/bin/kubectl" version --client 2>/dev/null | head -1)"
 	took
 
-	step "Images: pause (static Go) and busybox (Debian busybox-static) as OCI archives"
+	step "Driver: bin/vsphere-csi (make build: the Makefile's flags), bin/vsphere-sim; bin/mount.nfs (test/nfsmount: NFS over FUSE where the kernel has no NFS client)"
+	make -C "$ROOT" --no-print-directory build GO="$GO" >/dev/null
+	(cd "$ROOT" && CGO_ENABLED=0 $GO build -trimpath -o bin/mount.nfs ./test/nfsmount/cmd/mount.nfs)
+	echo "    $("$ROOT/bin/vsphere-csi" --version)"
+	took
+
+	step "Images without a Docker engine, as OCI archives: the driver's from the Dockerfile (mmdebstrap root filesystem, cached), the sidecars', pause, busybox"
 	local img=$E2E_CACHE/images
-	mkdir -p "$img"
-	(cd "$ROOT/test/e2e" && CGO_ENABLED=0 $GO build -trimpath -o "$img/" ./cmd/pause ./cmd/mkimage)
+	rm -rf "$img" && mkdir -p "$img"
+	(cd "$ROOT/test/e2e" && CGO_ENABLED=0 $GO build -trimpath -o "$img/" ./cmd/pause ./cmd/mkimage ./cmd/driverimage)
+	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
+		-version "$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')" -cache "$E2E_CACHE/rootfs" \
+		-name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar"
+	# The sidecars as their upstream images are: the static binary alone, run as root.
+	local mod s ver
+	for s in external-provisioner/v6:csi-provisioner external-attacher/v4:csi-attacher external-resizer/v2:csi-resizer \
+		external-snapshotter/v8:csi-snapshotter external-snapshotter/v8:snapshot-controller; do
+		mod=github.com/kubernetes-csi/${s%%:*}
+		ver=$(cd "$ROOT/test/e2e/tools/sidecars" && $GO list -m -f '{{.Version}}' "$mod")
+		"$img/mkimage" -name "registry.k8s.io/sig-storage/${s##*:}:$ver" -o "$img/${s##*:}.tar" \
+			-entrypoint "/${s##*:}" "$E2E_CACHE/bin/${s##*:}=/${s##*:}"
+	done
 	"$img/mkimage" -name registry.k8s.io/pause:3.10 -o "$img/pause.tar" -entrypoint /pause "$img/pause=/pause"
 	local links="" a
 	for a in sh ls cat echo sleep test [ stat mkdir rm dd sync hostname wc od head tail grep mount df true false env touch blockdev tee; do
@@ -155,12 +174,8 @@ tools() {
 	done
 	"$img/mkimage" -name docker.io/library/busybox:e2e -o "$img/busybox.tar" -entrypoint /bin/sh \
 		/bin/busybox=/bin/busybox $links
-	took
-
-	step "Driver: bin/vsphere-csi, bin/vsphere-sim; bin/mount.nfs (test/nfsmount: NFS over FUSE where the kernel has no NFS client)"
-	mkdir -p "$ROOT/bin"
-	(cd "$ROOT" && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-csi ./cmd/vsphere-csi && CGO_ENABLED=0 $GO build -trimpath -o bin/vsphere-sim ./cmd/vsphere-sim &&
-		CGO_ENABLED=0 $GO build -trimpath -o bin/mount.nfs ./test/nfsmount/cmd/mount.nfs)
+	rm -f "$img/pause" "$img/mkimage" "$img/driverimage"
+	ls "$img" | sed 's/^/    /'
 	took
 }
 
@@ -315,8 +330,8 @@ EOF
 	start containerd containerd --config "$CTRD/config.toml"
 	wait_for containerd 30 ctr --address "$CTRD/containerd.sock" version || { alive_or_log containerd; return 1; }
 	local i
-	for i in pause busybox; do
-		ctr --address "$CTRD/containerd.sock" -n k8s.io images import "$E2E_CACHE/images/$i.tar" >/dev/null
+	for i in "$E2E_CACHE"/images/*.tar; do
+		ctr --address "$CTRD/containerd.sock" -n k8s.io images import "$i" >/dev/null
 	done
 	ctr --address "$CTRD/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | sed 's/^/    image: /'
 	took
@@ -435,7 +450,7 @@ up() {
 gotest() {
 	local log=$LOGS/$1.log; shift
 	set +e
-	(cd "$ROOT/test/e2e" && E2E_DIR="$E2E_DIR" E2E_BIN="$E2E_CACHE/bin" E2E_ROOT="$ROOT" NODE_NAME="$NODE_NAME" \
+	(cd "$ROOT/test/e2e" && E2E_DIR="$E2E_DIR" E2E_BIN="$E2E_CACHE/bin" E2E_IMAGES="$E2E_CACHE/images" E2E_ROOT="$ROOT" NODE_NAME="$NODE_NAME" \
 		E2E_SIM_CONTROL="127.0.0.1:$SIM_CONTROL_PORT" \
 		KUBECONFIG="$KUBECONFIG_FILE" $GO test -count=1 -timeout "$E2E_TEST_TIMEOUT" -v "$@" . 2>&1) | tee "$log"
 	local rc=${PIPESTATUS[0]}

@@ -24,6 +24,7 @@ var env struct {
 	dir        string // E2E_DIR: state, logs, kubeconfig
 	bin        string // E2E_BIN: kubectl, helm, ...
 	root       string // E2E_ROOT: the repository
+	images     string // E2E_IMAGES: the OCI archives hack/e2e.sh built and imported
 	node       string // NODE_NAME
 	kubeconfig string
 	kube       kubernetes.Interface
@@ -38,6 +39,7 @@ const (
 func TestMain(m *testing.M) {
 	env.dir, env.bin, env.root, env.node = os.Getenv("E2E_DIR"), os.Getenv("E2E_BIN"), os.Getenv("E2E_ROOT"), os.Getenv("NODE_NAME")
 	env.kubeconfig = os.Getenv("KUBECONFIG")
+	env.images = os.Getenv("E2E_IMAGES")
 	if env.dir == "" || env.kubeconfig == "" {
 		fmt.Println("test/e2e needs a cluster: run `make e2e` (or hack/e2e.sh up, then hack/e2e.sh test)")
 		os.Exit(0)
