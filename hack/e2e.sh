@@ -35,10 +35,19 @@ KCM_PORT=${KCM_PORT:-16257}
 SCHED_PORT=${SCHED_PORT:-16259}
 KUBELET_PORT=${KUBELET_PORT:-16250}
 KUBELET_HEALTHZ_PORT=${KUBELET_HEALTHZ_PORT:-16248}
+KUBE_PROXY_HEALTHZ_PORT=${KUBE_PROXY_HEALTHZ_PORT:-16256}
+KUBE_PROXY_METRICS_PORT=${KUBE_PROXY_METRICS_PORT:-16249}
 SIM_PORT=${SIM_PORT:-18989}
 SIM_CONTROL_PORT=${SIM_CONTROL_PORT:-18990}
 DRIVER_HEALTHZ_PORT=${DRIVER_HEALTHZ_PORT:-19808}
-DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs mmdebstrap"
+DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-static openssl util-linux mount e2fsprogs xfsprogs mmdebstrap iptables iproute2"
+# The node's address: on lo, so it exists on any machine and leaves it for
+# no one; the API server advertises it (the kubernetes Service's endpoint,
+# which kube-proxy forwards 10.96.0.1:443 to), the embedded vCenter listens
+# on it, and pods reach both through the pod network's gateway.
+NODE_IP=${E2E_NODE_IP:-10.200.0.1}
+POD_CIDR=${E2E_POD_CIDR:-10.244.0.0/24}
+CNI_BRIDGE=e2e-cni0
 
 PIDS=$E2E_DIR/pids
 LOGS=$E2E_DIR/logs
@@ -47,7 +56,7 @@ KUBELET_DIR=$E2E_DIR/kubelet
 CTRD=$E2E_DIR/containerd
 KUBECONFIG_FILE=$E2E_DIR/admin.kubeconfig
 SIM_DIR=$E2E_DIR/vcenter
-BYID_ROOT=$E2E_DIR/by-id
+BYID_ROOT=$KUBELET_DIR/vsphere-sim-by-id # under the kubelet directory: the chart mounts it into the node plugin
 CSI_CONTROLLER_SOCK=$E2E_DIR/controller/csi.sock
 CSI_NODE_SOCK=$KUBELET_DIR/plugins/$DRIVER/csi.sock
 
@@ -65,7 +74,7 @@ modkey() { cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
 deps() {
 	step "Debian packages: $DEB_PACKAGES"
 	local missing=""
-	for c in etcd containerd runc ctr openssl losetup mkfs.ext4 mkfs.xfs curl mmdebstrap; do
+	for c in etcd containerd runc ctr openssl losetup mkfs.ext4 mkfs.xfs curl mmdebstrap iptables ip; do
 		command -v $c >/dev/null || missing="$missing $c"
 	done
 	[ -x /usr/lib/cni/loopback ] || missing="$missing cni-loopback"
@@ -104,14 +113,15 @@ tools() {
 	done
 	# Two modules, built side by side: on two cores each keeps the other's
 	# serial stretches (linking, loading packages) from idling a core.
-	local kube_out=$E2E_CACHE/kube-$K8S_VERSION-$(modkey "$ROOT/test/e2e/tools/kube")
+	local kube_pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
+		k8s.io/kubernetes/cmd/kube-proxy helm.sh/helm/v3/cmd/helm"
+	local kube_out=$E2E_CACHE/kube-$K8S_VERSION-$( (cat "$ROOT/test/e2e/tools/kube/go.mod" "$ROOT/test/e2e/tools/kube/go.sum"; echo $kube_pkgs) | sha256sum | cut -c1-12)
 	local sidecars_out=$E2E_CACHE/sidecars-$(modkey "$ROOT/test/e2e/tools/sidecars")
 	mkdir -p "$E2E_CACHE/logs"
 	local pids=() names=(kube sidecars) i rc=0
-	LDFLAGS_EXTRA="$ld" build_module kube "$kube_out" \
-		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
-		helm.sh/helm/v3/cmd/helm >"$E2E_CACHE/logs/build-kube.log" 2>&1 &
+	# shellcheck disable=SC2086
+	LDFLAGS_EXTRA="$ld" build_module kube "$kube_out" $kube_pkgs >"$E2E_CACHE/logs/build-kube.log" 2>&1 &
 	pids+=($!)
 	build_module sidecars "$sidecars_out" \
 		github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner \
@@ -158,6 +168,12 @@ tools() {
 	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
 		-version "$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')" -cache "$E2E_CACHE/rootfs" \
 		-name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar"
+	# A newly built driver for TestHelm's helm upgrade: the same source, another version.
+	local next=$E2E_CACHE/next ver
+	ver="$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')-next"
+	make -C "$ROOT" --no-print-directory build GO="$GO" BIN="$next" VERSION="$ver" >/dev/null
+	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$next/vsphere-csi" -version "$ver" -cache "$E2E_CACHE/rootfs" \
+		-name "$DRIVER_IMAGE-next" -o "$img/vsphere-csi-next.tar"
 	# The sidecars as their upstream images are: the static binary alone, run as root.
 	local mod s ver
 	for s in external-provisioner/v6:csi-provisioner external-attacher/v4:csi-attacher external-resizer/v2:csi-resizer \
@@ -236,9 +252,9 @@ pki() {
 		if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\n' "$3" >"$1.ext"; else : >"$1.ext"; fi
 		openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
 	}
-	cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+	cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.96.0.1,IP:$NODE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
 	cert admin "/O=system:masters/CN=e2e-admin"
-	cert kubelet "/CN=$NODE_NAME" "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+	cert kubelet "/CN=$NODE_NAME" "IP:127.0.0.1,IP:$NODE_IP,DNS:localhost,DNS:$NODE_NAME"
 	openssl genrsa -out sa.key 2048 2>/dev/null
 	openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 	cd - >/dev/null
@@ -269,10 +285,16 @@ control_plane() {
 	wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health" || { alive_or_log etcd; return 1; }
 	took
 
-	step "kube-apiserver $K8S_VERSION on 127.0.0.1:$APISERVER_PORT"
+	step "Node address $NODE_IP (on lo)"
+	if ! ip -4 addr show dev lo | grep -qw "$NODE_IP"; then
+		ip addr add "$NODE_IP/32" dev lo && touch "$E2E_DIR/node-ip-added"
+	fi
+	took
+
+	step "kube-apiserver $K8S_VERSION on 127.0.0.1 and $NODE_IP:$APISERVER_PORT (the kubernetes Service's endpoint)"
 	start kube-apiserver "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-		--endpoint-reconciler-type none --service-cluster-ip-range 10.96.0.0/24 \
+		--bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
+		--service-cluster-ip-range 10.96.0.0/24 \
 		--client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
 		--kubelet-client-certificate "$PKI/admin.crt" --kubelet-client-key "$PKI/admin.key" \
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
@@ -299,10 +321,16 @@ control_plane() {
 
 node() {
 	local bin=$E2E_CACHE/bin
-	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter, loopback-only CNI"
+	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter; pod network: CNI bridge $CNI_BRIDGE, $POD_CIDR"
 	mkdir -p "$CTRD" "$E2E_DIR/cni/net.d"
-	cat >"$E2E_DIR/cni/net.d/10-loopback.conflist" <<EOF
-{"cniVersion": "1.0.0", "name": "loopback-only", "plugins": [{"type": "loopback"}]}
+	# The bridge plugin's gateway turns IP forwarding on: down puts it back.
+	cat /proc/sys/net/ipv4/ip_forward >"$E2E_DIR/ip_forward"
+	cat >"$E2E_DIR/cni/net.d/10-e2e-bridge.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "e2e-pods", "plugins": [
+  {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$E2E_DIR/cni/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}
+]}
 EOF
 	cat >"$CTRD/config.toml" <<EOF
 version = 2
@@ -341,7 +369,7 @@ EOF
 	cat >"$E2E_DIR/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: $NODE_IP
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -368,9 +396,18 @@ podLogsDir: $E2E_DIR/pod-logs
 EOF
 	start kubelet "$bin/kubelet" --kubeconfig "$KUBECONFIG_FILE" --config "$E2E_DIR/kubelet-config.yaml" \
 		--container-runtime-endpoint "unix://$CTRD/containerd.sock" --root-dir "$KUBELET_DIR" \
-		--node-ip 127.0.0.1 --hostname-override "$NODE_NAME" --v 1
+		--node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v 1
 	wait_for "node $NODE_NAME Ready" 120 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
 		{ alive_or_log kubelet; kubectl describe node "$NODE_NAME" | tail -30 >&2; return 1; }
+	took
+
+	step "kube-proxy $K8S_VERSION (iptables): Services, the kubernetes Service's 10.96.0.1:443 to $NODE_IP:$APISERVER_PORT"
+	start kube-proxy "$bin/kube-proxy" --kubeconfig "$KUBECONFIG_FILE" --hostname-override "$NODE_NAME" \
+		--proxy-mode iptables --cluster-cidr "$POD_CIDR" --iptables-localhost-nodeports=false \
+		--conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
+		--healthz-bind-address "127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT" --metrics-bind-address "127.0.0.1:$KUBE_PROXY_METRICS_PORT" --v 1
+	wait_for "kube-proxy's rules for the kubernetes Service" 60 bash -c "iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 10.96.0.1/32" ||
+		{ alive_or_log kube-proxy; return 1; }
 	took
 }
 
@@ -383,12 +420,12 @@ driver() {
 	if grep -q vsphere-csi-test-nfs-helper /sbin/mount.nfs4 2>/dev/null; then touch "$E2E_DIR/nfs-helper-installed"; fi
 	took
 
-	step "Embedded vCenter (bin/vsphere-sim) on 127.0.0.1:$SIM_PORT"
+	step "Embedded vCenter (bin/vsphere-sim) on $NODE_IP:$SIM_PORT"
 	mkdir -p "$SIM_DIR" "$BYID_ROOT"
 	# Zones from vSphere tags: the node VMs k8s-node-1.. are in zone-a, k8s-node-b-1 in zone-b.
 	# --release-on-exit: at teardown its node VMs' disks go with it (a restart for a
 	# test goes through the control endpoint, which keeps them, as a vCenter restart does).
-	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "127.0.0.1:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
+	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "$NODE_IP:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
 		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology --release-on-exit --control "127.0.0.1:$SIM_CONTROL_PORT" \
 		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
 	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
@@ -398,6 +435,7 @@ driver() {
 	echo "    node VM $NODE_VM plays $NODE_NAME: BIOS UUID $uuid, $(grep -o 'zone=[^ ]*' <<<"$line"), disks appear in $BYID_ROOT/$NODE_VM"
 	echo "$uuid" >"$E2E_DIR/node-uuid"
 	echo "$NODE_VM" >"$E2E_DIR/node-vm"
+	echo "$BYID_ROOT/$NODE_VM" >"$E2E_DIR/node-by-id"
 	took
 
 	step "CSIDriver $DRIVER (from deploy/kubernetes/csidriver.yaml); snapshot CRDs and snapshot-controller"
@@ -498,7 +536,7 @@ down() {
 	local n f
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
-	for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet; do stop_pid $n; done
+	for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy; do stop_pid $n; done
 	# Containers containerd still runs (their shims are our children's children).
 	if alive containerd; then
 		local c
@@ -518,6 +556,28 @@ down() {
 	done
 	# The embedded vCenter last: on SIGTERM it detaches its loop devices.
 	stop_pid vsphere-sim
+	# The network: kube-proxy's rules, the pod bridge, the node address, IP forwarding as it was.
+	if [ -x "$E2E_CACHE/bin/kube-proxy" ] && iptables -t nat -S 2>/dev/null | grep -q KUBE-SERVICES; then
+		"$E2E_CACHE/bin/kube-proxy" --cleanup >/dev/null 2>&1 && echo "    kube-proxy's iptables rules removed"
+	fi
+	# The chains kubelet makes (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT), and any
+	# KUBE-* chain left: the jumps to them first, then the chains. Only when this run started a
+	# kubelet (a machine that runs a real one has no business running make e2e).
+	if [ -e "$LOGS/kubelet.cmd" ]; then
+		local ipt t c
+		for ipt in iptables ip6tables; do
+			command -v $ipt >/dev/null || continue
+			for t in filter nat mangle; do
+				$ipt -t $t -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A //' |
+					while read -r rule; do eval "$ipt -t $t -D $rule" 2>/dev/null || true; done || true
+				for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do $ipt -t $t -F "$c" 2>/dev/null || true; done
+				for c in $($ipt -t $t -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do $ipt -t $t -X "$c" 2>/dev/null || true; done
+			done
+		done
+	fi
+	if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then ip link del "$CNI_BRIDGE" && echo "    deleted bridge $CNI_BRIDGE"; fi
+	if [ -e "$E2E_DIR/node-ip-added" ]; then ip addr del "$NODE_IP/32" dev lo 2>/dev/null && echo "    removed $NODE_IP from lo"; rm -f "$E2E_DIR/node-ip-added"; fi
+	if [ -s "$E2E_DIR/ip_forward" ]; then cat "$E2E_DIR/ip_forward" >/proc/sys/net/ipv4/ip_forward; fi
 	# Mounts under $E2E_DIR, deepest first (kubelet bind-mounts its root dir onto itself).
 	local m left
 	for _ in 1 2 3; do
@@ -534,7 +594,9 @@ down() {
 	if [ -e "$E2E_DIR/nfs-helper-installed" ] && [ -x "$ROOT/bin/mount.nfs" ]; then
 		"$ROOT/bin/mount.nfs" --uninstall 2>&1 | sed 's/^/    /' || true
 	fi
-	left=$(awk -v d="$E2E_DIR" 'index($5, d) == 1' /proc/self/mountinfo; losetup -a | grep -F "$E2E_DIR/" || true)
+	left=$(awk -v d="$E2E_DIR" 'index($5, d) == 1' /proc/self/mountinfo; losetup -a | grep -F "$E2E_DIR/" || true
+		ip link show "$CNI_BRIDGE" 2>/dev/null; ip -o link show type veth 2>/dev/null | grep -F "master $CNI_BRIDGE" || true
+		iptables-save 2>/dev/null | grep -E '^:KUBE-|-j KUBE-' || true; ip netns list 2>/dev/null | grep '^cni-' || true)
 	[ -z "$left" ] || { echo "e2e: still left after teardown:"; echo "$left"; }
 	took
 	[ -z "$left" ]

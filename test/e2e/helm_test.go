@@ -7,15 +7,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
+
+	"github.com/vsphere-cns/vsphere-csi/test/e2e/internal/oci"
 )
 
 const (
@@ -23,13 +24,20 @@ const (
 	helmNamespace = "vmware-system-csi"
 )
 
-// TestHelm installs the chart with helm, runs the driver and its sidecars
-// as host processes with exactly the arguments the chart gives their
-// containers (paths mapped to the hostPath/emptyDir/Secret volumes behind
-// them, ports onto 127.0.0.1), provisions and uses a PVC of the chart's
-// StorageClass, and checks that helm uninstall removes what it installed.
-// It needs the driver processes hack/e2e.sh started to be stopped first
-// (E2E_HELM=1 says they are).
+// TestHelm installs the chart with helm as a user does, with the images
+// built here (the driver's from the Dockerfile, the sidecars' from their
+// binaries), the config Secret and topology on: kubelet runs the controller
+// Deployment and the node DaemonSet as pods. The controller reaches the API
+// server through the kubernetes Service (kube-proxy) and vCenter over the
+// pod network; the node plugin runs privileged with the kubelet directory
+// mounted Bidirectional and registers itself on the chart's registration
+// path. The getting-started walkthrough (data surviving its pod), a
+// StatefulSet and a snapshot run against it, then day two (helm_daytwo_test.go:
+// upgrade, rollback, a killed node plugin, a volume in use throughout);
+// helm uninstall leaves no pod,
+// no object of the chart, no CSIDriver and no mount. It needs the driver
+// processes hack/e2e.sh started to be stopped first (E2E_HELM=1 says they
+// are).
 func TestHelm(t *testing.T) {
 	if os.Getenv("E2E_HELM") != "1" {
 		t.Skip("runs in its own phase of hack/e2e.sh (E2E_HELM=1), after the other driver processes stop")
@@ -43,33 +51,43 @@ func TestHelm(t *testing.T) {
 		"--from-file=csi-vsphere.conf="+filepath.Join(env.dir, "csi-vsphere.conf"))
 	t.Cleanup(func() { _, _ = kubectl(context.Background(), "delete", "namespace", helmNamespace, "--wait=false") })
 
-	kubeletDir := filepath.Join(env.dir, "kubelet")
-	// Workloads never scheduled (their images are not here): their
-	// containers run as host processes below instead.
-	valuesFile := filepath.Join(env.dir, "helm-values.yaml")
-	values := fmt.Sprintf(`node:
+	// The node VM this node plays: its BIOS UUID (DMI on a real node) and
+	// where the embedded vCenter puts its disks' links (/dev/disk/by-id on
+	// a real node; a directory under the kubelet directory here, which the
+	// chart mounts into the node plugin).
+	nodeUUID := readState(t, "node-uuid")
+	byID := readState(t, "node-by-id")
+	repo, tag, _ := strings.Cut(driverImage, ":")
+	values := fmt.Sprintf(`image: {repository: %s, tag: %s, pullPolicy: Never}
+node:
   kubeletDir: %q
-  nodeSelector: {e2e-no-such-node: "true"}
-  healthPort: 19838
+  extraArgs: ["--node-id=%s", "--by-id-dir=%s"]
+  healthPort: 19838 # the node pod is on the host's network: ports away from the defaults others may hold
+metrics: {nodePort: 19839}
 controller:
   replicas: 1
-  nodeSelector: {e2e-no-such-node: "true"}
-  healthPort: 19828
-metrics: {controllerPort: 19829, nodePort: 19839}
 sidecars:
+  provisioner: {image: {tag: %s, pullPolicy: Never}}
+  attacher: {image: {tag: %s, pullPolicy: Never}}
+  resizer: {image: {tag: %s, pullPolicy: Never}}
+  snapshotter: {image: {tag: %s, pullPolicy: Never}}
   nodeDriverRegistrar: {enabled: false}
   livenessProbe: {enabled: false}
 topology: {enabled: true}
-`, kubeletDir)
+`, repo, tag, filepath.Join(env.dir, "kubelet"), nodeUUID, byID,
+		sidecarTag(t, "csi-provisioner"), sidecarTag(t, "csi-attacher"), sidecarTag(t, "csi-resizer"), sidecarTag(t, "csi-snapshotter"))
+	valuesFile := filepath.Join(env.dir, "helm-values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"install", helmRelease, filepath.Join(env.root, "deploy/helm/vsphere-csi"), "--namespace", helmNamespace, "--values", valuesFile}
+	t.Logf("values:\n%s", values)
 	start := time.Now()
-	if out, err := helm(t, args...); err != nil {
+	if out, err := helm(t, "install", helmRelease, filepath.Join(env.root, "deploy/helm/vsphere-csi"), "--namespace", helmNamespace,
+		"--values", valuesFile, "--wait", "--timeout", "3m"); err != nil {
+		out += "\n" + describeNamespace(helmNamespace)
 		t.Fatalf("helm install: %v\n%s", err, out)
 	}
-	t.Logf("helm install (%.1fs)", time.Since(start).Seconds())
+	t.Logf("helm install --wait (%.1fs)", time.Since(start).Seconds())
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
@@ -80,8 +98,6 @@ topology: {enabled: true}
 	if err != nil {
 		t.Fatalf("helm get manifest: %v\n%s", err, manifest)
 	}
-	var ctrl *appsv1.Deployment
-	var node *appsv1.DaemonSet
 	var installed []string // kind/name of every object, to check uninstall
 	for _, doc := range strings.Split(manifest, "\n---") {
 		var meta struct {
@@ -92,51 +108,44 @@ topology: {enabled: true}
 			continue
 		}
 		installed = append(installed, strings.ToLower(meta.Kind)+"/"+meta.Metadata.Name)
-		switch meta.Kind {
-		case "Deployment":
-			ctrl = &appsv1.Deployment{}
-			if err := yaml.Unmarshal([]byte(doc), ctrl); err != nil {
-				t.Fatal(err)
-			}
-		case "DaemonSet":
-			node = &appsv1.DaemonSet{}
-			if err := yaml.Unmarshal([]byte(doc), node); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if ctrl == nil || node == nil {
-		t.Fatalf("the chart installed no controller Deployment or node DaemonSet: %v", installed)
 	}
 	t.Logf("helm installed %s", strings.Join(installed, ", "))
-
-	nodeUUID, err := os.ReadFile(filepath.Join(env.dir, "node-uuid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeVM, err := os.ReadFile(filepath.Join(env.dir, "node-vm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(env.dir, "helm")
-	// The node VM's identity (DMI on a real node) and where its disks appear.
-	nodeExtra := []string{"--node-id=" + strings.TrimSpace(string(nodeUUID)), "--by-id-dir=" + filepath.Join(env.dir, "by-id", strings.TrimSpace(string(nodeVM)))}
-	for _, c := range ctrl.Spec.Template.Spec.Containers {
-		startContainer(t, filepath.Join(dir, "controller"), &ctrl.Spec.Template.Spec, c, nil)
-	}
-	for _, c := range node.Spec.Template.Spec.Containers {
-		var extra []string
-		if c.Name == "vsphere-csi" {
-			extra = nodeExtra
+	// helm's --wait counts a Deployment of 1 with maxUnavailable 1 as ready
+	// at once: wait for the pods themselves.
+	var pods *corev1.PodList
+	eventually(t, 3*time.Minute, "the controller and node pods Running and Ready", func(ctx context.Context) (bool, string, error) {
+		var err error
+		if pods, err = env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{}); err != nil {
+			return false, "", err
 		}
-		startContainer(t, filepath.Join(dir, "node"), &node.Spec.Template.Spec, c, extra)
-	}
-	nodeLog := filepath.Join(env.dir, "logs", "helm-node-vsphere-csi.log")
-	eventually(t, time.Minute, "kubelet registered the chart's node plugin (its own registration socket)", func(context.Context) (bool, string, error) {
-		data, err := os.ReadFile(nodeLog)
-		return strings.Contains(string(data), "Kubelet registered the driver"), "not in " + nodeLog, err
+		var states []string
+		ready := 0
+		for _, p := range pods.Items {
+			ok := p.Status.Phase == corev1.PodRunning
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+					ok = false
+				}
+			}
+			if ok {
+				ready++
+			}
+			states = append(states, p.Name+": "+describePod(ctx, &p))
+		}
+		return ready == 2 && len(pods.Items) == 2, strings.Join(states, "; "), nil
 	})
-	eventually(t, time.Minute, "CSINode lists the driver", func(ctx context.Context) (bool, string, error) {
+	t.Logf("the controller and node pods Ready %.1fs after helm install began", time.Since(start).Seconds())
+	for _, p := range pods.Items {
+		var images []string
+		for _, c := range p.Spec.Containers {
+			images = append(images, c.Image)
+		}
+		t.Logf("pod %s on %s (host network %v, IP %s): %s", p.Name, p.Spec.NodeName, p.Spec.HostNetwork, p.Status.PodIP, strings.Join(images, ", "))
+		if !p.Spec.HostNetwork && (p.Status.PodIP == "" || p.Status.PodIP == p.Status.HostIP) {
+			t.Errorf("pod %s is not on the pod network: pod IP %q, host IP %q", p.Name, p.Status.PodIP, p.Status.HostIP)
+		}
+	}
+	eventually(t, time.Minute, "CSINode lists the driver (registered by the node pod itself)", func(ctx context.Context) (bool, string, error) {
 		n, err := env.kube.StorageV1().CSINodes().Get(ctx, env.node, metav1.GetOptions{})
 		if err != nil {
 			return false, "", err
@@ -149,13 +158,18 @@ topology: {enabled: true}
 		return false, fmt.Sprintf("drivers %v", n.Spec.Drivers), nil
 	})
 
-	// The chart's StorageClass provisions a claim that a pod uses.
+	// The getting-started walkthrough: the chart's StorageClass, a claim, a
+	// pod that writes, another that finds the data after the first is gone.
 	const claim = "helm-pvc"
 	createPVC(t, pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
 	pv := waitBound(t, claim)
 	cleanupPod(t, "helm-writer")
 	runPod(t, podObject("helm-writer", claim, `set -e; echo helm > /data/f; sync; [ "$(cat /data/f)" = helm ]`, false))
 	deletePod(t, "helm-writer", pv.Name)
+	cleanupPod(t, "helm-reader")
+	runPod(t, podObject("helm-reader", claim, `set -e; [ "$(cat /data/f)" = helm ]`, false))
+	deletePod(t, "helm-reader", pv.Name)
+
 	// The chart's snapshotter and VolumeSnapshotClass (the CRDs are there).
 	kubectlApply(t, `apiVersion: snapshot.storage.k8s.io/v1
 kind: VolumeSnapshot
@@ -170,6 +184,14 @@ spec:
 	})
 	mustKubectl(t, "delete", "volumesnapshot", "helm-snap", "--wait=true", "--timeout=2m")
 	deletePVC(t, claim, pv.Name)
+
+	// A StatefulSet of 2: each pod writes its name, all are deleted, each
+	// finds its own data when they come back.
+	helmStatefulSet(t)
+
+	// Day two: helm upgrade and rollback, a node plugin restart, with a
+	// volume in use throughout.
+	helmDayTwo(t, valuesFile)
 
 	start = time.Now()
 	if out, err := helm(t, "uninstall", helmRelease, "--namespace", helmNamespace, "--wait"); err != nil {
@@ -189,6 +211,111 @@ spec:
 	if _, err := env.kube.StorageV1().CSIDrivers().Get(t.Context(), driverName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("CSIDriver %s still there after helm uninstall (err %v)", driverName, err)
 	}
+	eventually(t, time.Minute, "no pod left in "+helmNamespace, func(ctx context.Context) (bool, string, error) {
+		pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		return len(pods.Items) == 0, fmt.Sprintf("%d pods", len(pods.Items)), nil
+	})
+	// No volume mount of the driver left on the node (staging, publish).
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.Contains(f[4], "/kubernetes.io/csi/") && strings.HasPrefix(f[4], env.dir) {
+			t.Errorf("a CSI mount is left after uninstall: %s", f[4])
+		}
+	}
+}
+
+// helmStatefulSet runs a StatefulSet of 2 on the chart's class: each pod
+// writes its name; the template changed (ROUND=2) replaces every pod, and
+// each replacement must find its own name in its own volume to be Ready.
+func helmStatefulSet(t *testing.T) {
+	t.Helper()
+	const name = "helm-web"
+	script := `set -e
+if [ "$ROUND" = 2 ]; then
+  got="$(cat /data/id)" || { echo "no /data/id on the second round"; exit 1; }
+  [ "$got" = "$POD_NAME" ] || { echo "/data/id is $got, want $POD_NAME"; exit 1; }
+else
+  echo "$POD_NAME" > /data/id; sync
+fi
+touch /tmp/ready
+exec sleep 100000`
+	apps := env.kube.AppsV1().StatefulSets(ns)
+	if _, err := apps.Create(t.Context(), statefulSet(name, 2, "gold-sc", script), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create StatefulSet: %v", err)
+	}
+	claims := []string{"data-" + name + "-0", "data-" + name + "-1"}
+	waitReady(t, name, 2)
+	var pvs []string
+	for _, c := range claims {
+		pvs = append(pvs, waitBound(t, c).Name)
+	}
+	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"main","env":[{"name":"ROUND","value":"2"}]}]}}}}`
+	if _, err := apps.Patch(t.Context(), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("ROUND=2: %v", err)
+	}
+	eventually(t, 4*time.Minute, "StatefulSet "+name+": both pods replaced, each Ready with its own data", func(ctx context.Context) (bool, string, error) {
+		sts, err := apps.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		st := sts.Status
+		return st.ObservedGeneration >= sts.Generation && st.UpdatedReplicas == 2 && st.ReadyReplicas == 2 && st.CurrentRevision == st.UpdateRevision,
+			fmt.Sprintf("updated %d, ready %d", st.UpdatedReplicas, st.ReadyReplicas), nil
+	})
+	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
+		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return false, "", err
+		}
+		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
+	})
+	for i, c := range claims {
+		waitDetached(t, pvs[i])
+		deletePVC(t, c, pvs[i])
+	}
+}
+
+// sidecarTag is the tag hack/e2e.sh gave a sidecar's image (the version it
+// built).
+func sidecarTag(t *testing.T, name string) string {
+	t.Helper()
+	img, err := oci.Read(filepath.Join(env.images, name+".tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tag, ok := strings.Cut(img.Name, ":")
+	if !ok {
+		t.Fatalf("image %s has no tag", img.Name)
+	}
+	return tag
+}
+
+// readState reads a file hack/e2e.sh wrote into E2E_DIR.
+func readState(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(env.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// describeNamespace is what a person would look at when a release does not
+// come up: the pods, their containers' states, the events.
+func describeNamespace(namespace string) string {
+	out, _ := kubectl(context.Background(), "-n", namespace, "get", "pods,deployments,daemonsets", "-o", "wide")
+	ev, _ := kubectl(context.Background(), "-n", namespace, "get", "events", "--sort-by=.lastTimestamp")
+	desc, _ := kubectl(context.Background(), "-n", namespace, "describe", "pods")
+	return out + "\n" + ev + "\n" + desc
 }
 
 func helm(t *testing.T, args ...string) (string, error) {
@@ -197,136 +324,4 @@ func helm(t *testing.T, args ...string) (string, error) {
 		"HELM_CONFIG_HOME="+filepath.Join(env.dir, "helm-home/config"), "HELM_DATA_HOME="+filepath.Join(env.dir, "helm-home/data"))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// startContainer runs a container of the chart as a host process: the
-// binary its name stands for, its args with every path under a volume mount
-// mapped to the volume's hostPath (or a directory standing for an emptyDir
-// or the Secret), ":port" addresses bound to 127.0.0.1, and --kubeconfig for
-// the sidecars (in a pod they use the service account).
-func startContainer(t *testing.T, dir string, spec *corev1.PodSpec, c corev1.Container, extra []string) {
-	t.Helper()
-	binaries := map[string]string{
-		"vsphere-csi":     filepath.Join(env.root, "bin/vsphere-csi"),
-		"csi-provisioner": filepath.Join(env.bin, "csi-provisioner"),
-		"csi-attacher":    filepath.Join(env.bin, "csi-attacher"),
-		"csi-resizer":     filepath.Join(env.bin, "csi-resizer"),
-		"csi-snapshotter": filepath.Join(env.bin, "csi-snapshotter"),
-	}
-	bin, ok := binaries[c.Name]
-	if !ok {
-		t.Fatalf("the chart renders container %s, which this test cannot run as a process", c.Name)
-	}
-	mounts := map[string]string{} // mountPath -> host path
-	for _, m := range c.VolumeMounts {
-		for _, v := range spec.Volumes {
-			if v.Name != m.Name {
-				continue
-			}
-			switch {
-			case v.HostPath != nil:
-				mounts[m.MountPath] = v.HostPath.Path
-			case v.EmptyDir != nil:
-				mounts[m.MountPath] = filepath.Join(dir, "emptydir-"+v.Name)
-				if err := os.MkdirAll(mounts[m.MountPath], 0o750); err != nil {
-					t.Fatal(err)
-				}
-			case v.Secret != nil:
-				d := filepath.Join(dir, "secret-"+v.Name)
-				if err := os.MkdirAll(d, 0o700); err != nil {
-					t.Fatal(err)
-				}
-				data, err := os.ReadFile(filepath.Join(env.dir, "csi-vsphere.conf"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(d, "csi-vsphere.conf"), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				mounts[m.MountPath] = d
-			}
-		}
-	}
-	mapPath := func(s string) string {
-		best := ""
-		for mp := range mounts {
-			if (s == mp || strings.HasPrefix(s, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-				best = mp
-			}
-		}
-		if best == "" {
-			return s
-		}
-		return mounts[best] + strings.TrimPrefix(s, best)
-	}
-	var args []string
-	for _, a := range c.Args {
-		name, val, hasVal := strings.Cut(a, "=")
-		if !hasVal {
-			args = append(args, a)
-			continue
-		}
-		switch {
-		case strings.HasPrefix(val, "unix://"):
-			val = "unix://" + mapPath(strings.TrimPrefix(val, "unix://"))
-		case strings.HasPrefix(val, "/"):
-			val = mapPath(val)
-		case strings.HasPrefix(val, ":"):
-			val = "127.0.0.1" + val
-		}
-		args = append(args, name+"="+val)
-	}
-	if c.Name == "vsphere-csi" {
-		// The config file where the container finds it (the Secret's mount).
-		if !hasArg(args, "--config") && !hasArg(args, "--mode=node") {
-			args = append(args, "--config="+mapPath("/etc/vsphere-csi/csi-vsphere.conf"))
-		}
-	} else {
-		args = append(args, "--kubeconfig="+env.kubeconfig)
-	}
-	args = append(args, extra...)
-	logPath := filepath.Join(env.dir, "logs", "helm-"+filepath.Base(dir)+"-"+c.Name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", c.Name, err)
-	}
-	// hack/e2e.sh down stops it by this PID if the test process dies first.
-	pidFile := filepath.Join(env.dir, "pids", "helm-"+filepath.Base(dir)+"-"+c.Name)
-	_ = os.WriteFile(pidFile, []byte(fmt.Sprint(cmd.Process.Pid)), 0o644)
-	t.Logf("%s/%s: pid %d: %s %s", filepath.Base(dir), c.Name, cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "))
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = os.Remove(pidFile)
-		_ = logf.Close()
-	})
-	time.Sleep(200 * time.Millisecond)
-	select {
-	case <-done:
-		data, _ := os.ReadFile(logPath)
-		t.Fatalf("%s exited at once with the chart's arguments %v:\n%s", c.Name, args, data)
-	default:
-	}
-}
-
-func hasArg(args []string, prefix string) bool {
-	for _, a := range args {
-		if a == prefix || strings.HasPrefix(a, prefix+"=") {
-			return true
-		}
-	}
-	return false
 }
