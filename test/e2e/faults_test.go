@@ -52,20 +52,7 @@ func scaleUpThrough(t *testing.T, name string, during func(t *testing.T, bound f
 	t.Cleanup(func() { simControl(t, "PUT", "/latency", "none") })
 	const n = 8
 	script := "echo \"$POD_NAME\" > /data/id; sync; touch /tmp/ready; exec sleep 100000"
-	apps := env.kube.AppsV1().StatefulSets(ns)
-	if _, err := apps.Create(t.Context(), statefulSet(name, n, "gold-sc", script), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var claims []string
-	for i := range n {
-		claims = append(claims, fmt.Sprintf("data-%s-%d", name, i))
-	}
-	t.Cleanup(func() {
-		_ = apps.Delete(context.Background(), name, metav1.DeleteOptions{})
-		for _, c := range claims {
-			cleanupPVC(t, c)
-		}
-	})
+	claims := createStatefulSet(t, name, n, script)
 	start := time.Now()
 	bound := func() int {
 		list, err := env.kube.CoreV1().PersistentVolumeClaims(ns).List(context.Background(), metav1.ListOptions{})
@@ -105,20 +92,7 @@ func scaleUpThrough(t *testing.T, name string, during func(t *testing.T, bound f
 		}
 	}
 
-	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 4*time.Minute, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
-	})
-	for i, c := range claims {
-		waitDetached(t, pvs[i])
-		deletePVC(t, c, pvs[i])
-	}
+	deleteStatefulSet(t, name, claims, pvs, 4*time.Minute)
 }
 
 func waitFor(t *testing.T, cond func() bool, timeout time.Duration) {

@@ -246,10 +246,7 @@ fi
 touch /tmp/ready
 exec sleep 100000`
 	apps := env.kube.AppsV1().StatefulSets(ns)
-	if _, err := apps.Create(t.Context(), statefulSet(name, 2, "gold-sc", script), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create StatefulSet: %v", err)
-	}
-	claims := []string{"data-" + name + "-0", "data-" + name + "-1"}
+	claims := createStatefulSet(t, name, 2, script)
 	waitReady(t, name, 2)
 	var pvs []string
 	for _, c := range claims {
@@ -268,20 +265,7 @@ exec sleep 100000`
 		return st.ObservedGeneration >= sts.Generation && st.UpdatedReplicas == 2 && st.ReadyReplicas == 2 && st.CurrentRevision == st.UpdateRevision,
 			fmt.Sprintf("updated %d, ready %d", st.UpdatedReplicas, st.ReadyReplicas), nil
 	})
-	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 2*time.Minute, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
-	})
-	for i, c := range claims {
-		waitDetached(t, pvs[i])
-		deletePVC(t, c, pvs[i])
-	}
+	deleteStatefulSet(t, name, claims, pvs, 2*time.Minute)
 }
 
 // sidecarTag is the tag hack/e2e.sh gave a sidecar's image (the version it

@@ -3,13 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // simEvent is one line of the embedded vCenter's GET /events.
@@ -47,22 +44,9 @@ func TestStatefulSetUnderRealisticLatency(t *testing.T) {
 	if ev := simEvents(t, 0); len(ev) > 0 {
 		mark = ev[len(ev)-1].Seq
 	}
-	apps := env.kube.AppsV1().StatefulSets(ns)
 	script := "echo \"$POD_NAME\" > /data/id; sync; touch /tmp/ready; exec sleep 100000"
 	start := time.Now()
-	if _, err := apps.Create(t.Context(), statefulSet(name, n, "gold-sc", script), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var claims []string
-	for i := range n {
-		claims = append(claims, fmt.Sprintf("data-%s-%d", name, i))
-	}
-	t.Cleanup(func() {
-		_ = apps.Delete(context.Background(), name, metav1.DeleteOptions{})
-		for _, c := range claims {
-			cleanupPVC(t, c)
-		}
-	})
+	claims := createStatefulSet(t, name, n, script)
 	waitReady(t, name, n)
 	took := time.Since(start)
 	reconfigs := 0
@@ -76,19 +60,9 @@ func TestStatefulSetUnderRealisticLatency(t *testing.T) {
 		n, took.Seconds(), n*76/10, reconfigs, n)
 
 	simControl(t, "PUT", "/latency", "none")
-	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 4*time.Minute, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
-	})
+	var pvs []string
 	for _, c := range claims {
-		pv := waitBound(t, c).Name
-		waitDetached(t, pv)
-		deletePVC(t, c, pv)
+		pvs = append(pvs, waitBound(t, c).Name)
 	}
+	deleteStatefulSet(t, name, claims, pvs, 4*time.Minute)
 }

@@ -78,10 +78,40 @@ exec sleep 100000`
 	}
 	t.Logf("after 0 -> 3, each of %d pods found its own name in its own volume", len(pods.Items))
 
-	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+	deleteStatefulSet(t, name, claims, pvs, 2*time.Minute)
+}
+
+// createStatefulSet creates a StatefulSet of n pods (statefulSet, class
+// gold-sc) and returns its claims' names; whatever happens, the test's
+// cleanup deletes it and them.
+func createStatefulSet(t *testing.T, name string, n int, script string) []string {
+	t.Helper()
+	apps := env.kube.AppsV1().StatefulSets(ns)
+	if _, err := apps.Create(t.Context(), statefulSet(name, int32(n), "gold-sc", script), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create StatefulSet %s: %v", name, err)
+	}
+	var claims []string
+	for i := range n {
+		claims = append(claims, fmt.Sprintf("data-%s-%d", name, i))
+	}
+	t.Cleanup(func() {
+		_ = apps.Delete(context.Background(), name, metav1.DeleteOptions{})
+		for _, c := range claims {
+			cleanupPVC(t, c)
+		}
+	})
+	return claims
+}
+
+// deleteStatefulSet deletes a StatefulSet, waits (up to podsGone) until its
+// pods are gone, then for each claim until its PV is detached, and deletes
+// the claim and its volume.
+func deleteStatefulSet(t *testing.T, name string, claims, pvs []string, podsGone time.Duration) {
+	t.Helper()
+	if err := env.kube.AppsV1().StatefulSets(ns).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
+	eventually(t, podsGone, "StatefulSet pods gone", func(ctx context.Context) (bool, string, error) {
 		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 		if err != nil {
 			return false, "", err
