@@ -161,6 +161,17 @@ func (n *node) child(ctx context.Context, name string, fh []byte, a *nfs.Fattr, 
 }
 
 // made returns the node of a name just created in n.
+// makeIn runs op, which makes an object in this directory, with the
+// directory's handle (withDir) and returns what it made.
+func (n *node) makeIn(ctx context.Context, op func(dir []byte) (newObj, error)) (newObj, error) {
+	var res newObj
+	err := n.withDir(ctx, func(dir []byte) (err error) {
+		res, err = op(dir)
+		return err
+	})
+	return res, err
+}
+
 func (n *node) made(ctx context.Context, name string, res newObj, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	fh := res.FH.FH
 	var a *nfs.Fattr
@@ -272,11 +283,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	var res newObj
-	err := n.withDir(ctx, func(dir []byte) (err error) {
-		res, err = n.s.mkdir(ctx, dir, name, mode)
-		return err
-	})
+	res, err := n.makeIn(ctx, func(dir []byte) (newObj, error) { return n.s.mkdir(ctx, dir, name, mode) })
 	if err != nil {
 		return nil, toErrno(err)
 	}
@@ -305,11 +312,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	var res newObj
-	err := n.withDir(ctx, func(dir []byte) (err error) {
-		res, err = n.s.create(ctx, dir, name, mode)
-		return err
-	})
+	res, err := n.makeIn(ctx, func(dir []byte) (newObj, error) { return n.s.create(ctx, dir, name, mode) })
 	if toErrno(err) == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
 		// Another client made it meanwhile: open that one.
 		res, err = n.openExisting(ctx, name, flags)
@@ -444,11 +447,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	var res newObj
-	err := n.withDir(ctx, func(dir []byte) (err error) {
-		res, err = n.s.symlink(ctx, dir, name, target)
-		return err
-	})
+	res, err := n.makeIn(ctx, func(dir []byte) (newObj, error) { return n.s.symlink(ctx, dir, name, target) })
 	if err != nil {
 		return nil, toErrno(err)
 	}

@@ -204,14 +204,23 @@ func (f *Fake) DeleteVolume(_ context.Context, id string) error {
 	return nil
 }
 
+// volume is the volume with that ID, or ErrVolumeNotFound; f.mu is held.
+func (f *Fake) volume(id string) (*vcenter.Volume, error) {
+	v, ok := f.volumes[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	}
+	return v, nil
+}
+
 // Volume returns one volume.
 func (f *Fake) Volume(_ context.Context, id string) (vcenter.Volume, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("Volume")
-	v, ok := f.volumes[id]
-	if !ok {
-		return vcenter.Volume{}, fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return vcenter.Volume{}, err
 	}
 	return *v, nil
 }
@@ -271,9 +280,9 @@ func (f *Fake) AttachVolume(_ context.Context, id, nodeUUID string) (string, err
 	if !ok {
 		return "", fmt.Errorf("%w: %s", vcenter.ErrNodeNotFound, nodeUUID)
 	}
-	v, ok := f.volumes[id]
-	if !ok {
-		return "", fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return "", err
 	}
 	for _, a := range v.Attachments {
 		if a.NodeUUID == vm.UUID {
@@ -291,9 +300,9 @@ func (f *Fake) DetachVolume(_ context.Context, id, nodeUUID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("DetachVolume")
-	v, ok := f.volumes[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return err
 	}
 	v.Attachments = slices.DeleteFunc(v.Attachments, func(a vcenter.Attachment) bool { return strings.EqualFold(a.NodeUUID, nodeUUID) })
 	return nil
@@ -304,9 +313,9 @@ func (f *Fake) ChangeVolumePolicy(_ context.Context, id string, p vcenter.Policy
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("ChangeVolumePolicy")
-	v, ok := f.volumes[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return err
 	}
 	for _, ds := range f.Stores {
 		if ds.URL == v.DatastoreURL && !slices.Contains(f.Compatible[p.ID], ds.ID) {
@@ -327,9 +336,9 @@ func (f *Fake) ExtendVolume(_ context.Context, id string, capacity int64) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("ExtendVolume")
-	v, ok := f.volumes[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return err
 	}
 	v.CapacityBytes = max(v.CapacityBytes, capacity)
 	return nil
@@ -340,9 +349,9 @@ func (f *Fake) CreateSnapshot(_ context.Context, id, desc string) (vcenter.Snaps
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("CreateSnapshot")
-	v, ok := f.volumes[id]
-	if !ok {
-		return vcenter.Snapshot{}, fmt.Errorf("%w: %s", vcenter.ErrVolumeNotFound, id)
+	v, err := f.volume(id)
+	if err != nil {
+		return vcenter.Snapshot{}, err
 	}
 	for _, s := range f.snapshots[id] {
 		if s.Description == desc {
