@@ -38,7 +38,19 @@ type propertyCollector struct {
 	// filters holds, per filter, what was last sent of each object.
 	filters map[types.ManagedObjectReference]*filterState
 	version int64
+	// sentAt keeps what had been sent as of each of the last versions
+	// handed out, so that a client whose answer was lost can ask again
+	// with the version it knows and get the changes since (as vCenter
+	// allows: any non-truncated version it returned).
+	sentAt map[int64]map[types.ManagedObjectReference]*filterState
+
+	// wmu: one WaitForUpdatesEx at a time per collector (a new one
+	// cancels the one waiting).
+	wmu sync.Mutex
 }
+
+// keptVersions bounds sentAt.
+const keptVersions = 16
 
 type filterState struct {
 	sent map[types.ManagedObjectReference]map[string]any // object → property → value
@@ -144,6 +156,13 @@ func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.W
 	}
 	defer cancel()
 	pc.qmu.Lock()
+	if pc.cancel != nil {
+		pc.cancel() // a call still waiting ends: this one replaces it
+	}
+	pc.qmu.Unlock()
+	pc.wmu.Lock()
+	defer pc.wmu.Unlock()
+	pc.qmu.Lock()
 	pc.cancel = cancel
 	pc.qmu.Unlock()
 
@@ -153,7 +172,11 @@ func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.W
 		pc.qmu.Lock()
 		pc.queue, pc.resync = nil, false
 		pc.filters = map[types.ManagedObjectReference]*filterState{}
+		pc.sentAt = map[int64]map[types.ManagedObjectReference]*filterState{}
 		pc.qmu.Unlock()
+	} else if fault := pc.rewind(r.Version); fault != nil {
+		body.Fault_ = simulator.Fault("", fault)
+		return body
 	}
 	for {
 		set, fault := pc.collectChanges(ctx)
@@ -163,6 +186,7 @@ func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.W
 		}
 		if len(set.FilterSet) > 0 {
 			pc.version++
+			pc.remember()
 			set.Version = strconv.FormatInt(pc.version, 10)
 			body.Res = &types.WaitForUpdatesExResponse{Returnval: set}
 			return body
@@ -187,6 +211,51 @@ func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.W
 			}
 		}
 	}
+}
+
+// rewind goes back to what had been sent as of version when it is not the
+// last one handed out (that answer was lost): the next answer then carries
+// every change since. An unknown version is InvalidCollectorVersion.
+func (pc *propertyCollector) rewind(version string) types.BaseMethodFault {
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v > pc.version {
+		return new(types.InvalidCollectorVersion)
+	}
+	if v == pc.version {
+		return nil
+	}
+	then, ok := pc.sentAt[v]
+	if !ok {
+		return new(types.InvalidCollectorVersion)
+	}
+	pc.qmu.Lock()
+	defer pc.qmu.Unlock()
+	pc.filters = copySent(then)
+	pc.resync = true // compare everything with what the client has
+	return nil
+}
+
+// remember keeps what has been sent as of the current version.
+func (pc *propertyCollector) remember() {
+	if pc.sentAt == nil {
+		pc.sentAt = map[int64]map[types.ManagedObjectReference]*filterState{}
+	}
+	pc.sentAt[pc.version] = copySent(pc.filters)
+	delete(pc.sentAt, pc.version-keptVersions)
+}
+
+// copySent copies the filters' sent maps; the property maps they hold are
+// replaced, never changed, so they are shared.
+func copySent(in map[types.ManagedObjectReference]*filterState) map[types.ManagedObjectReference]*filterState {
+	out := make(map[types.ManagedObjectReference]*filterState, len(in))
+	for f, st := range in {
+		sent := make(map[types.ManagedObjectReference]map[string]any, len(st.sent))
+		for ref, props := range st.sent {
+			sent[ref] = props
+		}
+		out[f] = &filterState{sent: sent}
+	}
+	return out
 }
 
 // WaitForUpdates is the old form of WaitForUpdatesEx.
