@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 )
@@ -22,6 +23,7 @@ type options struct {
 	mode                  string
 	configPath            string
 	nodeID                string
+	dmiDir                string
 	byIDDir               string
 	maxVolumesPerNode     int64
 	maxSnapshotsPerVolume int
@@ -46,6 +48,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.mode, "mode", string(driver.ModeAll), "services to serve: controller, node or all")
 	fs.StringVar(&o.configPath, "config", "/etc/vsphere-csi/csi-vsphere.conf", "path of csi-vsphere.conf (controller)")
 	fs.StringVar(&o.nodeID, "node-id", "", "node ID, the node VM's BIOS UUID (node; default: read from DMI)")
+	fs.StringVar(&o.dmiDir, "dmi-dir", node.DefaultDMIDir, "where the node VM's DMI table is read, whose product_uuid is the node ID unless --node-id is set (node)")
 	fs.StringVar(&o.byIDDir, "by-id-dir", "/dev/disk/by-id", "directory of the wwn-0x<disk UUID> device links (node)")
 	fs.Int64Var(&o.maxVolumesPerNode, "max-volumes-per-node", driver.DefaultMaxVolumesPerNode,
 		"volumes one node VM can attach: 59 = 4 PVSCSI controllers x 15 - the OS disk; up to 255 on vSphere 8 (node)")

@@ -14,6 +14,7 @@ func run(ctx context.Context, o options) error {
 		Endpoint:              o.endpoint,
 		ConfigPath:            o.configPath,
 		NodeID:                o.nodeID,
+		DMIDir:                o.dmiDir,
 		ByIDDir:               o.byIDDir,
 		MaxVolumesPerNode:     o.maxVolumesPerNode,
 		MaxSnapshotsPerVolume: o.maxSnapshotsPerVolume,

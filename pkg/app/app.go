@@ -31,6 +31,7 @@ type Config struct {
 	Endpoint          string
 	ConfigPath        string
 	NodeID            string
+	DMIDir            string // where NodeID is read when not set ("": node.DefaultDMIDir)
 	ByIDDir           string
 	MaxVolumesPerNode int64
 	MetricsAddress    string
@@ -214,9 +215,9 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 	var nodeTopo map[string]string
 	if c.Mode != driver.ModeController {
 		if c.NodeID == "" {
-			if c.NodeID, err = node.NodeIDFromDMI(node.DefaultDMIDir); err != nil {
+			if c.NodeID, err = node.NodeIDFromDMI(c.DMIDir); err != nil {
 				closeAll()
-				return nil, nil, nil, fmt.Errorf("node ID: %w (set --node-id)", err)
+				return nil, nil, nil, fmt.Errorf("node ID: %w (set --node-id, or --dmi-dir)", err)
 			}
 		}
 		mounter = NodeMounter(c.Mode)
