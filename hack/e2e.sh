@@ -13,7 +13,10 @@
 # kube-controller-manager, kube-scheduler, containerd (Debian), kubelet, the
 # embedded vCenter (bin/vsphere-sim), the driver's controller with the
 # provisioner, attacher, resizer and snapshotter sidecars, the snapshot
-# controller, and its node plugin, which registers itself with kubelet. State, logs and PIDs are in $E2E_DIR.
+# controller, and its node plugin, which registers itself with kubelet. For the helm
+# phase two more nodes join (spare_nodes): each a kubelet, containerd and kube-proxy in
+# network namespace e2e-nN and a mount namespace of its own, playing node VM k8s-node-N.
+# State, logs and PIDs are in $E2E_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +50,13 @@ DEB_PACKAGES="etcd-server containerd runc containernetworking-plugins busybox-st
 # on it, and pods reach both through the pod network's gateway.
 NODE_IP=${E2E_NODE_IP:-10.200.0.1}
 POD_CIDR=${E2E_POD_CIDR:-10.244.0.0/24}
+CLUSTER_CIDR=10.244.0.0/16 # every node's pod CIDR: node 0's above, spare node N's 10.244.N.0/24
 CNI_BRIDGE=e2e-cni0
+# Spare nodes for the helm phase: e2e-node-N (N = 1..), each a kubelet with its own containerd,
+# root directory (a mount namespace where it is $KUBELET_DIR), network namespace e2e-nN (a veth
+# to the host, address 10.201.N.2) and cgroup root, playing node VM k8s-node-N (zone-a).
+SPARE_NODES=${E2E_SPARE_NODES:-2}
+SPARE_TAINT=e2e.vsphere-csi/spare=true:NoSchedule # until a test takes the node in
 
 PIDS=$E2E_DIR/pids
 LOGS=$E2E_DIR/logs
@@ -59,6 +68,10 @@ SIM_DIR=$E2E_DIR/vcenter
 BYID_ROOT=$KUBELET_DIR/vsphere-sim-by-id # under the kubelet directory: the chart mounts it into the node plugin
 CSI_CONTROLLER_SOCK=$E2E_DIR/controller/csi.sock
 CSI_NODE_SOCK=$KUBELET_DIR/plugins/$DRIVER/csi.sock
+# What makes a node the node VM it plays, under its kubelet directory so that the chart's node
+# plugin sees it at the same path on every node: dmi/product_serial (its BIOS UUID in VMware's
+# form, for --dmi-dir) and by-id (its disks' links, for --by-id-dir).
+NODE_IDENTITY=$KUBELET_DIR/e2e-node
 
 T0=$(date +%s.%N)
 step_start=
@@ -309,7 +322,7 @@ control_plane() {
 		--bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
 		--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
 		--cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-		--use-service-account-credentials=false --v 1
+		--use-service-account-credentials=false --node-monitor-grace-period 20s --v 1
 	start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$KUBECONFIG_FILE" \
 		--authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
 		--bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --v 1
@@ -319,25 +332,27 @@ control_plane() {
 	took
 }
 
-node() {
-	local bin=$E2E_CACHE/bin
-	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter; pod network: CNI bridge $CNI_BRIDGE, $POD_CIDR"
-	mkdir -p "$CTRD" "$E2E_DIR/cni/net.d"
-	# The bridge plugin's gateway turns IP forwarding on: down puts it back.
-	cat /proc/sys/net/ipv4/ip_forward >"$E2E_DIR/ip_forward"
-	cat >"$E2E_DIR/cni/net.d/10-e2e-bridge.conflist" <<EOF
+# cni_config DIR CIDR: a bridge network for the pods of one node (in that node's network namespace).
+cni_config() {
+	mkdir -p "$1/net.d"
+	cat >"$1/net.d/10-e2e-bridge.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "e2e-pods", "plugins": [
   {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$E2E_DIR/cni/ipam"}},
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$2"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$1/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}
 ]}
 EOF
-	cat >"$CTRD/config.toml" <<EOF
+}
+
+# containerd_config DIR CNIDIR: one node's containerd, everything of it under DIR.
+containerd_config() {
+	mkdir -p "$1"
+	cat >"$1/config.toml" <<EOF
 version = 2
-root = "$CTRD/root"
-state = "$CTRD/state"
+root = "$1/root"
+state = "$1/state"
 [grpc]
-  address = "$CTRD/containerd.sock"
+  address = "$1/containerd.sock"
 [debug]
   level = "warn"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -351,25 +366,27 @@ state = "$CTRD/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$1/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$E2E_DIR/cni/net.d"
+    conf_dir = "$2/net.d"
 EOF
-	start containerd containerd --config "$CTRD/config.toml"
-	wait_for containerd 30 ctr --address "$CTRD/containerd.sock" version || { alive_or_log containerd; return 1; }
+}
+
+# import_images SOCKET: the images built by tools into one node's containerd.
+import_images() {
 	local i
 	for i in "$E2E_CACHE"/images/*.tar; do
-		ctr --address "$CTRD/containerd.sock" -n k8s.io images import "$i" >/dev/null
+		ctr --address "$1" -n k8s.io images import "$i" >/dev/null
 	done
-	ctr --address "$CTRD/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | sed 's/^/    image: /'
-	took
+}
 
-	step "kubelet $K8S_VERSION (cgroupfs, failCgroupV1: false, root dir $KUBELET_DIR)"
-	mkdir -p "$KUBELET_DIR"
-	cat >"$E2E_DIR/kubelet-config.yaml" <<EOF
+# kubelet_config IP PODLOGSDIR CGROUPROOT: one node's kubelet configuration.
+kubelet_config() {
+	cat <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: $NODE_IP
+address: $1
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -382,6 +399,7 @@ authentication:
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: AlwaysAllow}
 cgroupDriver: cgroupfs
+${3:+cgroupRoot: $3}
 failCgroupV1: false
 failSwapOn: false
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
@@ -392,8 +410,27 @@ resolvConf: /etc/resolv.conf
 syncFrequency: 10s
 fileCheckFrequency: 10s
 volumeStatsAggPeriod: 10s
-podLogsDir: $E2E_DIR/pod-logs
+podLogsDir: $2
 EOF
+}
+
+node() {
+	local bin=$E2E_CACHE/bin
+	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter; pod network: CNI bridge $CNI_BRIDGE, $POD_CIDR"
+	mkdir -p "$CTRD" "$E2E_DIR/cni/net.d"
+	# The bridge plugin's gateway turns IP forwarding on: down puts it back.
+	cat /proc/sys/net/ipv4/ip_forward >"$E2E_DIR/ip_forward"
+	cni_config "$E2E_DIR/cni" "$POD_CIDR"
+	containerd_config "$CTRD" "$E2E_DIR/cni"
+	start containerd containerd --config "$CTRD/config.toml"
+	wait_for containerd 30 ctr --address "$CTRD/containerd.sock" version || { alive_or_log containerd; return 1; }
+	import_images "$CTRD/containerd.sock"
+	ctr --address "$CTRD/containerd.sock" -n k8s.io images ls -q | grep -v '^sha256:' | sed 's/^/    image: /'
+	took
+
+	step "kubelet $K8S_VERSION (cgroupfs, failCgroupV1: false, root dir $KUBELET_DIR)"
+	mkdir -p "$KUBELET_DIR"
+	kubelet_config "$NODE_IP" "$E2E_DIR/pod-logs" "" >"$E2E_DIR/kubelet-config.yaml"
 	start kubelet "$bin/kubelet" --kubeconfig "$KUBECONFIG_FILE" --config "$E2E_DIR/kubelet-config.yaml" \
 		--container-runtime-endpoint "unix://$CTRD/containerd.sock" --root-dir "$KUBELET_DIR" \
 		--node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v 1
@@ -403,12 +440,154 @@ EOF
 
 	step "kube-proxy $K8S_VERSION (iptables): Services, the kubernetes Service's 10.96.0.1:443 to $NODE_IP:$APISERVER_PORT"
 	start kube-proxy "$bin/kube-proxy" --kubeconfig "$KUBECONFIG_FILE" --hostname-override "$NODE_NAME" \
-		--proxy-mode iptables --cluster-cidr "$POD_CIDR" --iptables-localhost-nodeports=false \
+		--proxy-mode iptables --cluster-cidr "$CLUSTER_CIDR" --iptables-localhost-nodeports=false \
 		--conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
 		--healthz-bind-address "127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT" --metrics-bind-address "127.0.0.1:$KUBE_PROXY_METRICS_PORT" --v 1
 	wait_for "kube-proxy's rules for the kubernetes Service" 60 bash -c "iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 10.96.0.1/32" ||
 		{ alive_or_log kube-proxy; return 1; }
 	took
+}
+
+# vm_uuid VM: the BIOS UUID of one of the embedded vCenter's node VMs (from its summary).
+vm_uuid() {
+	local line
+	line=$(grep -m1 "^  $1 " "$LOGS/vsphere-sim.log") || die "no $1 in the embedded vCenter's summary"
+	sed -n 's/.* uuid=\([^ ]*\).*/\1/p' <<<"$line"
+}
+
+# vmware_serial UUID: DMI's product_serial of a VMware VM with that BIOS UUID
+# ("VMware-42 1a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f8").
+vmware_serial() {
+	local h=${1//-/} a="" b="" i
+	for i in 0 2 4 6 8 10 12 14; do a+="${h:i:2} "; done
+	for i in 16 18 20 22 24 26 28 30; do b+="${h:i:2} "; done
+	echo "VMware-${a% }-${b% }"
+}
+
+# node_identity DIR UUID BYID: the node VM a node plays, where the chart's node plugin reads it.
+node_identity() {
+	mkdir -p "$1/dmi"
+	vmware_serial "$2" >"$1/dmi/product_serial"
+	ln -sfn "$3" "$1/by-id"
+}
+
+# start_in NAME PID CMD...: start, in the network and mount namespaces of process PID.
+start_in() {
+	local name=$1 pid=$2; shift 2
+	echo "    start $name in the namespaces of pid $pid: $*" >"$LOGS/$name.cmd"
+	setsid nsenter --target "$pid" --mount --net -- "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+	echo "$! $1" >"$PIDS/$name"
+	echo "    $name: pid $!"
+}
+
+# cgroup_dirs NAME: the node's cgroup root in every cgroup v1 hierarchy (or the v2 tree).
+cgroup_dirs() {
+	local h
+	for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+		[ -e "$h/cgroup.procs" ] || continue
+		[ "$h" = /sys/fs/cgroup/ ] && [ -d /sys/fs/cgroup/memory ] && continue
+		echo "${h%/}/$1"
+	done
+}
+
+spare_node() {
+	local n=$1 bin=$E2E_CACHE/bin
+	local name=e2e-node-$n vm=k8s-node-$n netns=e2e-n$n veth=e2e-v$n
+	local dir=$E2E_DIR/nodes/$n ip=10.201.$n.2 gw=10.201.$n.1 cidr=10.244.$n.0/24
+	step "Node $name: network namespace $netns ($ip, veth $veth), its own containerd and kubelet root, node VM $vm"
+	mkdir -p "$dir/kubelet" "$dir/pod-logs" "$BYID_ROOT/$vm"
+	ip netns add "$netns"
+	ip link add "$veth" type veth peer name eth0 netns "$netns"
+	ip addr add "$gw/24" dev "$veth"
+	ip link set "$veth" up
+	ip -n "$netns" addr add "$ip/24" dev eth0
+	ip -n "$netns" link set eth0 up
+	ip -n "$netns" link set lo up
+	ip -n "$netns" route add default via "$gw"
+	ip route add "$cidr" via "$ip"
+	local uuid
+	uuid=$(vm_uuid "$vm")
+	mkdir -p "$dir/kubelet/$(basename "$BYID_ROOT")"
+	node_identity "$dir/kubelet/e2e-node" "$uuid" "../$(basename "$BYID_ROOT")/$vm"
+	# The node's mount namespace, held by a sleep: its kubelet directory is
+	# $KUBELET_DIR there, with the embedded vCenter's links for its VM.
+	# (nsenter, not ip netns exec: that mounts a sysfs of the namespace over /sys, hiding the cgroup mounts.)
+	setsid nsenter --net="/run/netns/$netns" unshare --mount --propagation slave sleep infinity </dev/null >/dev/null 2>&1 &
+	local holder=$!
+	echo "$holder sleep" >"$PIDS/$name-ns"
+	wait_for "$name's mount namespace" 10 bash -c "readlink /proc/$holder/exe | grep -q '/sleep\$'"
+	nsenter --target "$holder" --mount -- mount --bind "$BYID_ROOT" "$dir/kubelet/$(basename "$BYID_ROOT")"
+	# Node 0's kubelet directory is a mount (kubelet binds its root onto itself): not in this
+	# namespace, where only this node's is, shared as kubelet and containerd want it for
+	# Bidirectional propagation (containerd looks at one mount of the path: no stack of them).
+	while nsenter --target "$holder" --mount -- mountpoint -q "$KUBELET_DIR"; do
+		nsenter --target "$holder" --mount -- umount -l "$KUBELET_DIR"
+	done
+	nsenter --target "$holder" --mount -- mount --rbind "$dir/kubelet" "$KUBELET_DIR"
+	nsenter --target "$holder" --mount -- mount --make-rshared "$KUBELET_DIR"
+	local cg
+	for cg in $(cgroup_dirs "e2e-$name"); do
+		mkdir -p "$cg"
+		if [ -e "$cg/cpuset.cpus" ]; then cat "$(dirname "$cg")/cpuset.cpus" >"$cg/cpuset.cpus"; cat "$(dirname "$cg")/cpuset.mems" >"$cg/cpuset.mems"; fi
+	done
+	cni_config "$dir/cni" "$cidr"
+	containerd_config "$dir/containerd" "$dir/cni"
+	start_in "$name-containerd" "$holder" containerd --config "$dir/containerd/config.toml"
+	wait_for "$name's containerd" 30 ctr --address "$dir/containerd/containerd.sock" version || { alive_or_log "$name-containerd"; return 1; }
+	import_images "$dir/containerd/containerd.sock"
+	kubelet_config "$ip" "$dir/pod-logs" "/e2e-$name" >"$dir/kubelet-config.yaml"
+	start_in "$name-kubelet" "$holder" "$bin/kubelet" --kubeconfig "$E2E_DIR/nodes/kubeconfig" --config "$dir/kubelet-config.yaml" \
+		--container-runtime-endpoint "unix://$dir/containerd/containerd.sock" --root-dir "$KUBELET_DIR" \
+		--node-ip "$ip" --hostname-override "$name" --register-with-taints "$SPARE_TAINT" --v 1
+	start_in "$name-kube-proxy" "$holder" "$bin/kube-proxy" --kubeconfig "$E2E_DIR/nodes/kubeconfig" --hostname-override "$name" \
+		--proxy-mode iptables --cluster-cidr "$CLUSTER_CIDR" --iptables-localhost-nodeports=false \
+		--conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
+		--healthz-bind-address "127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT" --metrics-bind-address "127.0.0.1:$KUBE_PROXY_METRICS_PORT" --v 1
+	echo "    $name plays $vm: BIOS UUID $uuid"
+	took
+}
+
+# spare_nodes: the helm phase's other nodes, started together, then waited for.
+spare_nodes() {
+	[ "$SPARE_NODES" -gt 0 ] || return 0
+	mkdir -p "$E2E_DIR/nodes"
+	echo 1 >/proc/sys/net/ipv4/ip_forward # the host routes between the nodes' namespaces (down puts it back)
+	sed "s|https://127.0.0.1:$APISERVER_PORT|https://$NODE_IP:$APISERVER_PORT|" "$KUBECONFIG_FILE" >"$E2E_DIR/nodes/kubeconfig"
+	local n bin=$E2E_CACHE/bin
+	for n in $(seq 1 "$SPARE_NODES"); do spare_node "$n"; done
+	step "Spare nodes Ready (tainted $SPARE_TAINT until a test takes them in)"
+	for n in $(seq 1 "$SPARE_NODES"); do
+		wait_for "node e2e-node-$n Ready" 120 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node e2e-node-$n -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
+			{ alive_or_log "e2e-node-$n-kubelet"; kubectl describe node "e2e-node-$n" | tail -30 >&2; return 1; }
+	done
+	kubectl get nodes -o wide | sed 's/^/    /'
+	took
+}
+
+# spare_nodes_down: containers, kubelets, containerds, namespaces and cgroups of the spare nodes.
+spare_nodes_down() {
+	local d n name c pid cg
+	for d in "$E2E_DIR"/nodes/*/; do
+		[ -d "$d/containerd" ] || continue
+		n=$(basename "$d"); name=e2e-node-$n
+		stop_pid "$name-kube-proxy"; stop_pid "$name-kubelet"
+		if alive "$name-containerd"; then
+			for c in $(ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
+				ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
+			done
+			sleep 1
+		fi
+		stop_pid "$name-containerd"
+		for pid in $(pgrep -f "containerd-shim.*-address ${d%/}/containerd/containerd.sock" || true); do
+			echo "    shim pid $pid of $name's containerd: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
+		done
+		stop_pid "$name-ns"
+		if ip netns list 2>/dev/null | grep -qw "e2e-n$n"; then ip netns del "e2e-n$n" && echo "    deleted network namespace e2e-n$n"; fi
+		for cg in $(cgroup_dirs "e2e-$name"); do
+			[ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		done
+	done
+	return 0
 }
 
 driver() {
@@ -436,6 +615,7 @@ driver() {
 	echo "$uuid" >"$E2E_DIR/node-uuid"
 	echo "$NODE_VM" >"$E2E_DIR/node-vm"
 	echo "$BYID_ROOT/$NODE_VM" >"$E2E_DIR/node-by-id"
+	node_identity "$NODE_IDENTITY" "$uuid" "../$(basename "$BYID_ROOT")/$NODE_VM"
 	took
 
 	step "CSIDriver $DRIVER (from deploy/kubernetes/csidriver.yaml); snapshot CRDs and snapshot-controller"
@@ -504,6 +684,7 @@ run_tests() {
 	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then
 		step "helm install/uninstall of the chart: the driver processes above stop, the test runs the chart's"
 		for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter csi-node csi-controller; do stop_pid $n; done
+		spare_nodes || rc=1
 		E2E_HELM=1 gotest go-test-helm -run '^TestHelm$' || rc=1
 		took
 	fi
@@ -536,6 +717,7 @@ down() {
 	local n f
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
+	spare_nodes_down
 	for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy; do stop_pid $n; done
 	# Containers containerd still runs (their shims are our children's children).
 	if alive containerd; then
@@ -553,6 +735,11 @@ down() {
 	local pid
 	for pid in $(pgrep -f "containerd-shim.*-address $CTRD/containerd.sock" || true); do
 		echo "    shim pid $pid of our containerd: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
+	done
+	# Pod network namespaces no process is in any more (of pods whose containers were killed).
+	local ns
+	for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do
+		if [ -z "$(ip netns pids "$ns" 2>/dev/null)" ]; then ip netns del "$ns" 2>/dev/null && echo "    deleted pod network namespace $ns"; fi
 	done
 	# The embedded vCenter last: on SIGTERM it detaches its loop devices.
 	stop_pid vsphere-sim
@@ -596,7 +783,8 @@ down() {
 	fi
 	left=$(awk -v d="$E2E_DIR" 'index($5, d) == 1' /proc/self/mountinfo; losetup -a | grep -F "$E2E_DIR/" || true
 		ip link show "$CNI_BRIDGE" 2>/dev/null; ip -o link show type veth 2>/dev/null | grep -F "master $CNI_BRIDGE" || true
-		iptables-save 2>/dev/null | grep -E '^:KUBE-|-j KUBE-' || true; ip netns list 2>/dev/null | grep '^cni-' || true)
+		iptables-save 2>/dev/null | grep -E '^:KUBE-|-j KUBE-' || true; ip netns list 2>/dev/null | grep -E '^(cni-|e2e-n)' || true
+		ip -o link show 2>/dev/null | grep -E ': e2e-v[0-9]+@' || true; ls -d /sys/fs/cgroup/*/e2e-e2e-node-* 2>/dev/null || true)
 	[ -z "$left" ] || { echo "e2e: still left after teardown:"; echo "$left"; }
 	took
 	[ -z "$left" ]

@@ -29,7 +29,6 @@ func helmDayTwo(t *testing.T, valuesFile string) {
 	t.Helper()
 	const claim, user = "helm-day2", "helm-day2-user"
 	createPVC(t, pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
-	pv := waitBound(t, claim)
 	cleanupPod(t, user)
 	pod := podObject(user, claim, `set -e
 echo day2 > /data/f; sync
@@ -61,12 +60,13 @@ done`, false)
 		})
 	}
 	stillUsing("before day two")
+	pv := waitBound(t, claim) // WaitForFirstConsumer: bound once the pod was scheduled
 	newClaimWorks := func(name string) {
 		t.Helper()
 		createPVC(t, pvcObject(name, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
-		npv := waitBound(t, name)
 		cleanupPod(t, name+"-writer")
 		runPod(t, podObject(name+"-writer", name, `set -e; echo new > /data/f; sync; [ "$(cat /data/f)" = new ]`, false))
+		npv := waitBound(t, name)
 		deletePod(t, name+"-writer", npv.Name)
 		deletePVC(t, name, npv.Name)
 	}
@@ -140,7 +140,7 @@ func readFile(t *testing.T, name string) string {
 // nodePod is the chart's node plugin pod (one node).
 func nodePod(t *testing.T) corev1.Pod {
 	t.Helper()
-	pods, err := env.kube.CoreV1().Pods(helmNamespace).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+	pods, err := env.kube.CoreV1().Pods(helmNamespace).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node", FieldSelector: "spec.nodeName=" + env.node})
 	if err != nil || len(pods.Items) != 1 {
 		t.Fatalf("node pods: %v (%v)", pods, err)
 	}
@@ -152,7 +152,7 @@ func waitNodePodReplaced(t *testing.T, old corev1.Pod, image string) corev1.Pod 
 	t.Helper()
 	var got corev1.Pod
 	eventually(t, 3*time.Minute, "a new node plugin pod with "+image+" Ready", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+		pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node", FieldSelector: "spec.nodeName=" + env.node})
 		if err != nil {
 			return false, "", err
 		}
@@ -199,8 +199,8 @@ func waitControllerImage(t *testing.T, image string) {
 }
 
 // nodePluginPID finds the node plugin's process on this machine (a
-// container's processes are the host's): vsphere-csi in node mode whose
-// --node-id is the pod's.
+// container's processes are the host's): vsphere-csi in node mode in the
+// pod's cgroup (other nodes' node plugins run on this machine too).
 func nodePluginPID(t *testing.T, p corev1.Pod) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
@@ -218,7 +218,10 @@ func nodePluginPID(t *testing.T, p corev1.Pod) int {
 			continue
 		}
 		args := strings.Split(string(cmd), "\x00")
-		if len(args) > 1 && filepath.Base(args[0]) == "vsphere-csi" && strings.Contains(string(cmd), "--mode=node") {
+		if len(args) < 2 || filepath.Base(args[0]) != "vsphere-csi" || !strings.Contains(string(cmd), "--mode=node") {
+			continue
+		}
+		if cg, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); err == nil && strings.Contains(string(cg), "pod"+string(p.UID)) {
 			found = append(found, pid)
 		}
 	}

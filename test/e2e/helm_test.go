@@ -51,17 +51,17 @@ func TestHelm(t *testing.T) {
 		"--from-file=csi-vsphere.conf="+filepath.Join(env.dir, "csi-vsphere.conf"))
 	t.Cleanup(func() { _, _ = kubectl(context.Background(), "delete", "namespace", helmNamespace, "--wait=false") })
 
-	// The node VM this node plays: its BIOS UUID (DMI on a real node) and
-	// where the embedded vCenter puts its disks' links (/dev/disk/by-id on
-	// a real node; a directory under the kubelet directory here, which the
-	// chart mounts into the node plugin).
-	nodeUUID := readState(t, "node-uuid")
-	byID := readState(t, "node-by-id")
+	// The node VM each node plays: its BIOS UUID (in DMI on a real node VM)
+	// and where the embedded vCenter puts its disks' links (/dev/disk/by-id
+	// on a real node), both under the kubelet directory, which the chart
+	// mounts into the node plugin: the same path on every node, each node's
+	// own content (hack/e2e.sh, node_identity).
+	identity := filepath.Join(env.dir, "kubelet", "e2e-node")
 	repo, tag, _ := strings.Cut(driverImage, ":")
 	values := fmt.Sprintf(`image: {repository: %s, tag: %s, pullPolicy: Never}
 node:
   kubeletDir: %q
-  extraArgs: ["--node-id=%s", "--by-id-dir=%s"]
+  extraArgs: ["--dmi-dir=%s", "--by-id-dir=%s"]
   healthPort: 19838 # the node pod is on the host's network: ports away from the defaults others may hold
 metrics: {nodePort: 19839}
 controller:
@@ -74,7 +74,10 @@ sidecars:
   nodeDriverRegistrar: {enabled: false}
   livenessProbe: {enabled: false}
 topology: {enabled: true}
-`, repo, tag, filepath.Join(env.dir, "kubelet"), nodeUUID, byID,
+# With zones, a claim's volume goes where its pod can run.
+storageClasses:
+  - {name: gold-sc, storagePolicyName: Gold, reclaimPolicy: Delete, volumeBindingMode: WaitForFirstConsumer}
+`, repo, tag, filepath.Join(env.dir, "kubelet"), filepath.Join(identity, "dmi"), filepath.Join(identity, "by-id"),
 		sidecarTag(t, "csi-provisioner"), sidecarTag(t, "csi-attacher"), sidecarTag(t, "csi-resizer"), sidecarTag(t, "csi-snapshotter"))
 	valuesFile := filepath.Join(env.dir, "helm-values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o644); err != nil {
@@ -112,8 +115,13 @@ topology: {enabled: true}
 	t.Logf("helm installed %s", strings.Join(installed, ", "))
 	// helm's --wait counts a Deployment of 1 with maxUnavailable 1 as ready
 	// at once: wait for the pods themselves.
+	nodes, err := env.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 1 + len(nodes.Items) // the controller, a node plugin on every node
 	var pods *corev1.PodList
-	eventually(t, 3*time.Minute, "the controller and node pods Running and Ready", func(ctx context.Context) (bool, string, error) {
+	eventually(t, 3*time.Minute, fmt.Sprintf("the controller and %d node pods Running and Ready", len(nodes.Items)), func(ctx context.Context) (bool, string, error) {
 		var err error
 		if pods, err = env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{}); err != nil {
 			return false, "", err
@@ -132,7 +140,7 @@ topology: {enabled: true}
 			}
 			states = append(states, p.Name+": "+describePod(ctx, &p))
 		}
-		return ready == 2 && len(pods.Items) == 2, strings.Join(states, "; "), nil
+		return ready == want && len(pods.Items) == want, strings.Join(states, "; "), nil
 	})
 	t.Logf("the controller and node pods Ready %.1fs after helm install began", time.Since(start).Seconds())
 	for _, p := range pods.Items {
@@ -145,26 +153,28 @@ topology: {enabled: true}
 			t.Errorf("pod %s is not on the pod network: pod IP %q, host IP %q", p.Name, p.Status.PodIP, p.Status.HostIP)
 		}
 	}
-	eventually(t, time.Minute, "CSINode lists the driver (registered by the node pod itself)", func(ctx context.Context) (bool, string, error) {
-		n, err := env.kube.StorageV1().CSINodes().Get(ctx, env.node, metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
-		}
-		for _, d := range n.Spec.Drivers {
-			if d.Name == driverName {
-				return true, "", nil
+	for _, n := range nodes.Items {
+		eventually(t, time.Minute, "CSINode "+n.Name+" lists the driver (registered by the node pod itself)", func(ctx context.Context) (bool, string, error) {
+			cn, err := env.kube.StorageV1().CSINodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, "", err
 			}
-		}
-		return false, fmt.Sprintf("drivers %v", n.Spec.Drivers), nil
-	})
+			for _, d := range cn.Spec.Drivers {
+				if d.Name == driverName {
+					return true, fmt.Sprintf("node ID %s, topology keys %v", d.NodeID, d.TopologyKeys), nil
+				}
+			}
+			return false, fmt.Sprintf("drivers %v", cn.Spec.Drivers), nil
+		})
+	}
 
 	// The getting-started walkthrough: the chart's StorageClass, a claim, a
 	// pod that writes, another that finds the data after the first is gone.
 	const claim = "helm-pvc"
 	createPVC(t, pvcObject(claim, "gold-sc", "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
-	pv := waitBound(t, claim)
 	cleanupPod(t, "helm-writer")
 	runPod(t, podObject("helm-writer", claim, `set -e; echo helm > /data/f; sync; [ "$(cat /data/f)" = helm ]`, false))
+	pv := waitBound(t, claim) // WaitForFirstConsumer: bound once the pod was scheduled
 	deletePod(t, "helm-writer", pv.Name)
 	cleanupPod(t, "helm-reader")
 	runPod(t, podObject("helm-reader", claim, `set -e; [ "$(cat /data/f)" = helm ]`, false))
@@ -193,6 +203,10 @@ spec:
 	// volume in use throughout.
 	helmDayTwo(t, valuesFile)
 
+	// Several nodes: volumes moving between node VMs, zones, a drain, a
+	// node lost (helm_nodes_test.go).
+	helmNodes(t)
+
 	start = time.Now()
 	if out, err := helm(t, "uninstall", helmRelease, "--namespace", helmNamespace, "--wait"); err != nil {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
@@ -218,14 +232,12 @@ spec:
 		}
 		return len(pods.Items) == 0, fmt.Sprintf("%d pods", len(pods.Items)), nil
 	})
-	// No volume mount of the driver left on the node (staging, publish).
-	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mountinfo), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.Contains(f[4], "/kubernetes.io/csi/") && strings.HasPrefix(f[4], env.dir) {
-			t.Errorf("a CSI mount is left after uninstall: %s", f[4])
+	// No volume mount of the driver left on any node (staging, publish).
+	for node, mountinfo := range mountTables(t) {
+		for _, line := range strings.Split(mountinfo, "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.Contains(f[4], "/kubernetes.io/csi/") && strings.HasPrefix(f[4], env.dir) {
+				t.Errorf("a CSI mount is left on %s after uninstall: %s", node, f[4])
+			}
 		}
 	}
 }

@@ -86,8 +86,15 @@ exec sleep 100000`
 // cleanup deletes it and them.
 func createStatefulSet(t *testing.T, name string, n int, script string) []string {
 	t.Helper()
+	return createStatefulSetOf(t, statefulSet(name, int32(n), "gold-sc", script))
+}
+
+// createStatefulSetOf is createStatefulSet for a StatefulSet made by the caller.
+func createStatefulSetOf(t *testing.T, sts *appsv1.StatefulSet) []string {
+	t.Helper()
 	apps := env.kube.AppsV1().StatefulSets(ns)
-	if _, err := apps.Create(t.Context(), statefulSet(name, int32(n), "gold-sc", script), metav1.CreateOptions{}); err != nil {
+	name, n := sts.Name, int(*sts.Spec.Replicas)
+	if _, err := apps.Create(t.Context(), sts, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create StatefulSet %s: %v", name, err)
 	}
 	var claims []string
