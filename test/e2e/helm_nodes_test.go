@@ -274,8 +274,8 @@ func isReady(p *corev1.Pod) bool {
 }
 
 // drain: a StatefulSet of 10 on node from (the other nodes cordoned), then
-// kubectl drain of that node: the time until all 10 run on node to, each
-// with its own data, is printed.
+// kubectl drain of that node under the realistic vCenter latency model: the
+// time until all 10 run on node to, each with its own data, is printed.
 func drain(t *testing.T, from, to string, vc *vcenter) {
 	t.Helper()
 	const name, n = "drain", 10
@@ -300,6 +300,10 @@ exec sleep 100000`
 	for _, other := range []string{to, env.node} {
 		mustKubectl(t, "uncordon", other)
 	}
+	// As a user's vCenter takes its time: the realistic latency model
+	// (pkg/sim/latency.go) for the drain itself.
+	simControl(t, "PUT", "/latency", "realistic")
+	t.Cleanup(func() { simControl(t, "PUT", "/latency", "none") })
 	start := time.Now()
 	mustKubectl(t, "drain", from, "--ignore-daemonsets", "--force", "--grace-period=1", "--timeout=5m")
 	drained := time.Since(start)
@@ -321,7 +325,8 @@ exec sleep 100000`
 		return ready == n, strings.Join(states, "; "), nil
 	})
 	took := time.Since(start)
-	t.Logf("drain of %s with %d volumes: kubectl drain %.1fs, all %d pods Ready on %s with their data %.1fs after the drain began", from, n, drained.Seconds(), n, to, took.Seconds())
+	simControl(t, "PUT", "/latency", "none")
+	t.Logf("drain of %s with %d volumes under realistic vCenter latency: kubectl drain %.1fs, all %d pods Ready on %s with their data %.1fs after the drain began", from, n, drained.Seconds(), n, to, took.Seconds())
 	mustKubectl(t, "uncordon", from)
 	for _, id := range ids {
 		if got := attachedTo(t, vc, id); !slices.Equal(got, []string{vmOf(to)}) {
