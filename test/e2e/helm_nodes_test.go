@@ -25,6 +25,17 @@ import (
 // helmNodes takes them in; the node plugin's DaemonSet tolerates it.
 const spareTaint = "e2e.vsphere-csi/spare"
 
+// ownData is the script of helmNodes' StatefulSet pods: the first pod of a
+// name writes its name into its volume, every later one must find it there.
+const ownData = `set -e
+if [ -f /data/id ]; then
+  [ "$(cat /data/id)" = "$POD_NAME" ] || { echo "/data/id is $(cat /data/id), want $POD_NAME"; exit 1; }
+else
+  echo "$POD_NAME" > /data/id; sync
+fi
+touch /tmp/ready
+exec sleep 100000`
+
 // helmNodes: volumes through several nodes, each a kubelet with its own
 // containerd, root directory, network namespace and address, playing its
 // own node VM. In order: a claim follows its pod into either zone; a pod's
@@ -187,15 +198,7 @@ func diskVolumeID(d *types.VirtualDisk) string {
 func spreadStatefulSet(t *testing.T) {
 	t.Helper()
 	const name = "spread"
-	script := `set -e
-if [ -f /data/id ]; then
-  [ "$(cat /data/id)" = "$POD_NAME" ] || { echo "/data/id is $(cat /data/id), want $POD_NAME"; exit 1; }
-else
-  echo "$POD_NAME" > /data/id; sync
-fi
-touch /tmp/ready
-exec sleep 100000`
-	sts := statefulSet(name, 3, "gold-sc", script)
+	sts := statefulSet(name, 3, "gold-sc", ownData)
 	sts.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
 		MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
 		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
@@ -279,18 +282,10 @@ func isReady(p *corev1.Pod) bool {
 func drain(t *testing.T, from, to string, vc *vcenter) {
 	t.Helper()
 	const name, n = "drain", 10
-	script := `set -e
-if [ -f /data/id ]; then
-  [ "$(cat /data/id)" = "$POD_NAME" ] || { echo "/data/id is $(cat /data/id), want $POD_NAME"; exit 1; }
-else
-  echo "$POD_NAME" > /data/id; sync
-fi
-touch /tmp/ready
-exec sleep 100000`
 	for _, other := range []string{to, env.node} {
 		mustKubectl(t, "cordon", other)
 	}
-	claims := createStatefulSetOf(t, statefulSet(name, n, "gold-sc", script))
+	claims := createStatefulSetOf(t, statefulSet(name, n, "gold-sc", ownData))
 	waitReady(t, name, n)
 	var pvs, ids []string
 	for _, c := range claims {

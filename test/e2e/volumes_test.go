@@ -191,13 +191,7 @@ func waitReady(t *testing.T, name string, n int) {
 		var states []string
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			ok := false
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					ok = true
-				}
-			}
-			if ok {
+			if isReady(p) {
 				ready++
 			} else {
 				states = append(states, p.Name+": "+describePod(ctx, p))
