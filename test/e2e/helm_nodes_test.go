@@ -214,30 +214,8 @@ func spreadStatefulSet(t *testing.T) {
 		pvs = append(pvs, waitBound(t, c).Name)
 	}
 	mustKubectl(t, "delete", "pods", "-l", "app="+name, "--wait=false")
-	eventually(t, 4*time.Minute, "StatefulSet "+name+": 3 new pods Ready, each with its own data", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		ready := 0
-		var states []string
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if p.DeletionTimestamp != nil || slices.Contains(before, p.Name+"@"+string(p.UID)) {
-				states = append(states, p.Name+" (the one deleted) on "+p.Spec.NodeName)
-				continue
-			}
-			for _, cs := range p.Status.ContainerStatuses {
-				if cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0 {
-					t.Fatalf("pod %s failed its check: %s", p.Name, describePod(ctx, p))
-				}
-			}
-			if isReady(p) {
-				ready++
-			}
-			states = append(states, p.Name+" on "+p.Spec.NodeName+": "+describePod(ctx, p))
-		}
-		return ready == 3, strings.Join(states, "; "), nil
+	waitAppPods(t, name, 3, 4*time.Minute, "StatefulSet "+name+": 3 new pods Ready, each with its own data", func(p *corev1.Pod) bool {
+		return p.DeletionTimestamp == nil && !slices.Contains(before, p.Name+"@"+string(p.UID))
 	})
 	t.Logf("StatefulSet %s: before %v, after %v", name, before, podNodes(t, name))
 	deleteStatefulSet(t, name, claims, pvs, 2*time.Minute)
@@ -302,22 +280,8 @@ func drain(t *testing.T, from, to string, vc *vcenter) {
 	start := time.Now()
 	mustKubectl(t, "drain", from, "--ignore-daemonsets", "--force", "--grace-period=1", "--timeout=5m")
 	drained := time.Since(start)
-	eventually(t, 5*time.Minute, fmt.Sprintf("the %d pods of %s Ready on %s", n, name, to), func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		ready := 0
-		var states []string
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if p.Spec.NodeName == to && p.DeletionTimestamp == nil && isReady(p) {
-				ready++
-			} else {
-				states = append(states, p.Name+" on "+p.Spec.NodeName+": "+describePod(ctx, p))
-			}
-		}
-		return ready == n, strings.Join(states, "; "), nil
+	waitAppPods(t, name, n, 5*time.Minute, fmt.Sprintf("the %d pods of %s Ready on %s", n, name, to), func(p *corev1.Pod) bool {
+		return p.Spec.NodeName == to && p.DeletionTimestamp == nil
 	})
 	took := time.Since(start)
 	simControl(t, "PUT", "/latency", "none")

@@ -182,7 +182,15 @@ func statefulSet(name string, replicas int32, class, script string) *appsv1.Stat
 // pod's state.
 func waitReady(t *testing.T, name string, n int) {
 	t.Helper()
-	eventually(t, 4*time.Minute, fmt.Sprintf("%d ready pods of StatefulSet %s", n, name), func(ctx context.Context) (bool, string, error) {
+	waitAppPods(t, name, n, 4*time.Minute, fmt.Sprintf("%d ready pods of StatefulSet %s", n, name), func(*corev1.Pod) bool { return true })
+}
+
+// waitAppPods waits until n of the pods labelled app=name that counts
+// selects are Ready; one of them whose container restarted or failed its
+// check ends the test. While it waits, it shows every pod's state.
+func waitAppPods(t *testing.T, name string, n int, timeout time.Duration, what string, counts func(*corev1.Pod) bool) {
+	t.Helper()
+	eventually(t, timeout, what, func(ctx context.Context) (bool, string, error) {
 		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 		if err != nil {
 			return false, "", err
@@ -191,15 +199,19 @@ func waitReady(t *testing.T, name string, n int) {
 		var states []string
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if isReady(p) {
-				ready++
-			} else {
-				states = append(states, p.Name+": "+describePod(ctx, p))
+			if !counts(p) {
+				states = append(states, p.Name+" on "+p.Spec.NodeName+" (not counted): "+describePod(ctx, p))
+				continue
 			}
 			for _, cs := range p.Status.ContainerStatuses {
 				if cs.RestartCount > 0 || (cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0) {
 					t.Fatalf("pod %s failed its check: %s", p.Name, describePod(ctx, p))
 				}
+			}
+			if isReady(p) {
+				ready++
+			} else {
+				states = append(states, p.Name+" on "+p.Spec.NodeName+": "+describePod(ctx, p))
 			}
 		}
 		return ready == n, fmt.Sprintf("%d/%d ready; %s", ready, n, strings.Join(states, "\n")), nil
