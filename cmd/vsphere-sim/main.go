@@ -45,6 +45,7 @@ func main() {
 	flag.StringVar(&f.opts.Username, "username", sim.DefaultUsername, "user name the simulator accepts")
 	flag.StringVar(&f.opts.Password, "password", sim.DefaultPassword, "password the simulator accepts")
 	flag.StringVar(&f.latency, "latency", "", `how long calls and tasks take: METHOD=DURATION[,...] (SOAP method names), "realistic" (figures and sources in pkg/sim/latency.go; later entries override), jitter=N%`)
+	flag.StringVar(&f.opts.NFSAddress, "nfs-address", "", "serve the vSAN file shares (NFS, port 2049) on this IP address, e.g. a node address other network namespaces reach; empty: a loopback address of its own (127.x.y.z)")
 	flag.StringVar(&f.control, "control", "", "serve the fault laboratory's control endpoint (plain HTTP) on this loopback address, e.g. 127.0.0.1:8990; GET / lists what it does")
 	flag.BoolVar(&f.releaseOnExit, "release-on-exit", false, "on SIGINT/SIGTERM also take the node VMs' disks away (loop devices, links, mounts), as when the whole lab goes; the default with --dir keeps them, as a vCenter restart does")
 	flag.StringVar(&f.writeConfig, "write-config", "", "write a csi-vsphere.conf pointing at the simulator to this file")

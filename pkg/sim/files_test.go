@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,5 +248,46 @@ func TestFileVolumesKeptAcrossRestart(t *testing.T) {
 	}
 	if got := dsInfo(t, s2, "vsanDatastore").FreeBytes; got != free {
 		t.Errorf("free space %d after restart, was %d", got, free)
+	}
+}
+
+// TestNFSOnAGivenAddress: with Options.NFSAddress the shares are served,
+// and their access points name, that address (a node address other
+// network namespaces reach), also after a restart; taken, it is not
+// swapped for another.
+func TestNFSOnAGivenAddress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("port 2049 needs root")
+	}
+	const ip = "127.99.0.7"
+	dir := t.TempDir()
+	s := startSim(t, Options{Dir: dir, NFSAddress: ip})
+	if s.NFSAddress() != ip {
+		t.Fatalf("NFS server at %q, want %q", s.NFSAddress(), ip)
+	}
+	c := connect(t, s)
+	id := mustCreate(t, c, fileSpec("pvc-fixed", 100, "", everyoneRW))
+	b := queryOne(t, c, id).BackingObjectDetails.(*cnstypes.CnsVsanFileShareBackingDetails)
+	for _, kv := range b.AccessPoints {
+		if kv.Value != ip+":/vsanfs/pvc-fixed" {
+			t.Errorf("access point %s=%s, want the given address", kv.Key, kv.Value)
+		}
+	}
+	conn, err := net.Dial("tcp", ip+":2049")
+	if err != nil {
+		t.Fatalf("nothing serves %s:2049: %v", ip, err)
+	}
+	conn.Close()
+
+	// Taken by another: no NFS rather than another address.
+	other := startSim(t, Options{NFSAddress: ip})
+	if got := other.NFSAddress(); got != "" {
+		t.Errorf("a second vCenter given the taken %s serves NFS at %q, want none", ip, got)
+	}
+
+	s.Stop(StopOptions{})
+	s2 := startSim(t, Options{Dir: dir, NFSAddress: ip})
+	if s2.NFSAddress() != ip {
+		t.Errorf("NFS server at %q after a restart, want %q", s2.NFSAddress(), ip)
 	}
 }

@@ -40,18 +40,24 @@ type nfsServer struct {
 	m    *volumeManager
 }
 
-// startNFS serves NFS on a loopback address of its own (127.x.y.z:2049),
-// so that several embedded vCenters on one machine each have theirs: the
-// address it had before a restart (keep) when it is free, so the access
-// points CNS reported stay true, else a new one. Not root (port 2049 is
-// privileged): no NFS, and file volumes can't be mounted, which only root
-// could do anyway.
-func startNFS(m *volumeManager, keep string) *nfsServer {
+// startNFS serves NFS on port 2049 of the address given (fixed: when it
+// is taken or not this machine's, no NFS), or else of a loopback address
+// of its own (127.x.y.z), so that several embedded vCenters on one machine
+// each have theirs: the address it had before a restart (keep) when it is
+// free, so the access points CNS reported stay true, else a new one. Not
+// root (port 2049 is privileged): no NFS, and file volumes can't be
+// mounted, which only root could do anyway.
+func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
 	s := &nfsServer{m: m}
 	var err error
 	for i := range 64 {
 		ip := keep
-		if i > 0 || ip == "" {
+		if fixed != "" {
+			ip = fixed
+			if i > 0 {
+				break
+			}
+		} else if i > 0 || ip == "" {
 			ip = fmt.Sprintf("127.%d.%d.%d", 64+rand.IntN(128), rand.IntN(256), 1+rand.IntN(254)) //nolint:gosec
 		}
 		s.ln, err = net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(nfsPort)))

@@ -72,6 +72,10 @@ type Options struct {
 	Password     string // default DefaultPassword
 	// Latency is how long calls and tasks take (latency.go); zero: at once.
 	Latency Latency
+	// NFSAddress is the IP address the vSAN file shares are served on
+	// (port 2049), e.g. a node address that other network namespaces
+	// reach; "" = a loopback address of its own (nfs.go).
+	NFSAddress string
 }
 
 // NodeVM is a seeded Kubernetes node VM.
@@ -195,7 +199,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if kept != nil {
 		keptNFS = kept.NFS
 	}
-	s.nfs = startNFS(s.cns, keptNFS)
+	s.nfs = startNFS(s.cns, opts.NFSAddress, keptNFS)
 	s.cns.nfs = s.nfs
 	maxTask, err := s.restore(ctx)
 	if err != nil {
