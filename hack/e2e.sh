@@ -178,15 +178,24 @@ tools() {
 	local img=$E2E_CACHE/images
 	rm -rf "$img" && mkdir -p "$img"
 	(cd "$ROOT/test/e2e" && CGO_ENABLED=0 $GO build -trimpath -o "$img/" ./cmd/pause ./cmd/mkimage ./cmd/driverimage)
+	# Where the kernel has no NFS client (as here), nfs-common's mount.nfs4
+	# can't mount the node plugin's file shares: one more layer puts the test
+	# NFS client (test/nfsmount) in its place; TestDriverImageFollowsDockerfile
+	# holds that layer to exactly that.
+	local nfs=()
+	if ! "$ROOT/bin/mount.nfs" --kernel-has-nfs; then
+		nfs=(-add "$ROOT/bin/mount.nfs=/usr/sbin/mount.nfs4" -add "$ROOT/bin/mount.nfs=/usr/sbin/mount.nfs")
+		echo "    no NFS client in this kernel: the driver's images get the test NFS client as mount.nfs4 in a layer of its own"
+	fi
 	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
 		-version "$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')" -cache "$E2E_CACHE/rootfs" \
-		-name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar"
+		-name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar" "${nfs[@]}"
 	# A newly built driver for TestHelm's helm upgrade: the same source, another version.
 	local next=$E2E_CACHE/next ver
 	ver="$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')-next"
 	make -C "$ROOT" --no-print-directory build GO="$GO" BIN="$next" VERSION="$ver" >/dev/null
 	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$next/vsphere-csi" -version "$ver" -cache "$E2E_CACHE/rootfs" \
-		-name "$DRIVER_IMAGE-next" -o "$img/vsphere-csi-next.tar"
+		-name "$DRIVER_IMAGE-next" -o "$img/vsphere-csi-next.tar" "${nfs[@]}"
 	# The sidecars as their upstream images are: the static binary alone, run as root.
 	local mod s ver
 	for s in external-provisioner/v6:csi-provisioner external-attacher/v4:csi-attacher external-resizer/v2:csi-resizer \
@@ -606,7 +615,7 @@ driver() {
 	# test goes through the control endpoint, which keeps them, as a vCenter restart does).
 	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "$NODE_IP:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
 		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology --release-on-exit --control "127.0.0.1:$SIM_CONTROL_PORT" \
-		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster
+		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster --nfs-address "$NODE_IP"
 	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
 	local line uuid
 	line=$(grep -m1 "^  $NODE_VM " "$LOGS/vsphere-sim.log") || die "no $NODE_VM in the embedded vCenter's summary"

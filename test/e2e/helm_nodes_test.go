@@ -38,7 +38,8 @@ exec sleep 100000`
 
 // helmNodes: volumes through several nodes, each a kubelet with its own
 // containerd, root directory, network namespace and address, playing its
-// own node VM. In order: a claim follows its pod into either zone; a pod's
+// own node VM. In order: a claim follows its pod into either zone; two pods
+// on two nodes share a ReadWriteMany file volume; a pod's
 // volume moves from node 1 to node 2 (vCenter shows the disk leave VM 1 for
 // VM 2); a StatefulSet of 3 spread over the nodes, every pod replaced, each
 // finding its own data; a drain of 10 volumes (its time is printed, not
@@ -76,6 +77,11 @@ func helmNodes(t *testing.T) {
 		deletePVC(t, claim, pv.Name)
 	}
 
+	// ReadWriteMany: a pod on node 1 and one on node 2 share a file volume,
+	// each node's plugin pod mounting the share over NFS from its own
+	// network namespace.
+	rwxAcrossNodes(t, class, node1, node2)
+
 	// A pod's volume moves from node 1 to node 2.
 	const moving = "moving"
 	createPVC(t, pvcObject(moving, class, "1Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeFilesystem))
@@ -109,6 +115,25 @@ func helmNodes(t *testing.T) {
 
 	// Node 2 lost, with the moving volume in use.
 	nodeLost(t, node2, node1, moving, pv.Name, id, vc)
+}
+
+// rwxAcrossNodes: a ReadWriteMany claim of the chart's class (a CNS file
+// volume, a vSAN file share) used at the same time by a pod on node1 and
+// one on node2, which see each other's writes; the share goes with the
+// claim.
+func rwxAcrossNodes(t *testing.T, class, node1, node2 string) {
+	t.Helper()
+	const claim = "shared-across-nodes"
+	createPVC(t, pvcObject(claim, class, "1Gi", corev1.ReadWriteMany, corev1.PersistentVolumeFilesystem))
+	token := shareThroughTwoPods(t, claim, node1, node2)
+	pv := waitBound(t, claim)
+	sh := shareOf(t, pv.Spec.CSI.VolumeHandle)
+	t.Logf("through file volume %s, share %s at %s", sh.VolumeID, sh.Name, sh.AccessPoints["NFSv4.1"])
+	checkShareHolds(t, sh, token)
+	deletePod(t, "rwx-writer", pv.Name)
+	deletePod(t, "rwx-reader", pv.Name)
+	deletePVC(t, claim, pv.Name)
+	waitShareGone(t, sh)
 }
 
 // spareNodes are the nodes that came with the spare taint, by name.

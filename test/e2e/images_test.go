@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
 	"debug/buildinfo"
 	"debug/elf"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +30,7 @@ const driverImage = "ghcr.io/vsphere-cns/vsphere-csi:e2e"
 // entrypoint, the labels), and kubelet runs it: the node plugin's tools
 // answer inside it.
 func TestDriverImageFollowsDockerfile(t *testing.T) {
+	t.Parallel()
 	spec, err := dockerfile.Parse(filepath.Join(env.root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +54,8 @@ func TestDriverImageFollowsDockerfile(t *testing.T) {
 			t.Errorf("label %s=%q, the Dockerfile's %q", k, img.Config.Labels[k], want)
 		}
 	}
+
+	checkNFSLayer(t, img)
 
 	// Debian's packages, as apt-get left them.
 	status, _, ok := img.File("/var/lib/dpkg/status")
@@ -145,6 +150,58 @@ func TestDriverImageFollowsDockerfile(t *testing.T) {
 	}
 }
 
+// nfsHelperMagic is in every binary of the test NFS client (test/nfsmount,
+// its const magic).
+const nfsHelperMagic = "vsphere-csi-test-nfs-helper/"
+
+// checkNFSLayer: the image's layers are the Dockerfile's two (root
+// filesystem, binary) and, only where this kernel has no NFS client, one
+// more that holds exactly the test NFS client as mount.nfs4 and mount.nfs
+// (hack/e2e.sh adds it so that the node plugin's pods can mount file
+// shares here; a real node's kernel mounts them with nfs-common's).
+func checkNFSLayer(t *testing.T, img oci.Image) {
+	t.Helper()
+	switch len(img.Layers) {
+	case 2:
+		return
+	case 3:
+	default:
+		t.Fatalf("%d layers, want the Dockerfile's 2 (and the NFS client's where the kernel has none)", len(img.Layers))
+	}
+	fs, _ := os.ReadFile("/proc/filesystems")
+	for _, line := range strings.Split(string(fs), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && (f[len(f)-1] == "nfs" || f[len(f)-1] == "nfs4") {
+			t.Errorf("a third layer, but this kernel mounts NFS itself (/proc/filesystems has %s)", f[len(f)-1])
+		}
+	}
+	tr := tar.NewReader(bytes.NewReader(img.Layers[2]))
+	var files []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
+		files = append(files, h.Name)
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg || !bytes.Contains(data, []byte(nfsHelperMagic)) {
+			t.Errorf("third layer: %s is not the test NFS client", h.Name)
+		}
+	}
+	slices.Sort(files)
+	if want := []string{"usr/sbin/mount.nfs", "usr/sbin/mount.nfs4"}; !slices.Equal(files, want) {
+		t.Errorf("third layer holds %v, want only %v", files, want)
+	}
+}
+
 // runForOutput runs a pod of one container (host network, the image never
 // pulled) to completion and returns its output.
 func runForOutput(t *testing.T, name, image string, command ...string) string {
@@ -186,6 +243,7 @@ func runForOutput(t *testing.T, name, image string, command ...string) string {
 // TestSidecarImages: each sidecar image hack/e2e.sh made from the binary it
 // built is in the node's containerd, named as the chart names it, and runs.
 func TestSidecarImages(t *testing.T) {
+	t.Parallel()
 	entries, err := os.ReadDir(env.images)
 	if err != nil {
 		t.Fatal(err)

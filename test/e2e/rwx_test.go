@@ -35,6 +35,7 @@ func simShares(t *testing.T) []share {
 // share); two pods running at the same time share one file through it, the
 // node mounting the share over NFS; deleting the claim removes the share.
 func TestReadWriteMany(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile(filepath.Join(env.root, "deploy/examples/rwx.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,51 +57,45 @@ func TestReadWriteMany(t *testing.T) {
 	if len(pv.Spec.AccessModes) != 1 || pv.Spec.AccessModes[0] != corev1.ReadWriteMany {
 		t.Errorf("PV access modes %v", pv.Spec.AccessModes)
 	}
-	var sh share
-	for _, s := range simShares(t) {
-		if s.VolumeID == id {
-			sh = s
-		}
-	}
-	if sh.Dir == "" {
-		t.Fatalf("no vSAN file share for volume %s: %v", id, simShares(t))
-	}
+	sh := shareOf(t, id)
 	t.Logf("PV %s: file volume %s, share %s at %s", pv.Name, id, sh.Name, sh.AccessPoints["NFSv4.1"])
 
-	// Two pods at once: one writes and waits for the other's answer, the
-	// other waits for the write and answers.
-	token := fmt.Sprintf("written by rwx-writer at %s", time.Now().Format(time.RFC3339Nano))
-	cleanupPod(t, "rwx-writer")
-	cleanupPod(t, "rwx-reader")
-	writer := podObject("rwx-writer", claim, fmt.Sprintf(`set -e
-grep " /data " /proc/mounts
-echo %q > /data/shared.txt
-n=0; while [ ! -f /data/answer.txt ]; do n=$((n+1)); [ $n -lt 180 ] || { echo "no answer"; exit 1; }; sleep 1; done
-cat /data/answer.txt`, token), false)
-	if _, err := env.kube.CoreV1().Pods(ns).Create(t.Context(), writer, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	runPod(t, podObject("rwx-reader", claim, fmt.Sprintf(`set -e
-grep " /data " /proc/mounts | grep -q nfs || { echo "/data is not an NFS mount:"; grep " /data " /proc/mounts; exit 1; }
-n=0; while [ "$(cat /data/shared.txt 2>/dev/null)" != %q ]; do n=$((n+1)); [ $n -lt 180 ] || { echo "never saw the write"; exit 1; }; sleep 1; done
-echo "read by rwx-reader" > /data/answer.txt`, token), false))
-	eventually(t, 3*time.Minute, "pod rwx-writer to see the answer and succeed", func(ctx context.Context) (bool, string, error) {
-		p, err := env.kube.CoreV1().Pods(ns).Get(ctx, "rwx-writer", metav1.GetOptions{})
-		if err != nil {
-			return false, "", err
-		}
-		if p.Status.Phase == corev1.PodFailed {
-			t.Fatalf("rwx-writer failed: %s", describePod(ctx, p))
-		}
-		return p.Status.Phase == corev1.PodSucceeded, describePod(ctx, p), nil
-	})
-	if got, err := os.ReadFile(filepath.Join(sh.Dir, "shared.txt")); err != nil || strings.TrimSpace(string(got)) != token {
-		t.Errorf("the share's file holds %q (%v), want the token", got, err)
-	}
+	token := shareThroughTwoPods(t, claim, "", "")
+	checkShareHolds(t, sh, token)
 	deletePod(t, "rwx-writer", pv.Name)
 	deletePod(t, "rwx-reader", pv.Name)
 
 	deletePVC(t, claim, pv.Name)
+	waitShareGone(t, sh)
+}
+
+// shareOf is the vSAN file share of a file volume, as the embedded vCenter
+// lists it.
+func shareOf(t *testing.T, id string) share {
+	t.Helper()
+	for _, s := range simShares(t) {
+		if s.VolumeID == id {
+			return s
+		}
+	}
+	t.Fatalf("no vSAN file share for volume %s: %v", id, simShares(t))
+	return share{}
+}
+
+// checkShareHolds: the share's directory in the embedded vCenter holds the
+// token shareThroughTwoPods wrote.
+func checkShareHolds(t *testing.T, sh share, token string) {
+	t.Helper()
+	if got, err := os.ReadFile(filepath.Join(sh.Dir, "shared.txt")); err != nil || strings.TrimSpace(string(got)) != token {
+		t.Errorf("the share's file holds %q (%v), want the token", got, err)
+	}
+}
+
+// waitShareGone waits for the embedded vCenter to have neither the share
+// nor its directory.
+func waitShareGone(t *testing.T, sh share) {
+	t.Helper()
+	id := sh.VolumeID
 	eventually(t, time.Minute, "the share of "+id+" gone", func(ctx context.Context) (bool, string, error) {
 		for _, s := range simShares(t) {
 			if s.VolumeID == id {
@@ -112,4 +107,62 @@ echo "read by rwx-reader" > /data/answer.txt`, token), false))
 		}
 		return true, "", nil
 	})
+}
+
+// shareThroughTwoPods runs two pods of the claim at the same time, on the
+// nodes given ("" = where the scheduler puts it): rwx-writer writes a token
+// and waits for an answer, rwx-reader, whose /data must be an NFS mount,
+// waits for the token and answers. It returns the token when both have
+// succeeded; the caller deletes the pods.
+func shareThroughTwoPods(t *testing.T, claim, writerNode, readerNode string) string {
+	t.Helper()
+	token := fmt.Sprintf("written by rwx-writer at %s", time.Now().Format(time.RFC3339Nano))
+	cleanupPod(t, "rwx-writer")
+	cleanupPod(t, "rwx-reader")
+	writer := podObject("rwx-writer", claim, fmt.Sprintf(`set -e
+grep " /data " /proc/mounts
+echo %q > /data/shared.txt
+n=0; while [ ! -f /data/answer.txt ]; do n=$((n+1)); [ $n -lt 180 ] || { echo "no answer"; exit 1; }; sleep 1; done
+cat /data/answer.txt`, token), false)
+	reader := podObject("rwx-reader", claim, fmt.Sprintf(`set -e
+grep " /data " /proc/mounts | grep -q nfs || { echo "/data is not an NFS mount:"; grep " /data " /proc/mounts; exit 1; }
+n=0; while [ "$(cat /data/shared.txt 2>/dev/null)" != %q ]; do n=$((n+1)); [ $n -lt 180 ] || { echo "never saw the write"; exit 1; }; sleep 1; done
+echo "read by rwx-reader" > /data/answer.txt`, token), false)
+	for _, pn := range []struct {
+		p    *corev1.Pod
+		node string
+	}{{writer, writerNode}, {reader, readerNode}} {
+		if pn.node != "" {
+			pn.p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": pn.node}
+		}
+	}
+	if _, err := env.kube.CoreV1().Pods(ns).Create(t.Context(), writer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runPod(t, reader)
+	eventually(t, 3*time.Minute, "pod rwx-writer to see the answer and succeed", func(ctx context.Context) (bool, string, error) {
+		p, err := env.kube.CoreV1().Pods(ns).Get(ctx, "rwx-writer", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		if p.Status.Phase == corev1.PodFailed {
+			t.Fatalf("rwx-writer failed: %s", describePod(ctx, p))
+		}
+		return p.Status.Phase == corev1.PodSucceeded, describePod(ctx, p), nil
+	})
+	nodes := map[string]string{}
+	for _, name := range []string{"rwx-writer", "rwx-reader"} {
+		p, err := env.kube.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[name] = p.Spec.NodeName
+	}
+	t.Logf("rwx-writer on %s and rwx-reader on %s shared one file", nodes["rwx-writer"], nodes["rwx-reader"])
+	for name, want := range map[string]string{"rwx-writer": writerNode, "rwx-reader": readerNode} {
+		if want != "" && nodes[name] != want {
+			t.Errorf("pod %s ran on %s, want %s", name, nodes[name], want)
+		}
+	}
+	return token
 }

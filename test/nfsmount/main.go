@@ -46,7 +46,9 @@ const (
 
 // Main runs the helper with command line args (args[0] naming it, as
 // mount.nfs4 or mount.nfs) and returns its exit status. Besides mounting
-// it answers -V (version), --install and --uninstall (see README.md).
+// it answers -V (version), --install, --uninstall and --kernel-has-nfs
+// (exit status 0 when this machine's kernel mounts NFS itself, 1 when not:
+// the helper is needed; see README.md).
 func Main(args []string) int {
 	if v := os.Getenv(timeoutEnv); v != "" {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
@@ -66,6 +68,11 @@ func Main(args []string) int {
 			return cliInstall(prog)
 		case "--uninstall":
 			return cliUninstall(prog)
+		case "--kernel-has-nfs":
+			if KernelHasNFS() {
+				return exitOK
+			}
+			return exitFail
 		}
 	}
 	r, err := parseArgs(args[0], args[1:])
@@ -85,7 +92,7 @@ func Main(args []string) int {
 
 func usage(w io.Writer, prog string) {
 	fmt.Fprintf(w, "usage: %s remotetarget dir [-rvVwfnsh] [-o nfsoptions]\n", prog)
-	fmt.Fprintf(w, "       %s --install | --uninstall\n", prog)
+	fmt.Fprintf(w, "       %s --install | --uninstall | --kernel-has-nfs\n", prog)
 }
 
 func (r *request) fail(format string, a ...any) int {

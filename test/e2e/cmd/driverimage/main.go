@@ -10,6 +10,12 @@
 // list (cached). The binary is the one given, built by `make build` with the
 // Makefile's flags (the e2e checks them against the Dockerfile's go build);
 // the user, the entrypoint and the labels are the Dockerfile's.
+//
+// -add SRC=DST (repeatable) puts files the Dockerfile does not have in one
+// more layer on top: hack/e2e.sh adds the test NFS client
+// (test/nfsmount) as mount.nfs4 and mount.nfs where the kernel has no NFS
+// client of its own; TestDriverImageFollowsDockerfile holds that layer to
+// exactly that.
 package main
 
 import (
@@ -45,18 +51,25 @@ func main() {
 	cache := flag.String("cache", "", "directory of the cached root filesystems (required)")
 	name := flag.String("name", "", "image name (required)")
 	out := flag.String("o", "", "output archive (required)")
+	var add addFlag
+	flag.Var(&add, "add", "SRC=DST: a file the Dockerfile does not have, in one more layer (repeatable)")
 	flag.Parse()
 	if *cache == "" || *name == "" || *out == "" {
 		fmt.Fprintln(os.Stderr, "driverimage: -cache, -name and -o are required")
 		os.Exit(2)
 	}
-	if err := run(*df, *binary, *version, *cache, *name, *out); err != nil {
+	if err := run(*df, *binary, *version, *cache, *name, *out, add); err != nil {
 		fmt.Fprintln(os.Stderr, "driverimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(df, binary, version, cache, name, out string) error {
+type addFlag []string
+
+func (a *addFlag) String() string     { return strings.Join(*a, ",") }
+func (a *addFlag) Set(v string) error { *a = append(*a, v); return nil }
+
+func run(df, binary, version, cache, name, out string, add []string) error {
 	spec, err := dockerfile.Parse(df)
 	if err != nil {
 		return err
@@ -69,11 +82,19 @@ func run(df, binary, version, cache, name, out string) error {
 	if err != nil {
 		return err
 	}
+	layers := [][]byte{base, bin}
+	if len(add) > 0 {
+		extra, err := oci.Layer(add, true)
+		if err != nil {
+			return err
+		}
+		layers = append(layers, extra)
+	}
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
 		labels[k] = strings.ReplaceAll(v, "${VERSION}", version)
 	}
-	return oci.Write(oci.Image{Name: name, Layers: [][]byte{base, bin}, Config: oci.Config{
+	return oci.Write(oci.Image{Name: name, Layers: layers, Config: oci.Config{
 		Entrypoint: spec.Entrypoint,
 		User:       spec.User,
 		Labels:     labels,
