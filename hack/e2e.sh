@@ -417,6 +417,13 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 resolvConf: /etc/resolv.conf
 syncFrequency: 10s
+# The attach/detach controller detaches a volume only once the node's status
+# no longer lists it in use, which kubelet updates every
+# nodeStatusUpdateFrequency (10 s by default): 1 s, so that a detach follows
+# its unmount within a second or two (a write only when the status changed,
+# else every nodeStatusReportFrequency).
+nodeStatusUpdateFrequency: 1s
+nodeStatusReportFrequency: 1m
 fileCheckFrequency: 10s
 volumeStatsAggPeriod: 10s
 podLogsDir: $2
