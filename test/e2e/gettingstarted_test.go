@@ -55,6 +55,8 @@ func TestClusterReady(t *testing.T) {
 // claim's name; a pod writes, another pod reads it back; deleting the claim
 // deletes the PV, the CNS volume and its data file.
 func TestGettingStarted(t *testing.T) {
+	// Not parallel: TestSnapshotRestoreClone's source is this same claim
+	// of deploy/examples/pvc.yaml.
 	vc := connectVCenter(t)
 	const claim = "persistent-vmdk"
 	cleanupPVC(t, claim)

@@ -278,10 +278,27 @@ func waitDetached(t *testing.T, pv string) {
 // deletePVC deletes a claim and waits for its PV to go.
 func deletePVC(t *testing.T, claim, pv string) {
 	t.Helper()
-	err := env.kube.CoreV1().PersistentVolumeClaims(ns).Delete(t.Context(), claim, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		t.Fatalf("delete PVC %s: %v", claim, err)
+	deletePVCs(t, []string{claim}, []string{pv})
+}
+
+// deletePVCs deletes the claims (pvs[i] is claims[i]'s PV, or "") all at
+// once, then waits for each claim and PV to be gone.
+func deletePVCs(t *testing.T, claims, pvs []string) {
+	t.Helper()
+	for _, claim := range claims {
+		err := env.kube.CoreV1().PersistentVolumeClaims(ns).Delete(t.Context(), claim, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatalf("delete PVC %s: %v", claim, err)
+		}
 	}
+	for i, claim := range claims {
+		waitPVCGone(t, claim, pvs[i])
+	}
+}
+
+// waitPVCGone waits for the claim and its PV (if pv is not "") to be gone.
+func waitPVCGone(t *testing.T, claim, pv string) {
+	t.Helper()
 	eventually(t, 2*time.Minute, "PVC "+claim+" and PV "+pv+" gone", func(ctx context.Context) (bool, string, error) {
 		_, err := env.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
 		if err == nil {

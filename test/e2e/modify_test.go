@@ -25,6 +25,7 @@ const gib = int64(1) << 30
 // seen both on the node (the pod's volume mount) and by df inside the pod,
 // grows without restarting the pod.
 func TestExpansion(t *testing.T) {
+	t.Parallel()
 	const claim, podName = "e2e-expand", "e2e-expand"
 	allow := true
 	sc := &storagev1.StorageClass{
@@ -116,6 +117,7 @@ while :; do echo "size-kib $(df -kP /data | awk 'NR==2{print $2}')"; sleep 1; do
 // silver gets a Silver volume; switching the claim to gold changes the CNS
 // volume's storage policy to Gold in place.
 func TestVolumeAttributesClass(t *testing.T) {
+	t.Parallel()
 	vc := connectVCenter(t)
 	resources, err := env.kube.Discovery().ServerResourcesForGroupVersion("storage.k8s.io/v1")
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 // moment, not what came after; a clone holds what came after; deleting the
 // VolumeSnapshot deletes the CNS snapshot, and then the source can go too.
 func TestSnapshotRestoreClone(t *testing.T) {
+	t.Parallel()
 	vc := connectVCenter(t)
 	const (
 		claim      = "persistent-vmdk"

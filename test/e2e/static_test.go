@@ -22,6 +22,7 @@ import (
 // the driver registers it with CNS under its own ID on first attach, and with
 // Retain the disk and its data outlive the claim.
 func TestStaticPV(t *testing.T) {
+	t.Parallel()
 	vc := connectVCenter(t)
 	const name = "static-vmdk" // the example's PV and claim
 	ctx := t.Context()

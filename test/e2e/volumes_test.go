@@ -19,6 +19,7 @@ import (
 // each pod writes its name; after scaling to 0 and back to 3 each pod finds
 // its own name in its own volume.
 func TestStatefulSet(t *testing.T) {
+	t.Parallel()
 	const name = "e2e-web"
 	replicas := int32(3)
 	class := "gold-sc"
@@ -125,10 +126,10 @@ func deleteStatefulSet(t *testing.T, name string, claims, pvs []string, podsGone
 		}
 		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
 	})
-	for i, c := range claims {
-		waitDetached(t, pvs[i])
-		deletePVC(t, c, pvs[i])
+	for _, pv := range pvs {
+		waitDetached(t, pv)
 	}
+	deletePVCs(t, claims, pvs)
 }
 
 // statefulSet is a StatefulSet of busybox pods running script, each with
@@ -266,6 +267,7 @@ func pendingWithEvent(t *testing.T, pvc *corev1.PersistentVolumeClaim, want ...s
 // rwx_test.go); the claim stays Pending and the event says why and what to
 // use.
 func TestReadWriteManyBlockPending(t *testing.T) {
+	t.Parallel()
 	pendingWithEvent(t, pvcObject("e2e-rwx-block", "gold-sc", "1Gi", corev1.ReadWriteMany, corev1.PersistentVolumeBlock),
 		"InvalidArgument", "raw block", "ReadWriteOnce", "volumeMode: Filesystem")
 }
@@ -273,6 +275,7 @@ func TestReadWriteManyBlockPending(t *testing.T) {
 // TestMissingPolicyPending: a StorageClass naming a policy vCenter does not
 // have: Pending, and the event names the policy and the ones that exist.
 func TestMissingPolicyPending(t *testing.T) {
+	t.Parallel()
 	sc := &storagev1.StorageClass{
 		ObjectMeta:  metav1.ObjectMeta{Name: "e2e-platinum"},
 		Provisioner: driverName,
@@ -291,6 +294,7 @@ func TestMissingPolicyPending(t *testing.T) {
 // TestRawBlock: a Block claim reaches the container as a block device of
 // the claim's size.
 func TestRawBlock(t *testing.T) {
+	t.Parallel()
 	const claim = "e2e-raw-block"
 	createPVC(t, pvcObject(claim, "gold-sc", "2Gi", corev1.ReadWriteOnce, corev1.PersistentVolumeBlock))
 	pv := waitBound(t, claim)
