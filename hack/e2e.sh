@@ -570,7 +570,17 @@ spare_nodes() {
 	echo 1 >/proc/sys/net/ipv4/ip_forward # the host routes between the nodes' namespaces (down puts it back)
 	sed "s|https://127.0.0.1:$APISERVER_PORT|https://$NODE_IP:$APISERVER_PORT|" "$KUBECONFIG_FILE" >"$E2E_DIR/nodes/kubeconfig"
 	local n bin=$E2E_CACHE/bin
-	for n in $(seq 1 "$SPARE_NODES"); do spare_node "$n"; done
+	# Side by side (most of each is importing the images into its containerd).
+	local pids=() rc=0
+	for n in $(seq 1 "$SPARE_NODES"); do
+		spare_node "$n" >"$LOGS/spare-node-$n.out" 2>&1 &
+		pids+=($!)
+	done
+	for n in $(seq 1 "$SPARE_NODES"); do
+		wait "${pids[$((n - 1))]}" || rc=1
+		cat "$LOGS/spare-node-$n.out"
+	done
+	[ $rc = 0 ] || return 1
 	step "Spare nodes Ready (tainted $SPARE_TAINT until a test takes them in)"
 	for n in $(seq 1 "$SPARE_NODES"); do
 		wait_for "node e2e-node-$n Ready" 120 bash -c "'$bin/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node e2e-node-$n -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
@@ -715,13 +725,15 @@ stop_pid() { # name: SIGTERM, then SIGKILL after 20 s; only the PID we recorded,
 	local name=$1 pid i
 	[ -f "$PIDS/$name" ] || return 0
 	if pid=$(ours "$name"); then
+		local t0
+		t0=$(date +%s.%N)
 		kill -TERM "$pid" 2>/dev/null || true
 		for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
 		if kill -0 "$pid" 2>/dev/null; then
 			echo "    $name (pid $pid) ignored SIGTERM: SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
-		echo "    stopped $name (pid $pid)"
+		echo "    stopped $name (pid $pid) in $(since "$t0")s"
 	fi
 	rm -f "$PIDS/$name"
 }

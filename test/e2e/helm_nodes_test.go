@@ -369,6 +369,11 @@ func nodeLost(t *testing.T, lost, survivor, claim, pv, id string, vc *vcenter) {
 	deletePod(t, "after-loss", pv)
 	deletePVC(t, claim, pv)
 	mustKubectl(t, "delete", "node", lost, "--wait=false")
+	// What is left bound to the dead node (its node plugin pod, which
+	// tolerates every taint) goes as an admin removes it: kubelet will never
+	// confirm, so --force (the pod GC would take it only after its 40 s
+	// quarantine of pods on nodes that no longer exist).
+	mustKubectl(t, "delete", "pods", "--all-namespaces", "--field-selector", "spec.nodeName="+lost, "--force", "--grace-period=0")
 }
 
 // killPID SIGKILLs a process hack/e2e.sh started (its PID file).
