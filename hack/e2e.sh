@@ -596,7 +596,7 @@ spare_nodes_down() {
 	for d in "$E2E_DIR"/nodes/*/; do
 		[ -d "$d/containerd" ] || continue
 		n=$(basename "$d"); name=e2e-node-$n
-		stop_pid "$name-kube-proxy"; stop_pid "$name-kubelet"
+		stop_pids "$name-kube-proxy" "$name-kubelet"
 		if alive "$name-containerd"; then
 			for c in $(ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
 				ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
@@ -712,7 +712,7 @@ run_tests() {
 	took
 	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then
 		step "helm install/uninstall of the chart: the driver processes above stop, the test runs the chart's"
-		for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter csi-node csi-controller; do stop_pid $n; done
+		stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter csi-node csi-controller
 		spare_nodes || rc=1
 		E2E_HELM=1 gotest go-test-helm -run '^TestHelm$' || rc=1
 		took
@@ -721,22 +721,39 @@ run_tests() {
 }
 
 # ---------------------------------------------------------------- teardown
-stop_pid() { # name: SIGTERM, then SIGKILL after 20 s; only the PID we recorded, if it is still ours
-	local name=$1 pid i
-	[ -f "$PIDS/$name" ] || return 0
-	if pid=$(ours "$name"); then
-		local t0
-		t0=$(date +%s.%N)
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-		if kill -0 "$pid" 2>/dev/null; then
-			echo "    $name (pid $pid) ignored SIGTERM: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
+# stop_pids NAME...: SIGTERM to each (only the PID we recorded, if it is still
+# ours), all at once; SIGKILL to any still alive after 20 s.
+stop_pids() {
+	local name pid i t0 names=() pids=()
+	t0=$(date +%s.%N)
+	for name in "$@"; do
+		[ -f "$PIDS/$name" ] || continue
+		if pid=$(ours "$name"); then
+			kill -TERM "$pid" 2>/dev/null || true
+			names+=("$name")
+			pids+=("$pid")
+		else
+			rm -f "$PIDS/$name"
 		fi
-		echo "    stopped $name (pid $pid) in $(since "$t0")s"
-	fi
-	rm -f "$PIDS/$name"
+	done
+	[ ${#pids[@]} -gt 0 ] || return 0
+	local left
+	for i in $(seq 1 200); do
+		left=0
+		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+		[ $left = 1 ] || break
+		sleep 0.1
+	done
+	for i in "${!pids[@]}"; do
+		if kill -0 "${pids[$i]}" 2>/dev/null; then
+			echo "    ${names[$i]} (pid ${pids[$i]}) ignored SIGTERM: SIGKILL"
+			kill -KILL "${pids[$i]}" 2>/dev/null || true
+		fi
+		rm -f "$PIDS/${names[$i]}"
+	done
+	echo "    stopped ${names[*]} in $(since "$t0")s"
 }
+stop_pid() { stop_pids "$1"; }
 
 down() {
 	step "Teardown: processes by PID, pods' containers, mounts, loop devices"
@@ -749,7 +766,7 @@ down() {
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
 	spare_nodes_down
-	for n in csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy; do stop_pid $n; done
+	stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy
 	# Containers containerd still runs (their shims are our children's children).
 	if alive containerd; then
 		local c
@@ -761,7 +778,8 @@ down() {
 			ctr --address "$CTRD/containerd.sock" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
 		done
 	fi
-	for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid $n; done
+	stop_pids containerd kube-scheduler kube-controller-manager kube-apiserver
+	stop_pid etcd
 	# containerd-shim processes serving our containerd root (found by their -address argument).
 	local pid
 	for pid in $(pgrep -f "containerd-shim.*-address $CTRD/containerd.sock" || true); do
