@@ -257,7 +257,7 @@ func TestFileVolumesKeptAcrossRestart(t *testing.T) {
 // swapped for another.
 func TestNFSOnAGivenAddress(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("port 2049 needs root")
+		t.Skip("serving NFS on port 2049 needs root")
 	}
 	const ip = "127.99.0.7"
 	dir := t.TempDir()

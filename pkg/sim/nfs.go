@@ -50,14 +50,17 @@ type nfsServer struct {
 func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
 	s := &nfsServer{m: m}
 	var err error
-	for i := range 64 {
-		ip := keep
-		if fixed != "" {
-			ip = fixed
-			if i > 0 {
-				break
-			}
-		} else if i > 0 || ip == "" {
+	tries := 64
+	if fixed != "" {
+		tries = 1
+	}
+	for i := range tries {
+		ip := fixed
+		switch {
+		case fixed != "":
+		case i == 0 && keep != "":
+			ip = keep
+		default:
 			ip = fmt.Sprintf("127.%d.%d.%d", 64+rand.IntN(128), rand.IntN(256), 1+rand.IntN(254)) //nolint:gosec
 		}
 		s.ln, err = net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(nfsPort)))

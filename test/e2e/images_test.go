@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -150,29 +151,26 @@ func TestDriverImageFollowsDockerfile(t *testing.T) {
 	}
 }
 
-// nfsHelperMagic is in every binary of the test NFS client (test/nfsmount,
-// its const magic).
-const nfsHelperMagic = "vsphere-csi-test-nfs-helper/"
-
 // checkNFSLayer: the image's layers are the Dockerfile's two (root
-// filesystem, binary) and, only where this kernel has no NFS client, one
-// more that holds exactly the test NFS client as mount.nfs4 and mount.nfs
-// (hack/e2e.sh adds it so that the node plugin's pods can mount file
-// shares here; a real node's kernel mounts them with nfs-common's).
+// filesystem, binary) and, exactly where this kernel has no NFS client (as
+// bin/mount.nfs --kernel-has-nfs, which hack/e2e.sh asks, decides), one
+// more that holds only the test NFS client, bin/mount.nfs, as mount.nfs4
+// and mount.nfs (so that the node plugin's pods can mount file shares
+// here; a real node's kernel mounts them with nfs-common's).
 func checkNFSLayer(t *testing.T, img oci.Image) {
 	t.Helper()
-	switch len(img.Layers) {
-	case 2:
-		return
-	case 3:
-	default:
-		t.Fatalf("%d layers, want the Dockerfile's 2 (and the NFS client's where the kernel has none)", len(img.Layers))
+	helperPath := filepath.Join(env.root, "bin", "mount.nfs")
+	helper, err := os.ReadFile(helperPath)
+	if err != nil {
+		t.Fatal(err)
 	}
-	fs, _ := os.ReadFile("/proc/filesystems")
-	for _, line := range strings.Split(string(fs), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && (f[len(f)-1] == "nfs" || f[len(f)-1] == "nfs4") {
-			t.Errorf("a third layer, but this kernel mounts NFS itself (/proc/filesystems has %s)", f[len(f)-1])
-		}
+	kernelHasNFS := exec.Command(helperPath, "--kernel-has-nfs").Run() == nil
+	if want := map[bool]int{true: 2, false: 3}[kernelHasNFS]; len(img.Layers) != want {
+		t.Fatalf("%d layers, want %d: the Dockerfile's 2, and the test NFS client's only where the kernel has no NFS client (it has: %v)",
+			len(img.Layers), want, kernelHasNFS)
+	}
+	if kernelHasNFS {
+		return
 	}
 	tr := tar.NewReader(bytes.NewReader(img.Layers[2]))
 	var files []string
@@ -192,8 +190,8 @@ func checkNFSLayer(t *testing.T, img oci.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Typeflag != tar.TypeReg || !bytes.Contains(data, []byte(nfsHelperMagic)) {
-			t.Errorf("third layer: %s is not the test NFS client", h.Name)
+		if h.Typeflag != tar.TypeReg || !bytes.Equal(data, helper) {
+			t.Errorf("third layer: %s is not %s", h.Name, helperPath)
 		}
 	}
 	slices.Sort(files)

@@ -47,8 +47,8 @@ const (
 // Main runs the helper with command line args (args[0] naming it, as
 // mount.nfs4 or mount.nfs) and returns its exit status. Besides mounting
 // it answers -V (version), --install, --uninstall and --kernel-has-nfs
-// (exit status 0 when this machine's kernel mounts NFS itself, 1 when not:
-// the helper is needed; see README.md).
+// (exit status 0 when this machine's kernel mounts NFS itself, exitFail
+// when not: the helper is needed; see README.md).
 func Main(args []string) int {
 	if v := os.Getenv(timeoutEnv); v != "" {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
