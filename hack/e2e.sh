@@ -14,9 +14,11 @@
 # embedded vCenter (bin/vsphere-sim), the driver's controller with the
 # provisioner, attacher, resizer and snapshotter sidecars, the snapshot
 # controller, and its node plugin, which registers itself with kubelet. For the helm
-# phase two more nodes join (spare_nodes): each a kubelet, containerd and kube-proxy in
-# network namespace e2e-nN and a mount namespace of its own, playing node VM k8s-node-N.
-# State, logs and PIDs are in $E2E_DIR.
+# phase two more nodes join (spare_nodes, started while the first phase's tests run,
+# tainted until the helm phase): each a kubelet, containerd and kube-proxy in network
+# namespace e2e-nN and a mount namespace of its own, playing node VM k8s-node-N.
+# Images are OCI archives cached by what they are built from; containerd unpacks them
+# with the overlayfs snapshotter. State, logs and PIDs are in $E2E_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -187,34 +189,75 @@ tools() {
 		nfs=(-add "$ROOT/bin/mount.nfs=/usr/sbin/mount.nfs4" -add "$ROOT/bin/mount.nfs=/usr/sbin/mount.nfs")
 		echo "    no NFS client in this kernel: the driver's images get the test NFS client as mount.nfs4 in a layer of its own"
 	fi
-	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
-		-version "$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')" -cache "$E2E_CACHE/rootfs" \
-		-name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar" "${nfs[@]}"
+	# Each archive is kept in $E2E_CACHE/image-cache under a hash of all it is
+	# built from (the tool, the files, the arguments): a warm run copies it.
+	local rootfs ver
+	rootfs=$(ls -l --time-style=+%s "$E2E_CACHE/rootfs" 2>/dev/null || true)
+	ver=$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')
+	cached_image vsphere-csi "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver" "${nfs[@]}" "$rootfs")" \
+		"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
+		-version "$ver" -cache "$E2E_CACHE/rootfs" -name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar" "${nfs[@]}"
 	# A newly built driver for TestHelm's helm upgrade: the same source, another version.
-	local next=$E2E_CACHE/next ver
-	ver="$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')-next"
-	make -C "$ROOT" --no-print-directory build GO="$GO" BIN="$next" VERSION="$ver" >/dev/null
-	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$next/vsphere-csi" -version "$ver" -cache "$E2E_CACHE/rootfs" \
-		-name "$DRIVER_IMAGE-next" -o "$img/vsphere-csi-next.tar" "${nfs[@]}"
+	local next=$E2E_CACHE/next
+	cached_image vsphere-csi-next "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver-next" "${nfs[@]}" "$rootfs")" \
+		build_next_image "$next" "$ver-next" "${nfs[@]}"
 	# The sidecars as their upstream images are: the static binary alone, run as root.
-	local mod s ver
+	local mod s sver
 	for s in external-provisioner/v6:csi-provisioner external-attacher/v4:csi-attacher external-resizer/v2:csi-resizer \
 		external-snapshotter/v8:csi-snapshotter external-snapshotter/v8:snapshot-controller; do
 		mod=github.com/kubernetes-csi/${s%%:*}
-		ver=$(cd "$ROOT/test/e2e/tools/sidecars" && $GO list -m -f '{{.Version}}' "$mod")
-		"$img/mkimage" -name "registry.k8s.io/sig-storage/${s##*:}:$ver" -o "$img/${s##*:}.tar" \
+		sver=$(cd "$ROOT/test/e2e/tools/sidecars" && $GO list -m -f '{{.Version}}' "$mod")
+		cached_image "${s##*:}" "$(inputs_key "$img/mkimage" "$E2E_CACHE/bin/${s##*:}" -- "$sver")" \
+			"$img/mkimage" -name "registry.k8s.io/sig-storage/${s##*:}:$sver" -o "$img/${s##*:}.tar" \
 			-entrypoint "/${s##*:}" "$E2E_CACHE/bin/${s##*:}=/${s##*:}"
 	done
-	"$img/mkimage" -name registry.k8s.io/pause:3.10 -o "$img/pause.tar" -entrypoint /pause "$img/pause=/pause"
+	cached_image pause "$(inputs_key "$img/mkimage" "$img/pause" --)" \
+		"$img/mkimage" -name registry.k8s.io/pause:3.10 -o "$img/pause.tar" -entrypoint /pause "$img/pause=/pause"
 	local links="" a
 	for a in sh ls cat echo sleep test [ stat mkdir rm dd sync hostname wc od head tail grep mount df true false env touch blockdev tee; do
 		links="$links bin/$a->busybox"
 	done
-	"$img/mkimage" -name docker.io/library/busybox:e2e -o "$img/busybox.tar" -entrypoint /bin/sh \
+	# shellcheck disable=SC2086 # $links: one argument per link
+	cached_image busybox "$(inputs_key "$img/mkimage" /bin/busybox -- $links)" \
+		"$img/mkimage" -name docker.io/library/busybox:e2e -o "$img/busybox.tar" -entrypoint /bin/sh \
 		/bin/busybox=/bin/busybox $links
 	rm -f "$img/pause" "$img/mkimage" "$img/driverimage"
-	ls "$img" | sed 's/^/    /'
 	took
+}
+
+# inputs_key FILE... -- WORD...: a hash of the files' contents and the words.
+inputs_key() {
+	local files=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+	shift
+	{ sha256sum "${files[@]}" | cut -c1-64; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+}
+
+# cached_image NAME KEY CMD...: $img/NAME.tar (img is the caller's) from
+# $E2E_CACHE/image-cache when one was built from the same inputs (KEY), else
+# built by CMD and kept there (replacing NAME's older ones).
+cached_image() {
+	local name=$1 key=$2; shift 2
+	local dir=$E2E_CACHE/image-cache
+	if [ -f "$dir/$name-$key.tar" ]; then
+		cp "$dir/$name-$key.tar" "$img/$name.tar"
+		echo "    $name.tar: cached ($key)"
+		return 0
+	fi
+	"$@"
+	mkdir -p "$dir"
+	rm -f "$dir/$name"-????????????????.tar
+	cp "$img/$name.tar" "$dir/$name-$key.tar"
+	echo "    $name.tar: built ($key)"
+}
+
+# build_next_image DIR VERSION DRIVERIMAGE-ARGS...: the driver built again
+# with another version into DIR, and its image as vsphere-csi-next.tar.
+build_next_image() {
+	local dir=$1 ver=$2; shift 2
+	make -C "$ROOT" --no-print-directory build GO="$GO" BIN="$dir" VERSION="$ver" >/dev/null
+	"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$dir/vsphere-csi" -version "$ver" -cache "$E2E_CACHE/rootfs" \
+		-name "$DRIVER_IMAGE-next" -o "$img/vsphere-csi-next.tar" "$@"
 }
 
 # ---------------------------------------------------------------- processes
@@ -369,7 +412,7 @@ state = "$1/state"
   restrict_oom_score_adj = true
   disable_apparmor = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
+    snapshotter = "overlayfs"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
@@ -432,7 +475,7 @@ EOF
 
 node() {
 	local bin=$E2E_CACHE/bin
-	step "containerd (Debian) with restrict_oom_score_adj, native snapshotter; pod network: CNI bridge $CNI_BRIDGE, $POD_CIDR"
+	step "containerd (Debian) with restrict_oom_score_adj, overlayfs snapshotter; pod network: CNI bridge $CNI_BRIDGE, $POD_CIDR"
 	mkdir -p "$CTRD" "$E2E_DIR/cni/net.d"
 	# The bridge plugin's gateway turns IP forwarding on: down puts it back.
 	cat /proc/sys/net/ipv4/ip_forward >"$E2E_DIR/ip_forward"
@@ -590,24 +633,25 @@ spare_nodes() {
 	took
 }
 
-# spare_nodes_down: containers, kubelets, containerds, namespaces and cgroups of the spare nodes.
+# kill_tasks SOCKET: SIGKILL to every container one containerd runs, then
+# their tasks deleted (the shims are our children's children).
+kill_tasks() {
+	local c
+	for c in $(ctr --address "$1" -n k8s.io tasks ls -q 2>/dev/null); do
+		ctr --address "$1" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
+	done
+}
+
+# spare_nodes_down: what is left of the spare nodes once their processes are
+# stopped (down stops every node's at once): shims, network namespaces, cgroups.
 spare_nodes_down() {
-	local d n name c pid cg
+	local d n name pid cg
 	for d in "$E2E_DIR"/nodes/*/; do
 		[ -d "$d/containerd" ] || continue
 		n=$(basename "$d"); name=e2e-node-$n
-		stop_pids "$name-kube-proxy" "$name-kubelet"
-		if alive "$name-containerd"; then
-			for c in $(ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
-				ctr --address "$d/containerd/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
-			done
-			sleep 1
-		fi
-		stop_pid "$name-containerd"
 		for pid in $(pgrep -f "containerd-shim.*-address ${d%/}/containerd/containerd.sock" || true); do
 			echo "    shim pid $pid of $name's containerd: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true
 		done
-		stop_pid "$name-ns"
 		if ip netns list 2>/dev/null | grep -qw "e2e-n$n"; then ip netns del "e2e-n$n" && echo "    deleted network namespace e2e-n$n"; fi
 		for cg in $(cgroup_dirs "e2e-$name"); do
 			[ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -703,17 +747,27 @@ gotest() {
 }
 
 run_tests() {
-	local rc=0
+	local rc=0 helm=0 spare=
+	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then helm=1; fi
+	# The helm phase's spare nodes start while the first phase's tests run
+	# (tainted: none of those tests' pods goes there).
+	if [ $helm = 1 ]; then
+		spare_nodes >"$LOGS/spare-nodes.out" 2>&1 &
+		spare=$!
+	fi
 	step "Go tests in test/e2e against the real API server${E2E_RUN:+ (-run $E2E_RUN)}"
 	# The tests that call t.Parallel (each its own objects, nothing that
 	# stops the driver or the vCenter or changes its latency) run together
 	# once the others are done: most of their time is waiting.
 	gotest go-test -parallel 8 -skip '^TestHelm$' ${E2E_RUN:+-run "$E2E_RUN"} || rc=1
 	took
-	if [ -z "$E2E_RUN" ] || [[ TestHelm =~ $E2E_RUN ]]; then
+	if [ $helm = 1 ]; then
+		local spare_rc=0
+		wait "$spare" || spare_rc=1
+		cat "$LOGS/spare-nodes.out"
+		[ $spare_rc = 0 ] || { echo "e2e: the spare nodes did not come up: no helm phase" >&2; return 1; }
 		step "helm install/uninstall of the chart: the driver processes above stop, the test runs the chart's"
 		stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter csi-node csi-controller
-		spare_nodes || rc=1
 		E2E_HELM=1 gotest go-test-helm -run '^TestHelm$' || rc=1
 		took
 	fi
@@ -724,12 +778,12 @@ run_tests() {
 # stop_pids NAME...: SIGTERM to each (only the PID we recorded, if it is still
 # ours), all at once; SIGKILL to any still alive after 20 s.
 stop_pids() {
-	local name pid i t0 names=() pids=()
+	local name pid i t0 names=() pids=() sig=${STOP_SIGNAL:-TERM}
 	t0=$(date +%s.%N)
 	for name in "$@"; do
 		[ -f "$PIDS/$name" ] || continue
 		if pid=$(ours "$name"); then
-			kill -TERM "$pid" 2>/dev/null || true
+			kill -"$sig" "$pid" 2>/dev/null || true
 			names+=("$name")
 			pids+=("$pid")
 		else
@@ -751,9 +805,11 @@ stop_pids() {
 		fi
 		rm -f "$PIDS/${names[$i]}"
 	done
-	echo "    stopped ${names[*]} in $(since "$t0")s"
+	echo "    $([ "$sig" = KILL ] && echo killed || echo stopped) ${names[*]} in $(since "$t0")s"
 }
 stop_pid() { stop_pids "$1"; }
+# kill_pids NAME...: SIGKILL to each, then wait until they are gone.
+kill_pids() { STOP_SIGNAL=KILL stop_pids "$@"; }
 
 down() {
 	step "Teardown: processes by PID, pods' containers, mounts, loop devices"
@@ -762,24 +818,31 @@ down() {
 	if alive kubelet && alive kube-apiserver; then
 		kubectl delete pods,statefulsets --all -A --wait=false >/dev/null 2>&1 || true
 	fi
-	local n f
+	local n f d c spare=() ctrds=()
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
-	spare_nodes_down
-	stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy
-	# Containers containerd still runs (their shims are our children's children).
-	if alive containerd; then
-		local c
-		for c in $(ctr --address "$CTRD/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
-			ctr --address "$CTRD/containerd.sock" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
-		done
+	for d in "$E2E_DIR"/nodes/*/; do
+		[ -d "$d/containerd" ] && spare+=("e2e-node-$(basename "$d")")
+	done
+	# Every node at once: kubelets and kube-proxies, then the containers, then the containerds.
+	stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy \
+		"${spare[@]/%/-kubelet}" "${spare[@]/%/-kube-proxy}"
+	alive containerd && ctrds+=("$CTRD/containerd.sock")
+	for n in "${spare[@]}"; do alive "$n-containerd" && ctrds+=("$E2E_DIR/nodes/${n#e2e-node-}/containerd/containerd.sock"); done
+	if [ ${#ctrds[@]} -gt 0 ]; then
+		for f in "${ctrds[@]}"; do kill_tasks "$f"; done
 		sleep 1
-		for c in $(ctr --address "$CTRD/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
-			ctr --address "$CTRD/containerd.sock" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
+		for f in "${ctrds[@]}"; do
+			for c in $(ctr --address "$f" -n k8s.io tasks ls -q 2>/dev/null); do
+				ctr --address "$f" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
+			done
 		done
 	fi
-	stop_pids containerd kube-scheduler kube-controller-manager kube-apiserver
-	stop_pid etcd
+	stop_pids containerd "${spare[@]/%/-containerd}" "${spare[@]/%/-ns}"
+	spare_nodes_down
+	# The control plane's state goes with $E2E_DIR: no need for a graceful stop
+	# (kube-apiserver takes seconds to drain its watches).
+	kill_pids kube-scheduler kube-controller-manager kube-apiserver etcd
 	# containerd-shim processes serving our containerd root (found by their -address argument).
 	local pid
 	for pid in $(pgrep -f "containerd-shim.*-address $CTRD/containerd.sock" || true); do
