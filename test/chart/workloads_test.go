@@ -57,6 +57,10 @@ func TestControllerDeployment(t *testing.T) {
 					if !slices.Contains(c.Args, "--csi-address=/csi/csi.sock") {
 						t.Errorf("%s: not pointed at the driver's socket: %v", c.Name, c.Args)
 					}
+					// controller.leaderElection.releaseOnExit: on in the full values only.
+					if got := slices.Contains(c.Args, "--feature-gates=ReleaseLeaderElectionOnExit=true"); got != full {
+						t.Errorf("%s: ReleaseLeaderElectionOnExit gate given %v, want %v: %v", c.Name, got, full, c.Args)
+					}
 				}
 			}
 			drv := container(spec, "vsphere-csi")

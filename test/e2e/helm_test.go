@@ -66,6 +66,9 @@ node:
 metrics: {nodePort: 19839}
 controller:
   replicas: 1
+  # The sidecars built here (csi-resizer v2.3.0 among them) have the gate: a rollout hands
+  # the leases over at once.
+  leaderElection: {releaseOnExit: true}
 sidecars:
   provisioner: {image: {tag: %s, pullPolicy: Never}}
   attacher: {image: {tag: %s, pullPolicy: Never}}

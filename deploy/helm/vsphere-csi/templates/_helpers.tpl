@@ -84,6 +84,9 @@ New driver flags (e.g. a health address) go here or in the mode's own list.
 - --leader-election-lease-duration={{ .Values.controller.leaderElection.leaseDuration }}
 - --leader-election-renew-deadline={{ .Values.controller.leaderElection.renewDeadline }}
 - --leader-election-retry-period={{ .Values.controller.leaderElection.retryPeriod }}
+{{- if .Values.controller.leaderElection.releaseOnExit }}
+- --feature-gates=ReleaseLeaderElectionOnExit=true
+{{- end }}
 {{- end }}
 
 {{/* Hardened container security context for containers that need no privileges. */}}
