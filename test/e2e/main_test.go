@@ -49,6 +49,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
 		os.Exit(1)
 	}
+	// client-go's default of 5 requests a second, shared by every test running
+	// in parallel (each poll is a get and a list of events), made the tests
+	// wait for their own client: a poll of 20 claims took 8 s.
+	cfg.QPS, cfg.Burst = 100, 200
 	if env.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)
