@@ -191,15 +191,18 @@ tools() {
 	fi
 	# Each archive is kept in $E2E_CACHE/image-cache under a hash of all it is
 	# built from (the tool, the files, the arguments): a warm run copies it.
-	local rootfs ver
-	rootfs=$(ls -l --time-style=+%s "$E2E_CACHE/rootfs" 2>/dev/null || true)
+	# The driver's root filesystem is in the key through the Dockerfile and
+	# driverimage (its cache key is theirs); when that cache is gone (to take
+	# Debian's updates), the images made from it go too.
+	local ver
+	ls "$E2E_CACHE"/rootfs/rootfs-*.tar >/dev/null 2>&1 || rm -rf "$E2E_CACHE/image-cache"
 	ver=$("$ROOT/bin/vsphere-csi" --version | awk '{print $2}')
-	cached_image vsphere-csi "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver" "${nfs[@]}" "$rootfs")" \
+	cached_image vsphere-csi "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver" "${nfs[@]}")" \
 		"$img/driverimage" -dockerfile "$ROOT/Dockerfile" -binary "$ROOT/bin/vsphere-csi" \
 		-version "$ver" -cache "$E2E_CACHE/rootfs" -name "$DRIVER_IMAGE" -o "$img/vsphere-csi.tar" "${nfs[@]}"
 	# A newly built driver for TestHelm's helm upgrade: the same source, another version.
 	local next=$E2E_CACHE/next
-	cached_image vsphere-csi-next "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver-next" "${nfs[@]}" "$rootfs")" \
+	cached_image vsphere-csi-next "$(inputs_key "$img/driverimage" "$ROOT/Dockerfile" "$ROOT/bin/vsphere-csi" "$ROOT/bin/mount.nfs" -- "$ver-next" "${nfs[@]}")" \
 		build_next_image "$next" "$ver-next" "${nfs[@]}"
 	# The sidecars as their upstream images are: the static binary alone, run as root.
 	local mod s sver
@@ -633,8 +636,7 @@ spare_nodes() {
 	took
 }
 
-# kill_tasks SOCKET: SIGKILL to every container one containerd runs, then
-# their tasks deleted (the shims are our children's children).
+# kill_tasks SOCKET: SIGKILL to every container one containerd runs.
 kill_tasks() {
 	local c
 	for c in $(ctr --address "$1" -n k8s.io tasks ls -q 2>/dev/null); do
