@@ -250,7 +250,9 @@ cached_image() {
 	"$@"
 	mkdir -p "$dir"
 	rm -f "$dir/$name"-????????????????.tar
-	cp "$img/$name.tar" "$dir/$name-$key.tar"
+	# Whole or not at all: a copy cut short must not pass for the image.
+	cp "$img/$name.tar" "$dir/.$name-$key.tar.tmp"
+	mv "$dir/.$name-$key.tar.tmp" "$dir/$name-$key.tar"
 	echo "    $name.tar: built ($key)"
 }
 
