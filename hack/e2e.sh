@@ -638,11 +638,12 @@ spare_nodes() {
 	took
 }
 
-# kill_tasks SOCKET: SIGKILL to every container one containerd runs.
-kill_tasks() {
-	local c
-	for c in $(ctr --address "$1" -n k8s.io tasks ls -q 2>/dev/null); do
-		ctr --address "$1" -n k8s.io tasks kill -s KILL "$c" >/dev/null 2>&1 || true
+# ctr_tasks SOCKET ARGS...: `ctr tasks ARGS ID` for every container one containerd runs.
+ctr_tasks() {
+	local sock=$1 c
+	shift
+	for c in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+		ctr --address "$sock" -n k8s.io tasks "$@" "$c" >/dev/null 2>&1 || true
 	done
 }
 
@@ -822,25 +823,23 @@ down() {
 	if alive kubelet && alive kube-apiserver; then
 		kubectl delete pods,statefulsets --all -A --wait=false >/dev/null 2>&1 || true
 	fi
-	local n f d c spare=() ctrds=()
+	local n f d spare=() ctrds=()
 	# Processes TestHelm started, if it could not stop them itself.
 	for f in "$PIDS"/helm-*; do [ -e "$f" ] && stop_pid "$(basename "$f")"; done
-	for d in "$E2E_DIR"/nodes/*/; do
-		[ -d "$d/containerd" ] && spare+=("e2e-node-$(basename "$d")")
-	done
 	# Every node at once: kubelets and kube-proxies, then the containers, then the containerds.
+	alive containerd && ctrds+=("$CTRD/containerd.sock")
+	for d in "$E2E_DIR"/nodes/*/; do
+		[ -d "$d/containerd" ] || continue
+		n=e2e-node-$(basename "$d")
+		spare+=("$n")
+		alive "$n-containerd" && ctrds+=("${d%/}/containerd/containerd.sock")
+	done
 	stop_pids csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-node csi-controller kubelet kube-proxy \
 		"${spare[@]/%/-kubelet}" "${spare[@]/%/-kube-proxy}"
-	alive containerd && ctrds+=("$CTRD/containerd.sock")
-	for n in "${spare[@]}"; do alive "$n-containerd" && ctrds+=("$E2E_DIR/nodes/${n#e2e-node-}/containerd/containerd.sock"); done
 	if [ ${#ctrds[@]} -gt 0 ]; then
-		for f in "${ctrds[@]}"; do kill_tasks "$f"; done
+		for f in "${ctrds[@]}"; do ctr_tasks "$f" kill -s KILL; done
 		sleep 1
-		for f in "${ctrds[@]}"; do
-			for c in $(ctr --address "$f" -n k8s.io tasks ls -q 2>/dev/null); do
-				ctr --address "$f" -n k8s.io tasks delete -f "$c" >/dev/null 2>&1 || true
-			done
-		done
+		for f in "${ctrds[@]}"; do ctr_tasks "$f" delete -f; done
 	fi
 	stop_pids containerd "${spare[@]/%/-containerd}" "${spare[@]/%/-ns}"
 	spare_nodes_down
