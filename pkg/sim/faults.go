@@ -311,6 +311,9 @@ func (b *lab) dispatch(ctx *simulator.Context, m *simulator.Method) (mo.Referenc
 	if cnsTaskMethods[m.Name] {
 		return nil, nil // the task takes the time (tasks.go)
 	}
+	if b.routeVMTask(m) {
+		return nil, nil // the task takes the time (vmtasks.go)
+	}
 	d := b.latencyOf(m.Name)
 	if d <= 0 {
 		return nil, nil

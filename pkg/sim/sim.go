@@ -210,6 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	}
 	s.cns.register(s.model.Service)
 	s.vsan.register(s.model.Service)
+	forgetSeedTasks(s.model.Service.Context.For(vim25.Path))
 	s.installHooks()
 	if err := s.saveMeta(); err != nil {
 		return nil, err
@@ -223,6 +224,10 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 // installHooks puts the lab's dispatch hook (injected SOAP faults, call
 // latency) in front of the SOAP endpoints the driver uses.
 func (s *Sim) installHooks() {
+	s.lab.internal = s.internalClient
+	tasks := &vmTasks{b: s.lab}
+	tasks.Self = vmTasksRef
+	s.model.Map().Put(tasks)
 	for _, path := range []string{vim25.Path, pbm.Path, cns.Path, vsan.Path} {
 		if c := s.model.Service.Context.For(path); c.Map != nil {
 			c.Map.Handler = s.lab.dispatch

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -43,6 +44,21 @@ type taskOp struct {
 	run    func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault)
 }
 
+// taskSpec is any task the embedded vCenter runs (CNS's, a VM's, a
+// neighbour's): what a real vCenter records of it (info.name,
+// info.descriptionId, info.entity, info.reason, info.activationId) and
+// what it does.
+type taskSpec struct {
+	method     string                       // info.name: the method that started it ("CnsCreateVolume", "MigrateVM_Task")
+	describe   string                       // info.descriptionId; "<entity type>.<method>" when empty
+	entity     types.ManagedObjectReference // info.entity: what it is about
+	reason     types.BaseTaskReason         // info.reason: who started it (a user, the system, a schedule, an alarm)
+	activation string                       // info.activationId: the caller's operationID header, "" when none
+	vms        []types.ManagedObjectReference
+	duration   time.Duration
+	run        func(vctx *simulator.Context) (types.AnyType, types.BaseMethodFault)
+}
+
 // TaskFate is what happens, when the vCenter stops, to an operation whose
 // task is still running.
 type TaskFate int
@@ -74,6 +90,10 @@ type lab struct {
 	tasks   sync.WaitGroup
 
 	requests atomic.Int64 // SOAP requests answered (seed.go: Requests)
+
+	// internal makes an in-process client that faults and latency do not
+	// apply to (vmtasks.go); set once at Start.
+	internal func(ctx context.Context) (context.Context, *vim25.Client, error)
 
 	// maxTask is the highest task number handed out: persisted so that a
 	// restarted vCenter never hands out a reference a client may still
@@ -133,27 +153,66 @@ func (b *lab) happensAtStop() bool {
 
 // runTask starts a CNS task for op and returns its reference at once.
 func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.ManagedObjectReference {
-	vctx := ctx.For(vim25.Path)
-	t := simulator.CreateTask(m.ManagedObjectReference, op.method, nil)
+	return m.lab.startTask(ctx.For(vim25.Path), taskSpec{
+		method:     op.method,
+		entity:     m.ManagedObjectReference,
+		reason:     callerReason(ctx),
+		activation: ctx.Header.ID,
+		vms:        op.vms,
+		duration:   m.lab.latencyOf(op.method),
+		run:        op.run,
+	})
+}
+
+// callerReason is info.reason of a task a SOAP call started: its
+// session's user, as vCenter reports it (callerName).
+func callerReason(ctx *simulator.Context) *types.TaskReasonUser {
+	user := ""
+	if ctx.Session != nil {
+		user = ctx.Session.UserName
+	}
+	return &types.TaskReasonUser{UserName: callerName(user)}
+}
+
+// callerName is a user as vCenter names the initiator of a task: the
+// SSO domain in capitals, a backslash, the user ("VSPHERE.LOCAL\\Administrator"
+// for administrator@vsphere.local; the vSphere Client's Recent Tasks show
+// the same in their Initiator column).
+func callerName(user string) string {
+	if name, domain, ok := strings.Cut(user, "@"); ok {
+		return strings.ToUpper(domain) + `\` + name
+	}
+	if user == "" {
+		return "vpxd-extension" // an in-process call: vCenter's own
+	}
+	return user
+}
+
+// startTask starts a task and returns its reference at once: running,
+// its progress moving for spec.duration, then its effect (spec.run) and
+// its outcome. See the comment at the top of this file.
+func (b *lab) startTask(vctx *simulator.Context, spec taskSpec) types.ManagedObjectReference {
+	t := simulator.CreateTask(spec.entity, spec.method, nil)
+	t.Info.Name = spec.method
+	if spec.describe != "" {
+		t.Info.DescriptionId = spec.describe
+	}
+	t.Info.EntityName = entityName(vctx.Map, spec.entity)
+	t.Info.Reason = spec.reason
+	t.Info.ActivationId = spec.activation
 	vctx.Map.Put(t)
 	ref := t.Self
 	if n, err := strconv.ParseInt(strings.TrimPrefix(ref.Value, "task-"), 10, 64); err == nil {
-		for cur := m.lab.maxTask.Load(); n > cur && !m.lab.maxTask.CompareAndSwap(cur, n); cur = m.lab.maxTask.Load() {
+		for cur := b.maxTask.Load(); n > cur && !b.maxTask.CompareAndSwap(cur, n); cur = b.maxTask.Load() {
 		}
 	}
-	user := "vsphere-sim"
-	if ctx.Session != nil && ctx.Session.UserName != "" {
-		user = ctx.Session.UserName
-	}
 	vctx.Map.AtomicUpdate(vctx, t, []types.PropertyChange{
-		{Name: "info.reason", Val: &types.TaskReasonUser{UserName: user}},
 		{Name: "info.key", Val: ref.Value},
 		{Name: "info.task", Val: ref},
 		{Name: "info.startTime", Val: time.Now()},
 		{Name: "info.state", Val: types.TaskInfoStateRunning},
 		{Name: "info.progress", Val: int32(0)},
 	})
-	b := m.lab
 	b.mu.Lock()
 	stopped := b.stopped
 	if !stopped {
@@ -163,12 +222,12 @@ func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.Managed
 	if stopped {
 		return ref // the vCenter is going away: the task never ends
 	}
-	b.events.add(Event{Kind: EventTaskStart, Method: op.method, Task: ref.Value})
+	b.events.add(Event{Kind: EventTaskStart, Method: spec.method, Task: ref.Value})
 	go func() {
 		defer b.tasks.Done()
-		res, fault, ended := m.execute(vctx, t, op)
+		res, fault, ended := b.execute(vctx, t, spec)
 		if !ended {
-			b.events.add(Event{Kind: EventTaskEnd, Method: op.method, Task: ref.Value, Detail: "lost in the stop"})
+			b.events.add(Event{Kind: EventTaskEnd, Method: spec.method, Task: ref.Value, Detail: "lost in the stop"})
 			return
 		}
 		state, detail := types.TaskInfoStateSuccess, "success"
@@ -184,23 +243,27 @@ func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.Managed
 			{Name: "info.result", Val: res},
 			{Name: "info.error", Val: lf},
 		})
-		b.events.add(Event{Kind: EventTaskEnd, Method: op.method, Task: ref.Value, Detail: detail})
+		b.events.add(Event{Kind: EventTaskEnd, Method: spec.method, Task: ref.Value, Detail: detail})
 	}()
 	return ref
 }
 
-// execute waits for op's VMs and its duration, then applies its effect.
-// ended is false when the vCenter stopped and the operation did not happen
-// (the task then never completes).
-func (m *volumeManager) execute(vctx *simulator.Context, t *simulator.Task, op taskOp) (res types.AnyType, fault types.BaseMethodFault, ended bool) {
-	b := m.lab
+// execute waits for the task's VMs and its duration, then applies its
+// effect. ended is false when the vCenter stopped and the operation did
+// not happen (the task then never completes).
+func (b *lab) execute(vctx *simulator.Context, t *simulator.Task, spec taskSpec) (res types.AnyType, fault types.BaseMethodFault, ended bool) {
 	defer func() { // never let a bug kill the process
 		if r := recover(); r != nil {
-			res, fault, ended = nil, &cnstypes.CnsFault{Reason: fmt.Sprintf("internal error in %s: %v", op.method, r)}, true
+			reason := fmt.Sprintf("internal error in %s: %v", spec.method, r)
+			if strings.HasPrefix(spec.method, "Cns") {
+				res, fault, ended = nil, &cnstypes.CnsFault{Reason: reason}, true
+			} else {
+				res, fault, ended = nil, &types.SystemError{Reason: reason}, true
+			}
 		}
 	}()
-	vms := make([]string, 0, len(op.vms))
-	for _, vm := range op.vms {
+	vms := make([]string, 0, len(spec.vms))
+	for _, vm := range spec.vms {
 		vms = append(vms, vm.Value)
 	}
 	sort.Strings(vms)
@@ -208,24 +271,24 @@ func (m *volumeManager) execute(vctx *simulator.Context, t *simulator.Task, op t
 	for _, vm := range vms {
 		unlock := b.vmQueue.lock(vm)
 		defer unlock()
-		b.events.add(Event{Kind: EventReconfigStart, Method: op.method, Task: t.Self.Value, VM: vm})
-		defer b.events.add(Event{Kind: EventReconfigEnd, Method: op.method, Task: t.Self.Value, VM: vm})
+		b.events.add(Event{Kind: EventReconfigStart, Method: spec.method, Task: t.Self.Value, VM: vm})
+		defer b.events.add(Event{Kind: EventReconfigEnd, Method: spec.method, Task: t.Self.Value, VM: vm})
 	}
-	if !m.wait(vctx, t, b.latencyOf(op.method)) && !b.happensAtStop() {
+	if !b.wait(vctx, t, spec.duration) && !b.happensAtStop() {
 		return nil, nil, false
 	}
-	if f := b.faults.taskError(op.method); f != nil {
-		b.events.add(Event{Kind: EventFault, Method: op.method, Task: t.Self.Value, Detail: "TaskError"})
+	if f := b.faults.taskError(spec.method); f != nil {
+		b.events.add(Event{Kind: EventFault, Method: spec.method, Task: t.Self.Value, Detail: "TaskError"})
 		return nil, f, true
 	}
-	res, fault = op.run(vctx)
+	res, fault = spec.run(vctx)
 	return res, fault, true
 }
 
 // wait lets d pass with the task's progress moving; false when the vCenter
 // stopped first.
-func (m *volumeManager) wait(vctx *simulator.Context, t *simulator.Task, d time.Duration) bool {
-	stop := m.lab.stopping()
+func (b *lab) wait(vctx *simulator.Context, t *simulator.Task, d time.Duration) bool {
+	stop := b.stopping()
 	select {
 	case <-stop:
 		return false
