@@ -65,3 +65,22 @@ func createAndWait(c *clients, name string, ds types.ManagedObjectReference) err
 	}
 	return nil
 }
+
+// BenchmarkStartWithNeighbours measures Start (and Close) with 0, 500 and
+// 1,000 unrelated VMs (issue 20): go test -run '^$' -bench StartWithNeighbours ./pkg/sim
+func BenchmarkStartWithNeighbours(b *testing.B) {
+	for _, vms := range []int{0, 500, 1000} {
+		b.Run(fmt.Sprintf("vms=%d", vms), func(b *testing.B) {
+			skipShort(b, "starts the embedded vCenter")
+			for range b.N {
+				s, err := Start(context.Background(), Options{Dir: b.TempDir(), Neighbours: Neighbours{VMs: vms}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				_ = s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}

@@ -98,7 +98,7 @@ func (m *volumeManager) attach(vctx *simulator.Context, id string, vmRef types.M
 	if f := m.reconfigure(c, vm, &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: disk}, v.ds); f != nil {
 		return "", &types.LocalizedMethodFault{Fault: f, LocalizedMessage: fmt.Sprintf("attach volume %s to VM %s: reconfigure failed", id, vm.Name)}
 	}
-	if node, ok := m.inv.nodeByRef[vmRef]; ok && !node.poweredOff.get() {
+	if node, ok := m.inv.nodeOf(vmRef); ok && !node.poweredOff.get() {
 		if err := m.hv.attach(id, v.flatFile, node.byIDDir, v.diskUUID); err != nil {
 			m.removeDevice(c, vm, id, v.ds)
 			return "", cnsFault("attach volume %s to VM %s: hypervisor: %v", id, vm.Name, err)

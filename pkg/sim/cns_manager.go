@@ -111,7 +111,7 @@ func (s *Sim) Volumes() []VolumeState {
 		st := VolumeState{ID: id, Name: v.cns.Name}
 		if v.vm != nil {
 			st.VM = v.vm.Value
-			if n, ok := m.inv.nodeByRef[*v.vm]; ok {
+			if n, ok := m.inv.nodeOf(*v.vm); ok {
 				st.VM = n.name
 			}
 		}

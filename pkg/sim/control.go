@@ -92,6 +92,13 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
   GET    /shares                      the vSAN file shares (file volumes) with access points and permissions
   GET    /events?since=N              what the vCenter did (tasks, reconfigurations, faults), as JSON lines
   GET    /vms   GET /datastores       the node VMs and datastores with their state
+  GET    /hosts                       the hosts with their cluster and the datastores each mounts
+  POST   /nodes?host=NAME             add a node VM of this cluster on that host (kept across restarts)
+  GET    /neighbours                  the neighbours: options, VMs by kind, the other cluster's volumes,
+                                      background tasks started by kind
+  POST   /neighbours/tasks?kind=KIND&duration=60s   start one neighbour task now (no duration: its own)
+                                      kinds: drs-migration storage-vmotion backup-snapshot backup-snapshot-remove
+                                      scheduled-power cns-create cns-delete cns-snapshot cns-delete-snapshot
 `
 
 // Handler is the control endpoint (ControlUsage).
@@ -201,6 +208,7 @@ func (r *Runner) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /shares", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().Shares()) })
+	r.neighbourHandlers(mux)
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, req *http.Request) {
 		since, _ := strconv.ParseInt(req.URL.Query().Get("since"), 10, 64)
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -265,4 +273,34 @@ func parseFate(s string) (TaskFate, error) {
 		return TasksComplete, nil
 	}
 	return 0, fmt.Errorf("tasks=%q: may, abandon or complete", s)
+}
+
+// neighbourHandlers serve the hosts, added node VMs and the neighbours.
+func (r *Runner) neighbourHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /hosts", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().Hosts()) })
+	mux.HandleFunc("POST /nodes", func(w http.ResponseWriter, req *http.Request) {
+		n, err := r.Sim().AddNodeVM(req.Context(), req.URL.Query().Get("host"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, n)
+	})
+	mux.HandleFunc("GET /neighbours", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().NeighboursInfo()) })
+	mux.HandleFunc("POST /neighbours/tasks", func(w http.ResponseWriter, req *http.Request) {
+		var d time.Duration
+		if v := req.URL.Query().Get("duration"); v != "" {
+			var err error
+			if d, err = time.ParseDuration(v); err != nil || d < 0 {
+				http.Error(w, "duration: a duration such as 60s", http.StatusBadRequest)
+				return
+			}
+		}
+		ref, err := r.Sim().StartNeighbourTask(NeighbourTaskKind(req.URL.Query().Get("kind")), d)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, map[string]string{"task": ref.Value})
+	})
 }

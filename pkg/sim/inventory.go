@@ -59,9 +59,9 @@ type nodeVM struct {
 	name     string
 	uuid     string
 	ref      types.ManagedObjectReference
-	hostName string
+	hostName string // guarded by inventory.nodeMu: a DRS migration moves it (neighbour_tasks.go)
 	byIDDir  string
-	zone     string // the zone tag of its cluster (tags.go)
+	zone     string // the zone tag of its cluster (tags.go), "" for an untagged one
 
 	// What happened to it since it was seeded (vmops.go).
 	poweredOff, deleted atomicBool
@@ -76,8 +76,17 @@ type inventory struct {
 	datastores []*dsModel
 	dsByRef    map[types.ManagedObjectReference]*dsModel
 	dsByName   map[string]*dsModel
-	nodes      []*nodeVM
-	nodeByRef  map[types.ManagedObjectReference]*nodeVM
+	hosts      []*hostModel // every host, in cluster order (hosts.go)
+
+	// nodeMu guards nodes, nodeByRef and each node's hostName: AddNodeVM
+	// adds nodes while the vCenter serves (nodes.go).
+	nodeMu    sync.RWMutex
+	nodes     []*nodeVM
+	nodeByRef map[types.ManagedObjectReference]*nodeVM
+
+	// neighbours is what Options.Neighbours added to the inventory (nil
+	// when none): unrelated VMs, the workload cluster (neighbour_inventory.go).
+	neighbours *neighbourInventory
 
 	// The zones (tags.go): the first cluster is zone A, zoneB the second.
 	zoneA, zoneB types.ManagedObjectReference
@@ -99,7 +108,11 @@ func (inv *inventory) withSim(fn func()) {
 	fn()
 }
 
-func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inventory, error) {
+// buildInventory seeds the inventory: zone A's datastores, zone B, the
+// node VMs, the neighbours (when opts ask for them), then the node VMs
+// added at run time in an earlier run (added), in this order so that every
+// object a kept state names gets the reference it had (state.go).
+func buildInventory(ctx context.Context, m *simulator.Model, opts Options, added []addedNodeRecord) (*inventory, error) {
 	c, err := vim25.NewClient(ctx, m.Service)
 	if err != nil {
 		return nil, err
@@ -142,18 +155,48 @@ func buildInventory(ctx context.Context, m *simulator.Model, opts Options) (*inv
 		if err != nil {
 			return nil, fmt.Errorf("node VM %d: %w", i, err)
 		}
-		inv.nodes = append(inv.nodes, n)
-		inv.nodeByRef[n.ref] = n
+		inv.addNode(n)
 	}
 	for i := 1; i <= opts.ZoneBNodeVMs; i++ {
 		n, err := inv.createNodeVM(ctx, c, dc, inv.zoneBCluster, i, opts.ByIDRoot)
 		if err != nil {
 			return nil, fmt.Errorf("zone-b node VM %d: %w", i, err)
 		}
-		inv.nodes = append(inv.nodes, n)
-		inv.nodeByRef[n.ref] = n
+		inv.addNode(n)
+	}
+	if opts.Neighbours.enabled() {
+		if err := inv.buildNeighbours(ctx, c, dc, opts); err != nil {
+			return nil, fmt.Errorf("neighbours: %w", err)
+		}
+	}
+	inv.listHosts()
+	if err := inv.restoreAddedNodes(ctx, c, dc, opts.ByIDRoot, added); err != nil {
+		return nil, err
 	}
 	return inv, nil
+}
+
+// addNode makes n one of the node VMs.
+func (inv *inventory) addNode(n *nodeVM) {
+	inv.nodeMu.Lock()
+	defer inv.nodeMu.Unlock()
+	inv.nodes = append(inv.nodes, n)
+	inv.nodeByRef[n.ref] = n
+}
+
+// nodeList is the node VMs in creation order (a copy of the list).
+func (inv *inventory) nodeList() []*nodeVM {
+	inv.nodeMu.RLock()
+	defer inv.nodeMu.RUnlock()
+	return append([]*nodeVM(nil), inv.nodes...)
+}
+
+// nodeOf finds the node VM of a managed object reference.
+func (inv *inventory) nodeOf(ref types.ManagedObjectReference) (*nodeVM, bool) {
+	inv.nodeMu.RLock()
+	defer inv.nodeMu.RUnlock()
+	n, ok := inv.nodeByRef[ref]
+	return n, ok
 }
 
 // datastoreID is a deterministic VMFS-like volume ID for a datastore name.
@@ -216,63 +259,68 @@ func nodeUUID(name string) string {
 	return u.String()
 }
 
+// createNodeVM makes seeded node VM i of a zone's cluster: k8s-node-i in
+// zone A, k8s-node-b-i in zone B, its hosts in turn.
 func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *simulator.Datacenter, cluster *simulator.ClusterComputeResource, i int, byIDRoot string) (*nodeVM, error) {
-	name, zone, home := fmt.Sprintf("k8s-node-%d", i), ZoneA, "vsanDatastore"
+	name := fmt.Sprintf("k8s-node-%d", i)
 	if cluster.Self == inv.zoneB {
-		name, zone, home = fmt.Sprintf("k8s-node-b-%d", i), ZoneB, zoneBDatastores[0].name
+		name = fmt.Sprintf("k8s-node-b-%d", i)
 	}
-	host := cluster.Host[(i-1)%len(cluster.Host)]
+	return inv.makeNodeVM(ctx, c, dc, cluster, cluster.Host[(i-1)%len(cluster.Host)], name, byIDRoot)
+}
+
+// homeDatastore is where a node VM of a cluster keeps its files: the
+// cluster's datastore that all its hosts mount.
+func (inv *inventory) homeDatastore(cluster types.ManagedObjectReference) string {
+	switch {
+	case cluster == inv.zoneA:
+		return "vsanDatastore"
+	case cluster == inv.zoneB:
+		return zoneBDatastores[0].name
+	case inv.neighbours != nil && cluster == inv.neighbours.workload.Self:
+		return workloadSharedDatastore
+	}
+	return ""
+}
+
+// zoneOf is the zone tag of a cluster, "" when it has none.
+func (inv *inventory) zoneOf(cluster types.ManagedObjectReference) string {
+	switch cluster {
+	case inv.zoneA:
+		return ZoneA
+	case inv.zoneB:
+		return ZoneB
+	}
+	return ""
+}
+
+// makeNodeVM makes a node VM (nodeVMSpec) on host, a host of cluster, in
+// the cluster's root resource pool, and powers it on.
+func (inv *inventory) makeNodeVM(ctx context.Context, c *vim25.Client, dc *simulator.Datacenter, cluster *simulator.ClusterComputeResource,
+	host types.ManagedObjectReference, name, byIDRoot string) (*nodeVM, error) {
+	home := inv.homeDatastore(cluster.Self)
 	n := &nodeVM{
 		name:     name,
 		uuid:     nodeUUID(name),
 		hostName: entityName(inv.model.Map(), host),
 		byIDDir:  filepath.Join(byIDRoot, name),
-		zone:     zone,
+		zone:     inv.zoneOf(cluster.Self),
 	}
 	if err := os.MkdirAll(n.byIDDir, 0o750); err != nil {
 		return nil, err
 	}
-	// As a node VM is built for the driver: NodeSCSIControllers PVSCSI
-	// controllers and an OS disk on SCSI 0:0, which leaves 59 units for
-	// volumes (vSphere's 4 × 15, minus the OS disk).
-	var devices object.VirtualDeviceList
-	for range NodeSCSIControllers {
-		scsi, err := devices.CreateSCSIController("pvscsi")
-		if err != nil {
-			return nil, err
-		}
-		devices = append(devices, scsi)
-	}
-	change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
-	if err != nil {
-		return nil, err
-	}
 	homeDS, ok := inv.dsByName[home]
 	if !ok {
-		return nil, fmt.Errorf("node VM %s: no datastore %s", name, home)
+		return nil, fmt.Errorf("node VM %s: no datastore %q", name, home)
 	}
-	osDisk := devices.CreateDisk(devices[0].(types.BaseVirtualController), homeDS.ref, "["+home+"] "+name+"/"+name+".vmdk")
-	osDisk.CapacityInKB = osDiskKB
-	osChange := &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: osDisk}
-	if _, err := os.Stat(filepath.Join(homeDS.dir, name, name+".vmdk")); err != nil {
-		// A new disk, unless a kept state dir still has it from a previous run.
-		osChange.FileOperation = types.VirtualDeviceConfigSpecFileOperationCreate
-	}
-	change = append(change, osChange)
-	spec := types.VirtualMachineConfigSpec{
-		Name:         name,
-		GuestId:      string(types.VirtualMachineGuestOsIdentifierUbuntu64Guest),
-		Uuid:         n.uuid,
-		NumCPUs:      4,
-		MemoryMB:     8192,
-		Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + home + "]"},
-		DeviceChange: change,
-		ExtraConfig:  []types.BaseOptionValue{&types.OptionValue{Key: "disk.enableUUID", Value: "TRUE"}},
+	spec, err := nodeVMSpec(name, n.uuid, homeDS)
+	if err != nil {
+		return nil, err
 	}
 	folder := object.NewFolder(c, dc.VmFolder)
 	pool := object.NewResourcePool(c, *cluster.ResourcePool)
 	hs := object.NewHostSystem(c, host)
-	task, err := folder.CreateVM(ctx, spec, pool, hs)
+	task, err := folder.CreateVM(ctx, *spec, pool, hs)
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +339,45 @@ func (inv *inventory) createNodeVM(ctx context.Context, c *vim25.Client, dc *sim
 		return nil, err
 	}
 	return n, nil
+}
+
+// nodeVMSpec is a Kubernetes node VM as it is built for the vSphere CSI
+// driver: NodeSCSIControllers PVSCSI controllers, an OS disk on SCSI 0:0
+// in the VM's directory on homeDS (which leaves 59 units for volumes:
+// vSphere's 4 × 15, minus the OS disk), disk.enableUUID so that the guest
+// sees disk UUIDs. The OS disk is made unless a kept state dir still has
+// it from a previous run.
+func nodeVMSpec(name, biosUUID string, homeDS *dsModel) (*types.VirtualMachineConfigSpec, error) {
+	var devices object.VirtualDeviceList
+	for range NodeSCSIControllers {
+		scsi, err := devices.CreateSCSIController("pvscsi")
+		if err != nil {
+			return nil, err
+		}
+		devices = append(devices, scsi)
+	}
+	change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+	if err != nil {
+		return nil, err
+	}
+	home := homeDS.name
+	osDisk := devices.CreateDisk(devices[0].(types.BaseVirtualController), homeDS.ref, "["+home+"] "+name+"/"+name+".vmdk")
+	osDisk.CapacityInKB = osDiskKB
+	osChange := &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationAdd, Device: osDisk}
+	if _, err := os.Stat(filepath.Join(homeDS.dir, name, name+".vmdk")); err != nil {
+		osChange.FileOperation = types.VirtualDeviceConfigSpecFileOperationCreate
+	}
+	change = append(change, osChange)
+	return &types.VirtualMachineConfigSpec{
+		Name:         name,
+		GuestId:      string(types.VirtualMachineGuestOsIdentifierUbuntu64Guest),
+		Uuid:         biosUUID,
+		NumCPUs:      4,
+		MemoryMB:     8192,
+		Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + home + "]"},
+		DeviceChange: change,
+		ExtraConfig:  []types.BaseOptionValue{&types.OptionValue{Key: "disk.enableUUID", Value: "TRUE"}},
+	}, nil
 }
 
 func entityName(r *simulator.Registry, ref types.ManagedObjectReference) string {

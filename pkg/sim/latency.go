@@ -41,6 +41,20 @@ type Latency struct {
 //     datastore and a CNS database record): 420 ms to 1 s.
 //   - Queries answer from CNS's database and plain vCenter calls from
 //     vpxd's memory: no published figures; 20–150 ms assumed.
+//   - MigrateVM_Task 15 s (a vMotion, as DRS runs it): assumed, derived
+//     from what vMotion copies: a VM's memory, 8–16 GB, over a 10 GbE
+//     vMotion network (vSphere's documented limit is 8 concurrent vMotions
+//     per host on 10 GbE, 250 Mbps each at the least) takes 10–20 s; no
+//     published figure for a typical one was found.
+//   - RelocateVM_Task 90 s (a Storage vMotion of a VM's files): 60 GB at
+//     the 500–700 MB/s Broadcom KB 431479 reports between datastores of
+//     different types; the same type, with VAAI, is faster, a bigger VM
+//     slower.
+//   - CreateSnapshot_Task 3 s, RemoveSnapshot_Task 20 s: assumed. Taking
+//     a snapshot without memory stuns the VM for well under a second and
+//     makes delta files; removing one consolidates what the delta took in
+//     meanwhile, which takes time with its size.
+//   - PowerOnVM_Task 5 s, PowerOffVM_Task 3 s: assumed.
 //
 // They show the shape of things (what waits on what), not any one
 // installation; later entries of a spec override them
@@ -71,6 +85,12 @@ var Realistic = map[string]time.Duration{
 	"PbmRetrieveContent":       50 * time.Millisecond,
 	"PbmQueryAssociatedEntity": 50 * time.Millisecond,
 	"Login":                    300 * time.Millisecond,
+	"MigrateVM_Task":           15 * time.Second,
+	"RelocateVM_Task":          90 * time.Second,
+	"CreateSnapshot_Task":      3 * time.Second,
+	"RemoveSnapshot_Task":      20 * time.Second,
+	"PowerOnVM_Task":           5 * time.Second,
+	"PowerOffVM_Task":          3 * time.Second,
 }
 
 // ParseLatency reads a latency spec: "METHOD=DURATION[,METHOD=DURATION...]"

@@ -19,7 +19,7 @@ import (
 // for: same node VMs and datastores under the same references, or the
 // records would point at other objects.
 func (s *Sim) checkShape(m *meta) error {
-	for _, n := range s.inv.nodes {
+	for _, n := range s.inv.nodeList() {
 		if ref, ok := m.VMs[n.name]; ok && ref != n.ref.Value {
 			return fmt.Errorf("node VM %s is %s now but was %s when the state in %s was kept: start with the same vsphere-sim version and flags, or on a new --dir",
 				n.name, n.ref.Value, ref, s.store.dir)
@@ -243,7 +243,7 @@ func (m *volumeManager) reattach(vctx *simulator.Context, v *volume, ref types.M
 	m.mu.Lock()
 	v.vm = &ref
 	m.mu.Unlock()
-	if n, ok := m.inv.nodeByRef[ref]; ok && !n.poweredOff.get() {
+	if n, ok := m.inv.nodeOf(ref); ok && !n.poweredOff.get() {
 		if err := m.hv.attach(v.cns.VolumeId.Id, v.flatFile, n.byIDDir, v.diskUUID); err != nil {
 			return fmt.Errorf("node-side device: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	pbmtypes "github.com/vmware/govmomi/pbm/types"
+	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -22,7 +23,6 @@ import (
 // with its (sparse) files, in the catalog, and kept in the state dir, as a
 // volume made by CnsCreateVolume is.
 func (s *Sim) SeedVolumes(n int, prefix, clusterID, policyName string, sizeMB int64) ([]string, error) {
-	m := s.cns
 	pol, ok := s.policies.byName[policyName]
 	if !ok {
 		return nil, fmt.Errorf("no storage policy %q", policyName)
@@ -52,65 +52,77 @@ func (s *Sim) SeedVolumes(n int, prefix, clusterID, policyName string, sizeMB in
 		if d == nil {
 			return ids, fmt.Errorf("the %s datastores are full after %d volumes", policyName, i)
 		}
-		id := uuid.NewString()
-		v := &volume{
-			created: time.Now(), ds: d, sizeMB: sizeMB, diskUUID: newDiskUUID(),
-			diskPath: fmt.Sprintf("[%s] fcd/%s.vmdk", d.name, id),
-			descFile: filepath.Join(d.dir, "fcd", id+".vmdk"),
-			flatFile: filepath.Join(d.dir, "fcd", id+"-flat.vmdk"),
-		}
-		if err := os.MkdirAll(filepath.Dir(v.flatFile), 0o750); err != nil {
-			return ids, err
-		}
-		if err := os.WriteFile(v.descFile, []byte("# Disk DescriptorFile (vsphere-sim)\n"), 0o640); err != nil {
-			return ids, err
-		}
-		f, err := os.Create(v.flatFile)
+		id, err := s.seedVolume(vctx, d, fmt.Sprintf("%s-%d", prefix, i), pol.id, cc, sizeMB)
 		if err != nil {
 			return ids, err
 		}
-		err = f.Truncate(sizeMB * mib)
-		_ = f.Close()
-		if err != nil {
-			return ids, err
-		}
-		v.fcd = types.VStorageObject{Config: types.VStorageObjectConfigInfo{
-			BaseConfigInfo: types.BaseConfigInfo{
-				Id: types.ID{Id: id}, Name: fmt.Sprintf("%s-%d", prefix, i), CreateTime: v.created, KeepAfterDeleteVm: types.NewBool(true),
-				Backing: &types.BaseConfigInfoDiskFileBackingInfo{
-					BaseConfigInfoFileBackingInfo: types.BaseConfigInfoFileBackingInfo{
-						BaseConfigInfoBackingInfo: types.BaseConfigInfoBackingInfo{Datastore: d.ref}, FilePath: v.diskPath,
-					},
-					ProvisioningType: string(types.BaseConfigInfoDiskFileBackingInfoProvisioningTypeThin),
-				},
-			},
-			CapacityInMB: sizeMB,
-		}}
-		v.cns = cnstypes.CnsVolume{
-			VolumeId: cnstypes.CnsVolumeId{Id: id}, Name: fmt.Sprintf("%s-%d", prefix, i),
-			VolumeType: string(cnstypes.CnsVolumeTypeBlock), DatastoreUrl: d.url, StoragePolicyId: pol.id,
-			Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: cc, ContainerClusterArray: []cnstypes.CnsContainerCluster{cc}},
-			BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
-				CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
-				BackingDiskId:           id, BackingDiskPath: v.diskPath,
-			},
-			ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
-			DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
-			HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),
-		}
-		m.catalogPut(vctx, d, v.fcd)
-		m.mu.Lock()
-		m.seq++
-		v.seq = m.seq
-		m.volumes[id] = v
-		m.mu.Unlock()
-		m.saveVolume(id)
 		ids = append(ids, id)
 	}
 	for _, d := range dss {
 		s.inv.publish(vctx, d)
 	}
 	return ids, nil
+}
+
+// seedVolume makes one CNS volume of cc on d, whose space the caller has
+// reserved, as SeedVolumes does: a first-class disk with its (sparse)
+// files, in the catalog and the manager, kept in the state dir.
+func (s *Sim) seedVolume(vctx *simulator.Context, d *dsModel, name, policyID string, cc cnstypes.CnsContainerCluster, sizeMB int64) (string, error) {
+	m := s.cns
+	id := uuid.NewString()
+	v := &volume{
+		created: time.Now(), ds: d, sizeMB: sizeMB, diskUUID: newDiskUUID(),
+		diskPath: fmt.Sprintf("[%s] fcd/%s.vmdk", d.name, id),
+		descFile: filepath.Join(d.dir, "fcd", id+".vmdk"),
+		flatFile: filepath.Join(d.dir, "fcd", id+"-flat.vmdk"),
+	}
+	if err := os.MkdirAll(filepath.Dir(v.flatFile), 0o750); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(v.descFile, []byte("# Disk DescriptorFile (vsphere-sim)\n"), 0o640); err != nil {
+		return "", err
+	}
+	f, err := os.Create(v.flatFile)
+	if err != nil {
+		return "", err
+	}
+	err = f.Truncate(sizeMB * mib)
+	_ = f.Close()
+	if err != nil {
+		return "", err
+	}
+	v.fcd = types.VStorageObject{Config: types.VStorageObjectConfigInfo{
+		BaseConfigInfo: types.BaseConfigInfo{
+			Id: types.ID{Id: id}, Name: name, CreateTime: v.created, KeepAfterDeleteVm: types.NewBool(true),
+			Backing: &types.BaseConfigInfoDiskFileBackingInfo{
+				BaseConfigInfoFileBackingInfo: types.BaseConfigInfoFileBackingInfo{
+					BaseConfigInfoBackingInfo: types.BaseConfigInfoBackingInfo{Datastore: d.ref}, FilePath: v.diskPath,
+				},
+				ProvisioningType: string(types.BaseConfigInfoDiskFileBackingInfoProvisioningTypeThin),
+			},
+		},
+		CapacityInMB: sizeMB,
+	}}
+	v.cns = cnstypes.CnsVolume{
+		VolumeId: cnstypes.CnsVolumeId{Id: id}, Name: name,
+		VolumeType: string(cnstypes.CnsVolumeTypeBlock), DatastoreUrl: d.url, StoragePolicyId: policyID,
+		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: cc, ContainerClusterArray: []cnstypes.CnsContainerCluster{cc}},
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{
+			CnsBackingObjectDetails: cnstypes.CnsBackingObjectDetails{CapacityInMb: sizeMB},
+			BackingDiskId:           id, BackingDiskPath: v.diskPath,
+		},
+		ComplianceStatus:             string(pbmtypes.PbmComplianceStatusCompliant),
+		DatastoreAccessibilityStatus: string(pbmtypes.PbmHealthStatusForEntityGreen),
+		HealthStatus:                 string(pbmtypes.PbmHealthStatusForEntityGreen),
+	}
+	m.catalogPut(vctx, d, v.fcd)
+	m.mu.Lock()
+	m.seq++
+	v.seq = m.seq
+	m.volumes[id] = v
+	m.mu.Unlock()
+	m.saveVolume(id)
+	return id, nil
 }
 
 // Requests is the number of SOAP requests the vCenter has answered (or

@@ -76,16 +76,21 @@ type Options struct {
 	// (port 2049), e.g. a node address that other network namespaces
 	// reach; "" = a loopback address of its own (nfs.go).
 	NFSAddress string
+	// Neighbours make it a shared vCenter: unrelated VMs, a workload
+	// cluster, background tasks that are not ours, another Kubernetes
+	// cluster's volumes (neighbours.go). The zero value: none.
+	Neighbours Neighbours
 }
 
-// NodeVM is a seeded Kubernetes node VM.
+// NodeVM is a Kubernetes node VM of this cluster (seeded, or added with
+// AddNodeVM).
 type NodeVM struct {
 	Name    string
 	UUID    string // BIOS UUID, lowercase dashed
 	ByIDDir string // where the hypervisor puts wwn-0x<diskUUID> links for this VM
-	Host    string // name of the host it runs on
+	Host    string // name of the host it runs on (a DRS migration moves it)
 	Ref     string // managed object ID, e.g. "vm-42"
-	Zone    string // the k8s-zone tag of its host's cluster: ZoneA or ZoneB
+	Zone    string // the k8s-zone tag of its host's cluster: ZoneA, ZoneB, "" for an untagged one
 	State   string // "poweredOn", "poweredOff" or "deleted" (vmops.go)
 }
 
@@ -120,6 +125,9 @@ type Sim struct {
 	hv       hypervisor
 	lab      *lab // latency, faults, events
 	store    *store
+
+	nb    *neighbourhood // nil without neighbours (neighbours.go)
+	addMu sync.Mutex     // one AddNodeVM at a time (nodes.go)
 
 	creds    atomic.Pointer[credentials]
 	syncDone chan struct{}
@@ -156,6 +164,13 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if err := shapeOptions(&s.opts, kept, explicitNodeVMs); err != nil {
 		return nil, err
 	}
+	added, err := s.store.addedNodes()
+	if err != nil {
+		return nil, err
+	}
+	if err := shapeNeighbours(&s.opts, kept, len(added)); err != nil {
+		return nil, err
+	}
 
 	s.model = simulator.VPX()
 	s.model.Host = 0
@@ -166,7 +181,7 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if err := s.model.Create(); err != nil {
 		return nil, fmt.Errorf("create model: %w", err)
 	}
-	if s.inv, err = buildInventory(ctx, s.model, s.opts); err != nil {
+	if s.inv, err = buildInventory(ctx, s.model, s.opts, added); err != nil {
 		return nil, err
 	}
 	installCollector(s.model, s.inv.collector)
@@ -208,6 +223,9 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 	if kept != nil {
 		s.passTaskNumbers(max(kept.MaxTask, maxTask))
 	}
+	if err := s.startNeighbours(kept); err != nil {
+		return nil, fmt.Errorf("neighbours: %w", err)
+	}
 	s.cns.register(s.model.Service)
 	s.vsan.register(s.model.Service)
 	forgetSeedTasks(s.model.Service.Context.For(vim25.Path))
@@ -216,8 +234,12 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		return nil, err
 	}
 	go s.syncFCDs()
-	klog.InfoS("vCenter simulator started", "url", s.URL(), "dir", s.opts.Dir, "nodeVMs", len(s.inv.nodes),
-		"hypervisor", opts.Hypervisor, "restored", kept != nil, "volumes", s.cns.count(), "latency", s.lab.latency.Load().String())
+	if s.nb != nil {
+		go s.nb.run(s.lab.stopping())
+	}
+	klog.InfoS("vCenter simulator started", "url", s.URL(), "dir", s.opts.Dir, "nodeVMs", len(s.inv.nodeList()),
+		"hypervisor", opts.Hypervisor, "restored", kept != nil, "volumes", s.cns.count(), "latency", s.lab.latency.Load().String(),
+		"neighbourVMs", s.opts.Neighbours.VMs, "neighbourTasksPerMinute", s.opts.Neighbours.TasksPerMinute)
 	return s, nil
 }
 
@@ -241,11 +263,7 @@ func (s *Sim) passTaskNumbers(n int64) {
 	if n <= 0 {
 		return
 	}
-	r := s.model.Map()
-	mark := &counterMark{Self: types.ManagedObjectReference{Type: "Task", Value: fmt.Sprintf("task-%d", n+taskRefGap)}}
-	r.Put(mark)
-	_ = r.AlignCounter()
-	r.Remove(s.model.Service.Context, mark.Self)
+	setRefCounter(s.model, n+taskRefGap)
 	s.lab.maxTask.Store(n + taskRefGap)
 }
 
@@ -260,7 +278,11 @@ func (s *Sim) saveMeta() error {
 		VMs: map[string]string{}, Datastores: map[string]string{}, MaxTask: s.lab.maxTask.Load(),
 		NFS: s.NFSAddress(),
 	}
-	for _, n := range s.inv.nodes {
+	if s.opts.Neighbours.enabled() {
+		nb := s.opts.Neighbours
+		m.Neighbours = &nb
+	}
+	for _, n := range s.inv.nodeList() {
 		m.VMs[n.name] = n.ref.Value
 	}
 	for _, d := range s.inv.datastores {
@@ -396,20 +418,29 @@ func (s *Sim) acceptLogin(req *types.Login) bool {
 // Datacenter is the name of the seeded datacenter.
 func (s *Sim) Datacenter() string { return s.inv.dcName }
 
-// NodeVMs lists the node VMs in creation order.
+// NodeVMs lists the node VMs in creation order (seeded, then added).
 func (s *Sim) NodeVMs() []NodeVM {
-	out := make([]NodeVM, 0, len(s.inv.nodes))
-	for _, n := range s.inv.nodes {
-		state := "poweredOn"
-		switch {
-		case n.deleted.get():
-			state = "deleted"
-		case n.poweredOff.get():
-			state = "poweredOff"
-		}
-		out = append(out, NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: n.hostName, Ref: n.ref.Value, Zone: n.zone, State: state})
+	nodes := s.inv.nodeList()
+	out := make([]NodeVM, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, s.inv.nodeInfo(n))
 	}
 	return out
+}
+
+// nodeInfo is a node VM as NodeVMs reports it.
+func (inv *inventory) nodeInfo(n *nodeVM) NodeVM {
+	state := "poweredOn"
+	switch {
+	case n.deleted.get():
+		state = "deleted"
+	case n.poweredOff.get():
+		state = "poweredOff"
+	}
+	inv.nodeMu.RLock()
+	host := n.hostName
+	inv.nodeMu.RUnlock()
+	return NodeVM{Name: n.name, UUID: n.uuid, ByIDDir: n.byIDDir, Host: host, Ref: n.ref.Value, Zone: n.zone, State: state}
 }
 
 // Datastores lists the datastores with their current capacity and free space.

@@ -34,12 +34,14 @@ import (
 //	state/snapshots/<id>.json  a CNS snapshot
 //	state/fcds/<id>.json       a first-class disk that is not a CNS volume
 //	state/vms/<name>.json      a node VM powered off or deleted
+//	state/nodes/<name>.json    a node VM added at run time (AddNodeVM): its host and reference
 //	state/datastores/<n>.json  a datastore filled by a fault
 //	state/clusters/<id>.json   a cluster whose vSAN File Service is off
 //
 // The inventory itself (datacenter, clusters, hosts, datastores, node VMs
-// with their BIOS UUIDs) is seeded again the same way, so its managed
-// object references are the same; meta.json checks that they are. Data
+// with their BIOS UUIDs, the neighbours from their seed) is seeded again
+// the same way, so its managed object references are the same; meta.json
+// checks that they are. Data
 // files live on the datastores' directories and are not copied.
 // Crash-consistent against a killed process, not against a power loss
 // (files are not fsynced).
@@ -59,7 +61,7 @@ type store struct {
 
 func openStore(root string) (*store, error) {
 	st := &store{dir: filepath.Join(root, "state")}
-	for _, kind := range []string{"volumes", "snapshots", "fcds", "vms", "datastores", "clusters"} {
+	for _, kind := range []string{"volumes", "snapshots", "fcds", "vms", "nodes", "datastores", "clusters"} {
 		if err := os.MkdirAll(filepath.Join(st.dir, kind), 0o750); err != nil {
 			return nil, err
 		}
@@ -157,7 +159,11 @@ type meta struct {
 	Datastores   map[string]string `json:"datastores"` // name → managed object ID
 	MaxTask      int64             `json:"maxTask"`
 	NFS          string            `json:"nfs,omitempty"` // the NFS server's address
-	Saved        time.Time         `json:"saved"`
+	// Neighbours are the neighbours the inventory was seeded with; their
+	// VMs' references are in records (attachments of the other cluster's
+	// volumes), so a later Start makes the same ones (shapeNeighbours).
+	Neighbours *Neighbours `json:"neighbours,omitempty"`
+	Saved      time.Time   `json:"saved"`
 }
 
 func (st *store) loadMeta() (*meta, error) {

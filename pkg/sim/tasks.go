@@ -50,6 +50,7 @@ type taskOp struct {
 // what it does.
 type taskSpec struct {
 	method     string                       // info.name: the method that started it ("CnsCreateVolume", "MigrateVM_Task")
+	unnamed    bool                         // info.name unset: an internal task of vCenter's own (DRS's); method only names it in events
 	describe   string                       // info.descriptionId; "<entity type>.<method>" when empty
 	entity     types.ManagedObjectReference // info.entity: what it is about
 	reason     types.BaseTaskReason         // info.reason: who started it (a user, the system, a schedule, an alarm)
@@ -194,6 +195,9 @@ func callerName(user string) string {
 func (b *lab) startTask(vctx *simulator.Context, spec taskSpec) types.ManagedObjectReference {
 	t := simulator.CreateTask(spec.entity, spec.method, nil)
 	t.Info.Name = spec.method
+	if spec.unnamed {
+		t.Info.Name = ""
+	}
 	if spec.describe != "" {
 		t.Info.DescriptionId = spec.describe
 	}

@@ -26,7 +26,7 @@ import (
 
 // node finds a node VM by name.
 func (s *Sim) node(name string) (*nodeVM, error) {
-	for _, n := range s.inv.nodes {
+	for _, n := range s.inv.nodeList() {
 		if n.name == name {
 			return n, nil
 		}
