@@ -66,7 +66,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 	params.topology = req.GetAccessibilityRequirements()
-	release, err := d.inflight.acquire("volume name " + name)
+	release, err := d.inflight.acquire(volumeNameKey(name))
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	release, err := d.inflight.acquire("volume " + id)
+	release, err := d.inflight.acquireAll(volumeKey(id), snapshotsKey(id))
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +228,11 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err := validateCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire("volume " + id)
+	key := volumeKey(id)
+	if isFileVolume(id) {
+		key = publishKey(id, node) // to several nodes at once
+	}
+	release, err := d.inflight.acquire(key)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +277,11 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	release, err := d.inflight.acquire("volume " + id)
+	key := volumeKey(id)
+	if isFileVolume(id) {
+		key = publishKey(id, node)
+	}
+	release, err := d.inflight.acquire(key)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,9 @@ type Driver struct {
 	inflight *inFlight
 	// filePubs: the nodes file volumes are published to (files.go).
 	filePubs *publications
+	// snapNames: which volume each of the cluster's snapshot names is of
+	// (snapnames.go).
+	snapNames *snapshotNames
 }
 
 // NewDriver wires a Driver. vc is required in controller and all modes,
@@ -89,7 +92,7 @@ func NewDriver(opts Options, vc vcenter.Client, mounter node.Mounter) (*Driver, 
 	if len(opts.NetPermissions) == 0 {
 		opts.NetPermissions = DefaultNetPermissions
 	}
-	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight(), filePubs: newPublications()}, nil
+	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight(), filePubs: newPublications(), snapNames: newSnapshotNames()}, nil
 }
 
 // DefaultMaxVolumesPerNode: 4 PVSCSI controllers × 15 disks, less the OS disk.

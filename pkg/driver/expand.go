@@ -36,7 +36,7 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire("volume " + id)
+	release, err := d.inflight.acquireAll(volumeKey(id), snapshotsKey(id))
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,25 @@ type inFlight struct {
 
 func newInFlight() *inFlight { return &inFlight{keys: map[string]struct{}{}} }
 
+// acquireAll marks every key busy, or none (Aborted).
+func (f *inFlight) acquireAll(keys ...string) (release func(), err error) {
+	var releases []func()
+	releaseAll := func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+	}
+	for _, k := range keys {
+		r, err := f.acquire(k)
+		if err != nil {
+			releaseAll()
+			return nil, err
+		}
+		releases = append(releases, r)
+	}
+	return releaseAll, nil
+}
+
 // acquire marks key busy. It returns a release function, or an Aborted
 // error when key is already busy.
 func (f *inFlight) acquire(key string) (release func(), err error) {
@@ -35,6 +54,20 @@ func (f *inFlight) acquire(key string) (release func(), err error) {
 		f.mu.Unlock()
 	}, nil
 }
+
+// The in-flight keys of the controller, one function each so that the
+// operations that must not overlap name the same key:
+//   - volumeKey: what changes the volume itself (publish and unpublish of
+//     a block volume: one node VM at a time; delete; expand; modify);
+//   - publishKey: a file volume's publish and unpublish, per node: a
+//     ReadWriteMany volume goes to several nodes at once;
+//   - snapshotsKey: what creates or deletes the volume's snapshots, and
+//     delete and expand, which must not race them; publishing goes on.
+func volumeKey(id string) string         { return "volume " + id }
+func publishKey(id, node string) string  { return "volume " + id + " on node " + node }
+func snapshotsKey(id string) string      { return "snapshots of volume " + id }
+func snapshotNameKey(name string) string { return "snapshot name " + name }
+func volumeNameKey(name string) string   { return "volume name " + name }
 
 // detachedTimeout bounds an operation that keeps going after its caller
 // gave up (finish).

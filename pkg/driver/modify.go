@@ -65,7 +65,7 @@ func (d *Driver) ControllerModifyVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
-	release, err := d.inflight.acquire("volume " + id)
+	release, err := d.inflight.acquire(volumeKey(id))
 	if err != nil {
 		return nil, err
 	}

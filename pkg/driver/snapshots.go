@@ -57,16 +57,11 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	case src == "":
 		return nil, status.Error(codes.InvalidArgument, "source_volume_id is required")
 	}
-	releaseName, err := d.inflight.acquire("snapshot name " + name)
+	// Not the volume's own key: publishing it goes on meanwhile.
+	release, err := d.inflight.acquireAll(snapshotNameKey(name), snapshotsKey(src))
 	if err != nil {
 		return nil, err
 	}
-	releaseVol, err := d.inflight.acquire("volume " + src)
-	if err != nil {
-		releaseName()
-		return nil, err
-	}
-	release := func() { releaseVol(); releaseName() }
 	// Taking the snapshot goes on when the caller gives up, guarded, so a
 	// retry never takes a second one (finish, inflight.go).
 	return finish(ctx, release, "CreateSnapshot "+name, func(ctx context.Context) (*csi.CreateSnapshotResponse, error) {
@@ -84,28 +79,28 @@ func (d *Driver) createSnapshot(ctx context.Context, name, src string) (*csi.Cre
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s is a ReadWriteMany file volume (a vSAN file share): CNS snapshots are for block volumes only", src)
 	}
-	// One query of every snapshot answers both "is this name taken" (for
-	// any volume: a name is unique across the cluster) and "how many does
-	// this volume have".
-	all, _, err := d.vc.Snapshots(ctx, vcenter.SnapshotFilter{}, 0, 0)
+	// The volume's snapshots (one query of this volume, whatever else
+	// vCenter holds) answer "is it taken already" and "how many".
+	own, _, err := d.vc.Snapshots(ctx, vcenter.SnapshotFilter{VolumeID: src}, 0, 0)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	count := 0
-	for _, s := range all {
+	for _, s := range own {
 		if s.Description == name {
-			if s.VolumeID != src {
-				return nil, status.Errorf(codes.AlreadyExists,
-					"snapshot %q exists already, of volume %s, not of volume %s", name, s.VolumeID, src)
-			}
 			s.SizeBytes = vol.CapacityBytes
 			klog.V(2).InfoS("Snapshot exists already", "name", name, "snapshotID", snapshotID(s.VolumeID, s.ID))
+			d.snapNames.add(name, s.VolumeID, s.ID)
 			return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
 		}
-		if s.VolumeID == src {
-			count++
-		}
 	}
+	// A name is the cluster's: taken by another volume's snapshot?
+	if other, err := d.snapNames.volumeOf(ctx, d.vc, name); err != nil {
+		return nil, toStatus(err)
+	} else if other != "" && other != src {
+		return nil, status.Errorf(codes.AlreadyExists,
+			"snapshot %q exists already, of volume %s, not of volume %s", name, other, src)
+	}
+	count := len(own)
 	if limit := d.maxSnapshots(); count >= limit {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"volume %s has %d snapshots, the most this driver allows per volume (--max-snapshots-per-volume=%d): delete one of its VolumeSnapshots first",
@@ -116,6 +111,7 @@ func (d *Driver) createSnapshot(ctx context.Context, name, src string) (*csi.Cre
 		return nil, toStatus(err)
 	}
 	s.SizeBytes = vol.CapacityBytes
+	d.snapNames.add(name, s.VolumeID, s.ID)
 	klog.InfoS("Created snapshot", "name", name, "volumeID", src, "snapshotID", snapshotID(s.VolumeID, s.ID))
 	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(s)}, nil
 }
@@ -145,12 +141,15 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 		klog.V(2).InfoS("Not a snapshot ID of this driver, nothing to delete", "snapshotID", id)
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	release, err := d.inflight.acquire("volume " + volID)
+	release, err := d.inflight.acquire(snapshotsKey(volID))
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	err = d.vc.DeleteSnapshot(ctx, volID, snapID)
+	if err == nil || errors.Is(err, vcenter.ErrSnapshotNotFound) || errors.Is(err, vcenter.ErrVolumeNotFound) {
+		d.snapNames.remove(volID, snapID)
+	}
 	switch {
 	case err == nil:
 		klog.InfoS("Deleted snapshot", "snapshotID", id)

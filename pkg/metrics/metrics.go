@@ -22,6 +22,7 @@ type Metrics struct {
 	soap     *prometheus.HistogramVec
 	tasks    prometheus.Gauge
 	refused  prometheus.Counter
+	inDoubt  *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them.
@@ -47,7 +48,11 @@ func New() *Metrics {
 		Namespace: "vsphere_csi", Name: "vcenter_logins_refused_total",
 		Help: "Logins vCenter refused (wrong or rotated credentials in csi-vsphere.conf).",
 	})
-	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused,
+	m.inDoubt = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Name: "vcenter_tasks_in_doubt_waited_total",
+		Help: "Running vCenter tasks an operation waited for because they may be this cluster's on the same object (of a restarted controller, the other replica, or a call whose answer was lost), by operation.",
+	}, []string{"operation"})
+	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,6 +72,9 @@ func (m *Metrics) TasksInFlight(n int) { m.tasks.Set(float64(n)) }
 
 // LoginRefused counts a login vCenter refused (vcenter.Observer).
 func (m *Metrics) LoginRefused() { m.refused.Inc() }
+
+// TasksInDoubt counts the tasks an operation waited for (vcenter.Observer).
+func (m *Metrics) TasksInDoubt(op string, n int) { m.inDoubt.WithLabelValues(op).Add(float64(n)) }
 
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {

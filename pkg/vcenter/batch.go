@@ -34,7 +34,7 @@ const batchTimeout = 5 * time.Minute
 
 // vmBatches is the batching of one kind of per-VM CNS call.
 type vmBatches struct {
-	op     string        // "attach" or "detach"
+	op     string        // opid.Attach or opid.Detach
 	gather time.Duration // gatherWindow; tests may change it
 	call   func(ctx context.Context, specs []cnstypes.CnsVolumeAttachDetachSpec) (*object.Task, error)
 
@@ -131,7 +131,7 @@ func (c *client) runBatch(b *vmBatches, vm types.ManagedObjectReference, batch [
 	if len(specs) > 1 {
 		klog.V(2).InfoS("Several volumes in one CNS call", "operation", b.op, "vm", vm.Value, "volumes", len(specs))
 	}
-	results, err := c.runCNSBatch(ctx, b.op, ErrVolumeNotFound, func() (*object.Task, error) { return b.call(ctx, specs) })
+	results, err := c.runCNSBatch(ctx, b.op, vm.Value, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) { return b.call(ctx, specs) })
 	byVolume := map[string]cnstypes.BaseCnsVolumeOperationResult{}
 	for _, r := range results {
 		byVolume[r.GetCnsVolumeOperationResult().VolumeId.Id] = r

@@ -9,6 +9,8 @@ import (
 
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 // client implements Client with govmomi.
@@ -24,6 +26,7 @@ type client struct {
 	attaches vmBatches
 	detaches vmBatches
 	files    fileSupport
+	nodes    *nodeScope // nil: every VM is a node (nodes.go)
 
 	healthMu sync.Mutex
 	health   error
@@ -60,12 +63,21 @@ func New(ctx context.Context, opts Options) (Client, error) {
 		watchDone: make(chan struct{}),
 	}
 	c.pol = newPolicyCache(c)
-	c.attaches = vmBatches{op: "attach", call: conn.cns.AttachVolume, gather: gatherWindow}
-	c.detaches = vmBatches{op: "detach", call: conn.cns.DetachVolume, gather: gatherWindow}
+	c.attaches = vmBatches{op: opid.Attach, call: conn.cns.AttachVolume, gather: gatherWindow}
+	c.detaches = vmBatches{op: opid.Detach, call: conn.cns.DetachVolume, gather: gatherWindow}
 	c.inv.Store(newInventory())
 	if err := c.resolveRoots(ctx); err != nil {
 		conn.logout(ctx)
 		return nil, err
+	}
+	if opts.Nodes != nil {
+		// The nodes first, so that the first picture holds them.
+		c.nodes = newNodeScope(opts.Nodes)
+		uuids, _ := opts.Nodes.Nodes()
+		if err := c.applyNodes(ctx, uuids); err != nil {
+			conn.logout(ctx)
+			return nil, err
+		}
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -75,14 +87,21 @@ func New(ctx context.Context, opts Options) (Client, error) {
 		_ = c.Close(context.Background())
 		return nil, err
 	}
+	if c.nodes != nil {
+		go c.syncNodes(wctx)
+	}
 	if c.topologyOn() {
 		if err := c.startTopology(ctx, wctx); err != nil {
 			_ = c.Close(context.Background())
 			return nil, err
 		}
 	}
+	nodes := "every VM of the datacenters"
+	if c.nodes != nil {
+		nodes = fmt.Sprintf("%d VMs of this cluster's nodes", len(c.nodes.nodeRefs()))
+	}
 	klog.InfoS("Connected to vCenter", "host", opts.Host, "user", opts.User, "clusterID", opts.ClusterID,
-		"datacenters", opts.Datacenters)
+		"datacenters", opts.Datacenters, "nodes", nodes)
 	return c, nil
 }
 
@@ -141,9 +160,12 @@ func (c *client) Close(ctx context.Context) error {
 // next login (NotAuthenticated, a restarted vCenter) uses them.
 func (c *client) SetCredentials(user, password string) { c.conn.setCredentials(user, password) }
 
-// NodeVM finds a node VM by BIOS UUID in the cache.
-func (c *client) NodeVM(_ context.Context, nodeUUID string) (NodeVM, error) {
-	vm, ref, ok := c.inv.Load().nodeVM(normalizeVMUUID(nodeUUID))
+// NodeVM finds a node VM by BIOS UUID in the cache (lookupNode).
+func (c *client) NodeVM(ctx context.Context, nodeUUID string) (NodeVM, error) {
+	vm, ref, ok, err := c.lookupNode(ctx, nodeUUID)
+	if err != nil {
+		return NodeVM{}, err
+	}
 	if !ok {
 		return NodeVM{}, fmt.Errorf("%w: no VM with BIOS UUID %q", ErrNodeNotFound, nodeUUID)
 	}

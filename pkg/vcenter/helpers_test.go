@@ -17,6 +17,23 @@ type recorder struct {
 	calls    []string
 	inFlight int
 	refused  int
+	inDoubt  map[string]int // operation → tasks waited for
+}
+
+func (r *recorder) TasksInDoubt(op string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inDoubt == nil {
+		r.inDoubt = map[string]int{}
+	}
+	r.inDoubt[op] += n
+}
+
+// waited returns how many tasks in doubt operations of kind op waited for.
+func (r *recorder) waited(op string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inDoubt[op]
 }
 
 func (r *recorder) LoginRefused() {
@@ -58,6 +75,8 @@ type testEnv struct {
 	c   *client
 	n   *rtcount.Counter
 	rec *recorder
+	// counted: tasks running (tasks_scope_test.go) already counted.
+	counted map[string]bool
 }
 
 func startSim(t testing.TB, nodeVMs int) *sim.Sim {
@@ -95,7 +114,7 @@ func newEnv(t testing.TB, nodeVMs int, tweak func(*Options)) *testEnv {
 
 func connectEnv(t testing.TB, s *sim.Sim, tweak func(*Options)) *testEnv {
 	t.Helper()
-	e := &testEnv{sim: s, n: &rtcount.Counter{}, rec: &recorder{}}
+	e := &testEnv{sim: s, n: &rtcount.Counter{}, rec: &recorder{}, counted: map[string]bool{}}
 	opts := simOptions(s)
 	opts.WrapTransport = e.n.Wrap
 	opts.Observer = e.rec

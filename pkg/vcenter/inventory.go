@@ -388,8 +388,8 @@ func (inv *inventory) recordDetach(vmRef types.ManagedObjectReference, volumeID 
 }
 
 // datastoreList is the datastores with reachability from the node VMs'
-// hosts, sorted by name.
-func (inv *inventory) datastoreList() []Datastore {
+// hosts (isNode), sorted by name.
+func (inv *inventory) datastoreList(isNode func(*vmState) bool) []Datastore {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
 	type node struct {
@@ -398,7 +398,7 @@ func (inv *inventory) datastoreList() []Datastore {
 	}
 	var nodes []node
 	for _, vm := range inv.vms {
-		if !vm.template {
+		if isNode(vm) {
 			nodes = append(nodes, node{vm.name, vm.host})
 		}
 	}

@@ -85,14 +85,14 @@ func TestInventoryReachability(t *testing.T) {
 			{Key: h2, MountInfo: types.HostMountInfo{Mounted: &yes, Accessible: &no}},
 		}}},
 	}})
-	got := inv.datastoreList()
+	got := inv.datastoreList(notTemplate)
 	if len(got) != 1 || got[0].Reachable || len(got[0].Unreachable) != 1 || got[0].Unreachable[0] != "node-b" {
 		t.Fatalf("datastores %+v; want unreachable from node-b", got)
 	}
 	inv.apply(types.ObjectUpdate{Kind: types.ObjectUpdateKindModify, Obj: ds, ChangeSet: []types.PropertyChange{
 		{Name: `host["host-2"]`, Op: types.PropertyChangeOpAssign, Val: types.DatastoreHostMount{Key: h2, MountInfo: types.HostMountInfo{Mounted: &yes, Accessible: &yes}}},
 	}})
-	if got := inv.datastoreList(); !got[0].Reachable {
+	if got := inv.datastoreList(notTemplate); !got[0].Reachable {
 		t.Errorf("after the mount became accessible: %+v", got)
 	}
 }

@@ -37,6 +37,11 @@ type Options struct {
 	TopologyCategories []string
 	// TopologyRefresh is how often the tags are read again (default 5 min).
 	TopologyRefresh time.Duration
+	// Nodes, when set, says which VMs are this cluster's nodes (nodes.go):
+	// reachability, placement, capacity, topology and the inventory watch
+	// cover those only. Nil: every non-template VM of the datacenters is a
+	// node (a vCenter that holds only this cluster).
+	Nodes NodeSource
 
 	// WrapTransport, when set, wraps the HTTP transport of every SOAP
 	// client (vim25, CNS, SPBM): it sees every request.
@@ -57,6 +62,10 @@ type Observer interface {
 	TasksInFlight(n int)
 	// LoginRefused reports that vCenter refused the credentials.
 	LoginRefused()
+	// TasksInDoubt reports that an operation (an opid kind: "create",
+	// "snap", "attach") waits for n running tasks that may be this
+	// cluster's on the same object before it goes on (tasks.go).
+	TasksInDoubt(op string, n int)
 }
 
 const (
@@ -108,3 +117,4 @@ type nopObserver struct{}
 func (nopObserver) SOAPCall(string, string, time.Duration) {}
 func (nopObserver) TasksInFlight(int)                      {}
 func (nopObserver) LoginRefused()                          {}
+func (nopObserver) TasksInDoubt(string, int)               {}

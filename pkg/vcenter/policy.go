@@ -195,8 +195,9 @@ func (c *client) PolicyByName(ctx context.Context, name string) (Policy, error) 
 // when a policy is given.
 func (c *client) Datastores(ctx context.Context, policyID string) ([]Datastore, error) {
 	inv := c.inv.Load()
-	list := inv.datastoreList()
-	c.annotateTopology(list)
+	nodes := c.nodeFilter()
+	list := inv.datastoreList(nodes)
+	c.annotateTopology(list, nodes)
 	if policyID == "" {
 		return list, nil
 	}

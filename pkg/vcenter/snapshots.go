@@ -11,6 +11,8 @@ import (
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/object"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 // Snapshot is a CNS snapshot of a block volume.
@@ -24,8 +26,9 @@ type Snapshot struct {
 	SizeBytes int64
 }
 
-// SnapshotFilter selects snapshots: all of them (both empty), one volume's,
-// or one snapshot of one volume.
+// SnapshotFilter selects snapshots: this cluster's (both empty: the
+// snapshots of the cluster's volumes, never another cluster's), one
+// volume's, or one snapshot of one volume.
 type SnapshotFilter struct {
 	VolumeID   string
 	SnapshotID string // needs VolumeID
@@ -49,7 +52,7 @@ const snapshotQueryPage = 500
 func (c *client) CreateSnapshot(ctx context.Context, volumeID, description string) (Snapshot, error) {
 	direct := false
 	for attempt := 1; ; attempt++ {
-		waited, err := c.settle(ctx, direct)
+		waited, err := c.settle(ctx, direct, opOn(opid.Snapshot, snapshotKey(volumeID, description)))
 		if err != nil {
 			return Snapshot{}, err
 		}
@@ -93,7 +96,7 @@ func (c *client) snapshotDescribed(ctx context.Context, volumeID, description st
 
 func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description string) (Snapshot, error) {
 	spec := cnstypes.CnsSnapshotCreateSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, Description: description}
-	r, err := c.runCNS(ctx, "snapshot", ErrVolumeNotFound, func() (*object.Task, error) {
+	r, err := c.runCNS(ctx, opid.Snapshot, snapshotKey(volumeID, description), ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.CreateSnapshots(ctx, []cnstypes.CnsSnapshotCreateSpec{spec})
 	})
 	if err != nil {
@@ -115,7 +118,7 @@ func (c *client) createSnapshotOnce(ctx context.Context, volumeID, description s
 // ErrSnapshotNotFound when the volume or the snapshot does not exist.
 func (c *client) DeleteSnapshot(ctx context.Context, volumeID, snapshotID string) error {
 	spec := cnstypes.CnsSnapshotDeleteSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, SnapshotId: cnstypes.CnsSnapshotId{Id: snapshotID}}
-	_, err := c.runCNSAgain(ctx, "delete snapshot", ErrSnapshotNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, opid.Unsnap, volumeID, ErrSnapshotNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.DeleteSnapshots(ctx, []cnstypes.CnsSnapshotDeleteSpec{spec})
 	})
 	if err != nil {
@@ -137,14 +140,77 @@ func (c *client) Snapshots(ctx context.Context, f SnapshotFilter, offset, limit 
 	if f.SnapshotID != "" && f.VolumeID == "" {
 		return nil, 0, fmt.Errorf("%w: a snapshot ID needs its volume ID", ErrInvalidArgument)
 	}
-	qf := cnstypes.CnsSnapshotQueryFilter{}
-	if f.VolumeID != "" {
-		qs := cnstypes.CnsSnapshotQuerySpec{VolumeId: cnstypes.CnsVolumeId{Id: f.VolumeID}}
-		if f.SnapshotID != "" {
-			qs.SnapshotId = &cnstypes.CnsSnapshotId{Id: f.SnapshotID}
-		}
-		qf.SnapshotQuerySpecs = []cnstypes.CnsSnapshotQuerySpec{qs}
+	if f.VolumeID == "" {
+		return c.clusterSnapshots(ctx, offset, limit)
 	}
+	qs := cnstypes.CnsSnapshotQuerySpec{VolumeId: cnstypes.CnsVolumeId{Id: f.VolumeID}}
+	if f.SnapshotID != "" {
+		qs.SnapshotId = &cnstypes.CnsSnapshotId{Id: f.SnapshotID}
+	}
+	out, next, err := c.snapshotPages(ctx, cnstypes.CnsSnapshotQueryFilter{SnapshotQuerySpecs: []cnstypes.CnsSnapshotQuerySpec{qs}}, offset, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := c.sizeSnapshots(ctx, out); err != nil {
+		return nil, 0, err
+	}
+	return out, next, nil
+}
+
+// snapshotQueryVolumes is how many volumes one snapshot query names when
+// the cluster's snapshots are listed.
+const snapshotQueryVolumes = 100
+
+// clusterSnapshots pages through the snapshots of this cluster's volumes:
+// the cluster's block volumes (CnsQueryVolume by cluster ID), then their
+// snapshots, snapshotQueryVolumes volumes a query. What it costs grows
+// with this cluster's volumes, not with what other clusters have. The
+// order is the volumes' (ListVolumes), then each volume's snapshots'.
+func (c *client) clusterSnapshots(ctx context.Context, offset, limit int64) ([]Snapshot, int64, error) {
+	vols, _, err := c.ListVolumes(ctx, 0, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	size := map[string]int64{}
+	var specs []cnstypes.CnsSnapshotQuerySpec
+	for _, v := range vols {
+		if !v.File {
+			size[v.ID] = v.CapacityBytes
+			specs = append(specs, cnstypes.CnsSnapshotQuerySpec{VolumeId: cnstypes.CnsVolumeId{Id: v.ID}})
+		}
+	}
+	var all []Snapshot
+	for len(specs) > 0 {
+		n := min(len(specs), snapshotQueryVolumes)
+		page, _, err := c.snapshotPages(ctx, cnstypes.CnsSnapshotQueryFilter{SnapshotQuerySpecs: specs[:n]}, 0, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		all = append(all, page...)
+		specs = specs[n:]
+	}
+	for i := range all {
+		all[i].SizeBytes = size[all[i].VolumeID]
+	}
+	total := int64(len(all))
+	if offset >= total {
+		return nil, 0, nil
+	}
+	end := total
+	if limit > 0 {
+		end = min(total, offset+limit)
+	}
+	next := end
+	if end >= total {
+		next = 0
+	}
+	return all[offset:end], next, nil
+}
+
+// snapshotPages runs a snapshot query from offset, page by page, until
+// limit snapshots (limit <= 0: all). A volume or snapshot that does not
+// exist selects nothing.
+func (c *client) snapshotPages(ctx context.Context, qf cnstypes.CnsSnapshotQueryFilter, offset, limit int64) ([]Snapshot, int64, error) {
 	var out []Snapshot
 	next := offset
 	for {
@@ -184,14 +250,13 @@ func (c *client) Snapshots(ctx context.Context, f SnapshotFilter, offset, limit 
 			break
 		}
 	}
-	if err := c.sizeSnapshots(ctx, out); err != nil {
-		return nil, 0, err
-	}
 	return out, next, nil
 }
 
 func (c *client) querySnapshots(ctx context.Context, qf cnstypes.CnsSnapshotQueryFilter) (*cnstypes.CnsSnapshotQueryResult, error) {
-	out, ref, err := c.runTask(ctx, ErrSnapshotNotFound, func() (*object.Task, error) { return c.conn.cns.QuerySnapshots(ctx, qf) })
+	out, ref, err := c.runTask(ctx, opid.QuerySnaps, "", ErrSnapshotNotFound, func(ctx context.Context) (*object.Task, error) {
+		return c.conn.cns.QuerySnapshots(ctx, qf)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
 	}
@@ -263,7 +328,7 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 	}
 	sizeMB := (capacityBytes + mib - 1) / mib
 	spec := cnstypes.CnsVolumeExtendSpec{VolumeId: cnstypes.CnsVolumeId{Id: volumeID}, CapacityInMb: sizeMB}
-	_, err := c.runCNSAgain(ctx, "extend", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, opid.Extend, volumeID, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.ExtendVolume(ctx, []cnstypes.CnsVolumeExtendSpec{spec})
 	})
 	if err != nil {
@@ -272,6 +337,10 @@ func (c *client) ExtendVolume(ctx context.Context, volumeID string, capacityByte
 	klog.InfoS("Volume extended", "volumeID", volumeID, "sizeMB", sizeMB)
 	return nil
 }
+
+// snapshotKey is the object key of a snapshot in operation IDs: its
+// volume and description.
+func snapshotKey(volumeID, description string) string { return volumeID + "/" + description }
 
 // CloneSnapshotDescription is the description of the transient snapshot
 // a clone named name is made from. One name, one description: a retried
@@ -305,7 +374,8 @@ func (c *client) cloneVolume(ctx context.Context, spec CreateSpec) (Volume, erro
 	desc := CloneSnapshotDescription(spec.Name)
 	// An earlier controller may still be making this clone: let its tasks
 	// end, then look again (CreateVolume).
-	if waited, err := c.settle(ctx, false); err != nil {
+	if waited, err := c.settle(ctx, false, opOn(opid.Create, spec.Name),
+		opOn(opid.Snapshot, snapshotKey(spec.SourceVolumeID, desc))); err != nil {
 		return Volume{}, err
 	} else if waited > 0 {
 		if vol, err := c.FindVolumeByName(ctx, spec.Name); err == nil {

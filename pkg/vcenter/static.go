@@ -8,6 +8,8 @@ import (
 	cnstypes "github.com/vmware/govmomi/cns/types"
 	"github.com/vmware/govmomi/object"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 // RegisterDisk makes an existing first-class disk a CNS volume: a
@@ -28,7 +30,7 @@ func (c *client) RegisterDisk(ctx context.Context, diskID, name string) (Volume,
 		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{BackingDiskId: diskID},
 		Metadata:             c.volumeMetadata(CreateSpec{}),
 	}
-	_, err := c.runCNS(ctx, "register", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNS(ctx, opid.Create, name, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
 	})
 	if errors.Is(err, errAlreadyRegistered) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -13,18 +15,37 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 // Tasks. One watch (watch.go) follows TaskManager.recentTask: every task
-// of every session, with its state, result, error and the user it runs
-// for. Operations wait on their task through the taskWaiter instead of a
-// collector each. The waiter also knows which of the driver user's tasks
-// still running no operation of this process is waiting for: tasks of a
-// controller that was restarted or lost its leadership, tasks whose start
-// was answered in a reply that got lost, tasks whose waiter gave up. An
-// operation that must not be done twice (a create) waits for those to end
-// first and then looks again (settle), so that it never makes what one of
-// them is making.
+// of every session, with its state, result, error, the user it runs for,
+// and the operation ID its caller sent (info.activationId). Operations
+// wait on their task through the taskWaiter instead of a collector each.
+//
+// The waiter also knows which running tasks may be this cluster's own and
+// have no operation of this process waiting for them: tasks of a
+// controller that was restarted or lost its leadership, or of the other
+// replica, tasks whose start was answered in a reply that got lost, tasks
+// whose waiter gave up. An operation that must not be done twice (a
+// create, a snapshot) or that must not answer before an attach ends (a
+// detach) waits for those of them that could have made or changed the
+// same object first (settle), and then looks again.
+//
+// What makes a task one of those: every call of the driver that starts a
+// task carries an operation ID (opid: this cluster, the kind of operation,
+// the object), which vCenter records on the task as info.activationId. A
+// task is in doubt for an operation when it runs for the driver's vCenter
+// user, no operation of this process owns it, and its operation ID names
+// this cluster and an operation on the same object. Tasks of DRS, Storage
+// DRS, schedules and alarms (no user), of other users, of other kinds
+// (a VM's migration, a backup's snapshot) and of other clusters' drivers
+// (another cluster ID; or no operation ID where vCenter records them) are
+// never in doubt. Where vCenter does not record operation IDs (no task
+// seen so far carries one), a task of the driver's user without one is in
+// doubt when its method is one that could have made the object: the safe
+// side, as the driver did before operation IDs.
 
 const (
 	// doneTaskTTL is how long a finished task's outcome is kept, so that a
@@ -54,8 +75,10 @@ type taskOutcome struct {
 	state  types.TaskInfoState
 	result any
 	fault  *types.LocalizedMethodFault
-	user   string // normalized (user@domain, lower case); "" when not reported
-	name   string
+	user   string    // normalized (user@domain, lower case); "" when not reported
+	name   string    // info.name: the method that started it
+	descID string    // info.descriptionId
+	opID   string    // info.activationId: its caller's operation ID
 	at     time.Time // when it finished
 	lost   bool      // gone before it finished
 }
@@ -78,11 +101,15 @@ type taskWaiter struct {
 	// it and wait for it: a task with none is in doubt.
 	owners map[string]int
 	// starting holds the calls that may be starting a task whose
-	// reference they have not got yet (settle waits for those begun
-	// before it).
-	starting map[uint64]struct{}
-	nextCall uint64
-	started  *sync.Cond
+	// reference they have not got yet, with their operation (settle waits
+	// for those of its operations begun before it).
+	starting map[uint64]objectOp
+	// opIDsSeen: a task with an operation ID of this driver's form has
+	// been seen, so vCenter records operation IDs (tasks without one are
+	// no driver's of this kind).
+	opIDsSeen bool
+	nextCall  uint64
+	started   *sync.Cond
 	// wake tells the watch that a task is now waited on.
 	wake chan struct{}
 }
@@ -94,7 +121,7 @@ func newTaskWaiter(obs Observer) *taskWaiter {
 		done:     map[string]*taskOutcome{},
 		waiters:  map[string][]chan struct{}{},
 		owners:   map[string]int{},
-		starting: map[uint64]struct{}{},
+		starting: map[uint64]objectOp{},
 		wake:     make(chan struct{}, 1),
 	}
 	w.started = sync.NewCond(&w.mu)
@@ -129,8 +156,21 @@ func (w *taskWaiter) apply(u types.ObjectUpdate) {
 	for _, c := range u.ChangeSet {
 		t.set(c.Name, c.Val)
 	}
+	w.noteOpIDLocked(t)
 	if t.finished() {
 		w.finishLocked(key, t)
+	}
+}
+
+// noteOpIDLocked notes that vCenter records operation IDs when t has one
+// of this driver's form.
+func (w *taskWaiter) noteOpIDLocked(t *taskOutcome) {
+	if w.opIDsSeen {
+		return
+	}
+	if _, ok := opid.Parse(t.opID); ok {
+		w.opIDsSeen = true
+		klog.V(2).InfoS("vCenter records the operation IDs of task callers: only this cluster's tasks on the same object are waited for")
 	}
 }
 
@@ -158,6 +198,10 @@ func (t *taskOutcome) set(name string, val any) {
 		}
 	case "info.name":
 		t.name, _ = val.(string)
+	case "info.descriptionId":
+		t.descID, _ = val.(string)
+	case "info.activationId":
+		t.opID, _ = val.(string)
 	}
 }
 
@@ -251,6 +295,7 @@ func (w *taskWaiter) unregister(key string, ch chan struct{}, owner bool) {
 func (w *taskWaiter) complete(key string, t *taskOutcome) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteOpIDLocked(t)
 	if _, ok := w.done[key]; !ok {
 		w.finishLocked(key, t)
 	}
@@ -260,18 +305,20 @@ func (w *taskWaiter) complete(key string, t *taskOutcome) {
 func (w *taskWaiter) note(key string, t *taskOutcome) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteOpIDLocked(t)
 	if _, ok := w.done[key]; !ok {
 		w.live[key] = t
 	}
 }
 
-// beginStart marks a call that may start a task; endStart unmarks it once
-// the call has answered (and its task, if any, has an owner).
-func (w *taskWaiter) beginStart() uint64 {
+// beginStart marks a call that may start a task of operation o;
+// endStart unmarks it once the call has answered (and its task, if any,
+// has an owner).
+func (w *taskWaiter) beginStart(o objectOp) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.nextCall++
-	w.starting[w.nextCall] = struct{}{}
+	w.starting[w.nextCall] = o
 	return w.nextCall
 }
 
@@ -282,15 +329,16 @@ func (w *taskWaiter) endStart(id uint64) {
 	w.started.Broadcast()
 }
 
-// waitStarts waits until the calls begun up to now have answered.
-func (w *taskWaiter) waitStarts() {
+// waitStarts waits until the calls of the operations ops begun up to now
+// have answered.
+func (w *taskWaiter) waitStarts(ops []objectOp) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	mark := w.nextCall
 	for {
 		pending := false
-		for id := range w.starting {
-			if id <= mark {
+		for id, o := range w.starting {
+			if id <= mark && slices.Contains(ops, o) {
 				pending = true
 				break
 			}
@@ -302,21 +350,58 @@ func (w *taskWaiter) waitStarts() {
 	}
 }
 
-// inDoubt lists the running tasks of user that no operation of this
-// process owns.
-func (w *taskWaiter) inDoubt(user string) []string {
+// objectOp is an operation on an object as operation IDs name them: the
+// kind (opid.Create, …) and the tag of the object's key (opid.Tag).
+type objectOp struct{ kind, key string }
+
+// opOn is the objectOp of kind on the object whose key is key.
+func opOn(kind, key string) objectOp { return objectOp{kind, opid.Tag(key)} }
+
+// opMethods are the CNS methods that start each kind of operation: what a
+// task without an operation ID is judged by.
+var opMethods = map[string]string{
+	opid.Create: "CnsCreateVolume", opid.Snapshot: "CnsCreateSnapshots",
+	opid.Attach: "CnsAttachVolume", opid.Detach: "CnsDetachVolume",
+}
+
+// inDoubt lists the running tasks that no operation of this process owns
+// and that could be an operation of ops by this cluster (its opid.Tag),
+// run for user: see the comment at the top of this file.
+func (w *taskWaiter) inDoubt(user, cluster string, ops []objectOp) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var keys []string
 	for k, t := range w.live {
-		if t.finished() || w.owners[k] > 0 {
+		if t.finished() || w.owners[k] > 0 || t.user == "" || t.user != user {
 			continue
 		}
-		if t.user == "" || t.user == user {
+		if tok, ok := opid.Parse(t.opID); ok {
+			if tok.Cluster == cluster && slices.Contains(ops, objectOp{tok.Op, tok.Key}) {
+				keys = append(keys, k)
+			}
+			continue
+		}
+		if !w.opIDsSeen && t.mayBe(ops) {
 			keys = append(keys, k)
 		}
 	}
+	sort.Strings(keys)
 	return keys
+}
+
+// mayBe says whether a task without an operation ID may be one of ops: its
+// method is one of theirs, or it names none.
+func (t *taskOutcome) mayBe(ops []objectOp) bool {
+	if t.name == "" && t.descID == "" {
+		return true
+	}
+	for _, o := range ops {
+		m := strings.ToLower(opMethods[o.kind])
+		if m != "" && (strings.ToLower(t.name) == m || strings.HasSuffix(strings.ToLower(t.descID), "."+m)) {
+			return true
+		}
+	}
+	return false
 }
 
 // fetchFunc reads a task's info directly from vCenter.
@@ -384,7 +469,7 @@ func (w *taskWaiter) waitRegistered(ctx context.Context, task types.ManagedObjec
 }
 
 // taskProps are the Task properties the watch and direct reads follow.
-var taskProps = []string{"info.state", "info.result", "info.error", "info.reason", "info.name"}
+var taskProps = []string{"info.state", "info.result", "info.error", "info.reason", "info.name", "info.descriptionId", "info.activationId"}
 
 // fetchTask reads a task's outcome directly: the waiter's fallback.
 func (c *client) fetchTask(ctx context.Context, task types.ManagedObjectReference) (*taskOutcome, error) {
@@ -392,16 +477,22 @@ func (c *client) fetchTask(ctx context.Context, task types.ManagedObjectReferenc
 	if err := property.DefaultCollector(c.conn.vim).RetrieveOne(ctx, task, []string{"info"}, &t); err != nil {
 		return nil, err
 	}
-	out := &taskOutcome{state: t.Info.State, result: t.Info.Result, fault: t.Info.Error, name: t.Info.Name}
+	out := &taskOutcome{state: t.Info.State, result: t.Info.Result, fault: t.Info.Error,
+		name: t.Info.Name, descID: t.Info.DescriptionId, opID: t.Info.ActivationId}
 	if r, ok := t.Info.Reason.(*types.TaskReasonUser); ok {
 		out.user = normalizeUser(r.UserName)
 	}
 	return out, nil
 }
 
-// runTask starts a task (startTask) and waits for it.
-func (c *client) runTask(ctx context.Context, notFound error, start func() (*object.Task, error)) (*taskOutcome, types.ManagedObjectReference, error) {
-	ref, ch, done, err := c.startTask(ctx, notFound, start)
+// startFunc makes the call that starts a task, with ctx (which carries
+// the call's operation ID).
+type startFunc func(ctx context.Context) (*object.Task, error)
+
+// runTask starts a task of operation kind on the object key names
+// (startTask) and waits for it.
+func (c *client) runTask(ctx context.Context, kind, key string, notFound error, start startFunc) (*taskOutcome, types.ManagedObjectReference, error) {
+	ref, ch, done, err := c.startTask(ctx, kind, key, notFound, start)
 	if err != nil {
 		return nil, ref, err
 	}
@@ -409,36 +500,40 @@ func (c *client) runTask(ctx context.Context, notFound error, start func() (*obj
 	return out, ref, err
 }
 
-// startTask makes a call that starts a task and owns the task before
-// anyone settling can count it as in doubt. A call whose answer was lost
-// gives errUncertain: its task may exist, owned by nobody.
-func (c *client) startTask(ctx context.Context, notFound error, start func() (*object.Task, error)) (types.ManagedObjectReference, chan struct{}, *taskOutcome, error) {
-	id := c.tasks.beginStart()
+// startTask makes a call that starts a task, sending its operation ID
+// (opid: this cluster, kind, key), and owns the task before anyone
+// settling can count it as in doubt. A call whose answer was lost gives
+// errUncertain: its task may exist, owned by nobody.
+func (c *client) startTask(ctx context.Context, kind, key string, notFound error, start startFunc) (types.ManagedObjectReference, chan struct{}, *taskOutcome, error) {
+	id := c.tasks.beginStart(opOn(kind, key))
 	defer c.tasks.endStart(id)
-	task, err := start()
+	opID := opid.New(c.opts.ClusterID, kind, key)
+	task, err := start(context.WithValue(ctx, types.ID{}, opID))
 	if err != nil {
 		if uncertain(err) && ctx.Err() == nil {
-			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%v)", errUncertain, err)
+			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%v; vCenter operation ID %s)", errUncertain, err, opID)
 		}
 		if uncertain(err) {
-			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%w)", errUncertain, ctx.Err())
+			return types.ManagedObjectReference{}, nil, nil, fmt.Errorf("%w (%w; vCenter operation ID %s)", errUncertain, ctx.Err(), opID)
 		}
 		return types.ManagedObjectReference{}, nil, nil, mapFault(err, notFound)
 	}
 	ref := task.Reference()
 	ch, t := c.tasks.register(ref.Value, true)
+	klog.V(5).InfoS("Task started", "task", ref.Value, "opID", opID)
 	return ref, ch, t, nil
 }
 
 func (c *client) watchUp() bool { return c.Healthy(context.Background()) == nil }
 
-// settle waits until none of the driver user's tasks is in doubt: running
-// with no operation of this process waiting for it. Nothing is read from
-// vCenter unless direct (after an uncertain call, when the watch may not
-// have seen its task yet) or the watch is down: then recentTask is read
-// once. It returns how many tasks it waited for.
-func (c *client) settle(ctx context.Context, direct bool) (int, error) {
-	c.tasks.waitStarts()
+// settle waits until no task is in doubt for the operations ops: running
+// for the driver's user, with no operation of this process waiting for
+// it, and possibly this cluster's operation on the same object (inDoubt).
+// Nothing is read from vCenter unless direct (after an uncertain call,
+// when the watch may not have seen its task yet) or the watch is down:
+// then recentTask is read once. It returns how many tasks it waited for.
+func (c *client) settle(ctx context.Context, direct bool, ops ...objectOp) (int, error) {
+	c.tasks.waitStarts(ops)
 	if direct || !c.watchUp() {
 		if direct {
 			select {
@@ -452,10 +547,13 @@ func (c *client) settle(ctx context.Context, direct bool) (int, error) {
 		}
 	}
 	user := normalizeUser(c.conn.user.Load().Username())
-	keys := c.tasks.inDoubt(user)
-	if len(keys) > 0 {
-		klog.InfoS("Waiting for tasks no operation of this controller waits for (of an earlier controller, or whose start was not answered)", "tasks", keys)
+	keys := c.tasks.inDoubt(user, opid.Tag(c.opts.ClusterID), ops)
+	if len(keys) == 0 {
+		return 0, nil
 	}
+	klog.InfoS("Waiting for tasks that may be this cluster's on the same object, which no operation of this controller waits for (of an earlier controller or the other replica, or whose start was not answered)",
+		"tasks", keys, "operation", ops[0].kind)
+	c.tasks.obs.TasksInDoubt(ops[0].kind, len(keys))
 	for _, k := range keys {
 		ref := types.ManagedObjectReference{Type: "Task", Value: k}
 		if _, err := c.tasks.wait(ctx, ref, false, c.fetchTask, c.watchUp); err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {

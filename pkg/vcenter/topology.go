@@ -218,7 +218,7 @@ func (inv *inventory) hostOf(vmRef types.ManagedObjectReference) types.ManagedOb
 // it is reachable, i.e. mounted and accessible on every host of the
 // segment that runs a VM of the inventory (every host of the segment when
 // none does).
-func (c *client) annotateTopology(list []Datastore) {
+func (c *client) annotateTopology(list []Datastore, isNode func(*vmState) bool) {
 	if !c.topologyOn() {
 		return
 	}
@@ -237,7 +237,7 @@ func (c *client) annotateTopology(list []Datastore) {
 	var keys []string
 	runsVM := map[types.ManagedObjectReference]bool{}
 	for _, vm := range inv.vms {
-		if !vm.template {
+		if isNode(vm) {
 			runsVM[vm.host] = true
 		}
 	}

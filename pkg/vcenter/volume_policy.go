@@ -9,6 +9,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 // ChangeVolumePolicy changes the volume's storage policy through
@@ -43,7 +45,7 @@ func (c *client) ChangeVolumePolicy(ctx context.Context, volumeID string, policy
 		VolumeId: cnstypes.CnsVolumeId{Id: volumeID},
 		Profile:  []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: policy.ID}},
 	}
-	_, err = c.runCNSAgain(ctx, "reconfigure policy", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err = c.runCNSAgain(ctx, opid.ChangePolicy, volumeID, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.ReconfigVolumePolicy(ctx, []cnstypes.CnsVolumePolicyReconfigSpec{spec})
 	})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
 const mib = 1 << 20
@@ -50,7 +52,7 @@ func (c *client) CreateVolume(ctx context.Context, spec CreateSpec) (Volume, err
 	}
 	direct := false
 	for attempt := 1; ; attempt++ {
-		waited, err := c.settle(ctx, direct)
+		waited, err := c.settle(ctx, direct, opOn(opid.Create, spec.Name))
 		if err != nil {
 			return Volume{}, err
 		}
@@ -132,7 +134,7 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 	if spec.PolicyID != "" {
 		cs.Profile = []types.BaseVirtualMachineProfileSpec{&types.VirtualMachineDefinedProfileSpec{ProfileId: spec.PolicyID}}
 	}
-	r, err := c.runCNS(ctx, "create", ErrVolumeNotFound, func() (*object.Task, error) {
+	r, err := c.runCNS(ctx, opid.Create, spec.Name, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{cs})
 	})
 	if err != nil {
@@ -211,7 +213,7 @@ func (c *client) deleteVolume(ctx context.Context, volumeID string) error {
 	if atts := c.inv.Load().attachments(volumeID); len(atts) > 0 {
 		return fmt.Errorf("%w: volume %s is attached to %s", ErrVolumeInUse, volumeID, vmNames(atts))
 	}
-	_, err := c.runCNSAgain(ctx, "delete", ErrVolumeNotFound, func() (*object.Task, error) {
+	_, err := c.runCNSAgain(ctx, opid.Delete, volumeID, ErrVolumeNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.DeleteVolume(ctx, []cnstypes.CnsVolumeId{{Id: volumeID}}, true)
 	})
 	if errors.Is(err, ErrVolumeNotFound) {
@@ -387,11 +389,14 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 // the VM: already attached there (an earlier attach whose answer was lost)
 // is success.
 func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (string, error) {
-	inv := c.inv.Load()
-	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
+	node, vmRef, ok, err := c.lookupNode(ctx, nodeUUID)
+	if err != nil {
+		return "", err
+	}
 	if !ok {
 		return "", fmt.Errorf("%w: no VM with BIOS UUID %q", ErrNodeNotFound, nodeUUID)
 	}
+	inv := c.inv.Load()
 	for _, a := range inv.attachments(volumeID) {
 		if a.NodeUUID == node.UUID && a.DiskUUID != "" {
 			return a.DiskUUID, nil
@@ -401,7 +406,7 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 		}
 	}
 	var diskUUID string
-	err := again(ctx, "attach", func() error {
+	err = again(ctx, "attach", func() error {
 		r, err := c.batched(ctx, &c.attaches, vmRef, volumeID)
 		if ar, ok := r.(*cnstypes.CnsVolumeAttachResult); ok && err == nil {
 			diskUUID = ar.DiskUUID
@@ -439,8 +444,10 @@ func (c *client) AttachVolume(ctx context.Context, volumeID, nodeUUID string) (s
 // attaches of it and for tasks in doubt first, and when the cache says the
 // disk is not there it asks the VM itself.
 func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) error {
-	inv := c.inv.Load()
-	node, vmRef, ok := inv.nodeVM(normalizeVMUUID(nodeUUID))
+	node, vmRef, ok, err := c.lookupNode(ctx, nodeUUID)
+	if err != nil {
+		return fmt.Errorf("detach volume %s: %w", volumeID, err)
+	}
 	if !ok {
 		klog.V(2).InfoS("Node VM gone, volume counts as detached", "volumeID", volumeID, "nodeID", nodeUUID)
 		return nil
@@ -448,7 +455,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 	if err := c.attaches.settle(ctx, volumeID); err != nil {
 		return err
 	}
-	if _, err := c.settle(ctx, false); err != nil {
+	if _, err := c.settle(ctx, false, opOn(opid.Attach, vmRef.Value)); err != nil {
 		return err
 	}
 	attached := false
@@ -467,7 +474,7 @@ func (c *client) DetachVolume(ctx context.Context, volumeID, nodeUUID string) er
 			return nil
 		}
 	}
-	err := again(ctx, "detach", func() error {
+	err = again(ctx, "detach", func() error {
 		_, err := c.batched(ctx, &c.detaches, vmRef, volumeID)
 		return err
 	})
@@ -531,18 +538,19 @@ func again(ctx context.Context, what string, op func() error) error {
 }
 
 // runCNSAgain is runCNS for an operation that may be done again (again).
-func (c *client) runCNSAgain(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) (r cnstypes.BaseCnsVolumeOperationResult, err error) {
-	err = again(ctx, op, func() error {
-		r, err = c.runCNS(ctx, op, notFound, start)
+func (c *client) runCNSAgain(ctx context.Context, kind, key string, notFound error, start startFunc) (r cnstypes.BaseCnsVolumeOperationResult, err error) {
+	err = again(ctx, kind, func() error {
+		r, err = c.runCNS(ctx, kind, key, notFound, start)
 		return err
 	})
 	return r, err
 }
 
-// runCNS starts a CNS task, waits for it through the shared waiter and
-// returns its one per-volume result; every fault is mapped.
-func (c *client) runCNS(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) (cnstypes.BaseCnsVolumeOperationResult, error) {
-	results, err := c.runCNSBatch(ctx, op, notFound, start)
+// runCNS starts a CNS task of operation kind on the object key names
+// (startTask), waits for it through the shared waiter and returns its one
+// per-volume result; every fault is mapped.
+func (c *client) runCNS(ctx context.Context, kind, key string, notFound error, start startFunc) (cnstypes.BaseCnsVolumeOperationResult, error) {
+	results, err := c.runCNSBatch(ctx, kind, key, notFound, start)
 	if err != nil {
 		return nil, err
 	}
@@ -556,8 +564,8 @@ func (c *client) runCNS(ctx context.Context, op string, notFound error, start fu
 // runCNSBatch is runCNS for a task with several specs: every result, in
 // the order of the specs; each result's own fault is the caller's to read.
 // An error here is the task's (or its start's): it concerns every spec.
-func (c *client) runCNSBatch(ctx context.Context, op string, notFound error, start func() (*object.Task, error)) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
-	out, ref, err := c.runTask(ctx, notFound, start)
+func (c *client) runCNSBatch(ctx context.Context, kind, key string, notFound error, start startFunc) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
+	out, ref, err := c.runTask(ctx, kind, key, notFound, start)
 	if err != nil {
 		return nil, mapFault(err, notFound)
 	}
@@ -569,7 +577,7 @@ func (c *client) runCNSBatch(ctx context.Context, op string, notFound error, sta
 		}
 	}
 	if len(results) == 0 {
-		return nil, fmt.Errorf("CNS %s task %s returned no result", op, ref.Value)
+		return nil, fmt.Errorf("CNS %s task %s returned no result", kind, ref.Value)
 	}
 	return results, nil
 }

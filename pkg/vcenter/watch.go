@@ -82,7 +82,7 @@ func (c *client) watchOnce(ctx context.Context) (answered bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("create property collector: %w", err)
 	}
-	var views []*view.ContainerView
+	var views []interface{ Destroy(context.Context) error }
 	defer func() {
 		if ctx.Err() != nil || isCollectorGone(err) || isNotAuthenticated(err) {
 			return // logout or the lost session destroys them
@@ -97,8 +97,12 @@ func (c *client) watchOnce(ctx context.Context) (answered bool, err error) {
 
 	vm := view.NewManager(vim)
 	var objs []types.ObjectSpec
+	kinds := []string{"VirtualMachine", "Datastore", "HostSystem"}
+	if c.nodes != nil {
+		kinds = kinds[1:] // the VMs: the nodes' list view below
+	}
 	for _, root := range c.roots {
-		v, err := vm.CreateContainerView(ctx, root, []string{"VirtualMachine", "Datastore", "HostSystem"}, true)
+		v, err := vm.CreateContainerView(ctx, root, kinds, true)
 		if err != nil {
 			return false, fmt.Errorf("create container view on %s: %w", root.Value, err)
 		}
@@ -107,6 +111,21 @@ func (c *client) watchOnce(ctx context.Context) (answered bool, err error) {
 			Obj:       v.Reference(),
 			Skip:      types.NewBool(true),
 			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{Type: "ContainerView", Path: "view"}},
+		})
+	}
+	if c.nodes != nil {
+		lv, err := c.nodes.makeView(func(holds []types.ManagedObjectReference) (*view.ListView, error) {
+			return vm.CreateListView(ctx, holds)
+		})
+		if err != nil {
+			return false, fmt.Errorf("create the node VMs' list view: %w", err)
+		}
+		defer c.nodes.dropView()
+		views = append(views, lv)
+		objs = append(objs, types.ObjectSpec{
+			Obj:       lv.Reference(),
+			Skip:      types.NewBool(true),
+			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{Type: "ListView", Path: "view"}},
 		})
 	}
 	// Two filters on the one collector, one long poll: the inventory, and
