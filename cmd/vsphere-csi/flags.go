@@ -30,6 +30,8 @@ type options struct {
 	metricsAddress        string
 	healthzAddress        string
 	logFormat             string
+	kubeconfig            string
+	nodeUUIDs             []string
 
 	kubeletRegistrationPath string
 	pluginRegistrationDir   string
@@ -61,6 +63,17 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.pluginRegistrationDir, "plugin-registration-dir", registration.DefaultDir,
 		"kubelet's plugin registration directory, where <driver>-reg.sock is served (node, with --kubelet-registration-path)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
+		"kubeconfig of the Kubernetes API the controller reads the cluster's nodes from (CSINode objects); empty: the pod's own service account when it runs in a pod, else none (controller)")
+	fs.Func("node-uuids", "the BIOS UUIDs of this cluster's node VMs, comma-separated, for a controller without a Kubernetes API; "+
+		"without either, every VM of the datacenters counts as a node, right only for a vCenter that holds nothing else (controller)", func(s string) error {
+		for _, u := range strings.Split(s, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				o.nodeUUIDs = append(o.nodeUUIDs, u)
+			}
+		}
+		return nil
+	})
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
 	fs.StringVar(&o.simulatorDir, "simulator-dir", "", "with --simulator: where the embedded vCenter keeps its datastores (default: a temporary directory)")

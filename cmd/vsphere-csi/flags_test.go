@@ -44,3 +44,13 @@ func TestSimulatorLatencyFlag(t *testing.T) {
 		t.Errorf("a bad spec: %v", err)
 	}
 }
+
+func TestNodeUUIDsFlag(t *testing.T) {
+	o, err := parseFlags([]string{"--mode=controller", "--node-uuids", " 42000000-0000-0000-0000-000000000001,,42000000-0000-0000-0000-000000000002 ", "--kubeconfig=/etc/kubeconfig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.nodeUUIDs) != 2 || o.nodeUUIDs[1] != "42000000-0000-0000-0000-000000000002" || o.kubeconfig != "/etc/kubeconfig" {
+		t.Errorf("parsed %q, kubeconfig %q", o.nodeUUIDs, o.kubeconfig)
+	}
+}

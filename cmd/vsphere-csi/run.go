@@ -20,6 +20,8 @@ func run(ctx context.Context, o options) error {
 		MaxSnapshotsPerVolume: o.maxSnapshotsPerVolume,
 		MetricsAddress:        o.metricsAddress,
 		HealthzAddress:        o.healthzAddress,
+		Kubeconfig:            o.kubeconfig,
+		NodeUUIDs:             o.nodeUUIDs,
 
 		KubeletRegistrationPath: o.kubeletRegistrationPath,
 		PluginRegistrationDir:   o.pluginRegistrationDir,

@@ -17,6 +17,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/healthz"
+	"github.com/vsphere-cns/vsphere-csi/pkg/kube"
 	"github.com/vsphere-cns/vsphere-csi/pkg/metrics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
@@ -39,6 +40,10 @@ type Config struct {
 	MaxSnapshotsPerVolume int
 	// HealthzAddress serves /healthz backed by Probe ("" = off).
 	HealthzAddress string
+	// Kubeconfig and NodeUUIDs say how the controller learns the
+	// cluster's nodes (nodeSource).
+	Kubeconfig string
+	NodeUUIDs  []string
 
 	// KubeletRegistrationPath, when set, makes the node plugin register
 	// itself with kubelet: the CSI socket's path as kubelet sees it, served
@@ -202,6 +207,9 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 		opts := VCenterOptions(vcCfg)
 		opts.UserAgent = "vsphere-csi/" + c.Version
 		opts.Observer = obs
+		if opts.Nodes, err = nodeSource(ctx, c); err != nil {
+			return nil, nil, nil, err
+		}
 		if vc, err = vcenter.New(ctx, opts); err != nil {
 			return nil, nil, nil, err
 		}
@@ -246,4 +254,31 @@ func NodeMounter(mode driver.Mode) node.Mounter {
 		return nil
 	}
 	return node.NewMounter()
+}
+
+// nodeSource is how the controller knows which VMs are the cluster's nodes
+// (vcenter/nodes.go): the VMs of --node-uuids when given; else the
+// CSINode objects of this driver in the Kubernetes API (--kubeconfig, or
+// the pod's own service account); else none, and every VM of the
+// datacenters counts as a node, which is right only for a vCenter that
+// holds nothing but this cluster (the embedded one of make run).
+func nodeSource(ctx context.Context, c Config) (vcenter.NodeSource, error) {
+	if len(c.NodeUUIDs) > 0 {
+		klog.InfoS("The cluster's nodes are the VMs of --node-uuids", "nodes", len(c.NodeUUIDs))
+		return vcenter.StaticNodes(c.NodeUUIDs...), nil
+	}
+	client, err := kube.Connect(c.Kubeconfig, "vsphere-csi/"+c.Version)
+	if errors.Is(err, kube.ErrNoAPI) {
+		klog.InfoS("No Kubernetes API and no --node-uuids: every VM of the datacenters counts as a node of this cluster " +
+			"(right only for a vCenter that holds nothing else, such as the embedded one)")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := kube.Nodes(ctx, client, driver.Name)
+	if err != nil {
+		return nil, err
+	}
+	return nodes, nil
 }

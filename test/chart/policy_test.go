@@ -46,7 +46,7 @@ func TestImagesPinned(t *testing.T) {
 }
 
 // TestRBACLeastPrivilege: no wildcards, no Secrets, no privilege escalation verbs, and every
-// binding points at a rendered role and service account.
+// binding points at a rendered role and service account; the controller's own role only reads.
 func TestRBACLeastPrivilege(t *testing.T) {
 	for _, rc := range renderCases {
 		t.Run(rc.name, func(t *testing.T) {
@@ -83,6 +83,15 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				case *rbacv1.ClusterRole:
 					roles["ClusterRole/"+o.Name] = true
 					checkRules("ClusterRole", o.Name, o.Rules)
+					if strings.HasSuffix(o.Name, "-controller") {
+						for _, r := range o.Rules {
+							for _, v := range r.Verbs {
+								if v != "get" && v != "list" && v != "watch" {
+									t.Errorf("ClusterRole %s: verb %s on %v; the controller only reads", o.Name, v, r.Resources)
+								}
+							}
+						}
+					}
 					if o.AggregationRule != nil {
 						t.Errorf("ClusterRole %s aggregates", o.Name)
 					}
@@ -118,9 +127,11 @@ func TestRBACLeastPrivilege(t *testing.T) {
 					}
 				}
 			}
-			// One ClusterRole per deployed sidecar, nothing shared.
+			// One ClusterRole per deployed sidecar and one for the
+			// controller itself, nothing shared.
 			want := []string{"ClusterRole/vsphere-csi-external-provisioner", "ClusterRole/vsphere-csi-external-attacher",
-				"ClusterRole/vsphere-csi-external-resizer", "ClusterRole/vsphere-csi-external-snapshotter"}
+				"ClusterRole/vsphere-csi-external-resizer", "ClusterRole/vsphere-csi-external-snapshotter",
+				"ClusterRole/vsphere-csi-controller"}
 			var got []string
 			for r := range roles {
 				if strings.HasPrefix(r, "ClusterRole/") {
