@@ -27,6 +27,7 @@ type client struct {
 	detaches vmBatches
 	files    fileSupport
 	nodes    *nodeScope // nil: every VM is a node (nodes.go)
+	lookups  nameLookups
 
 	healthMu sync.Mutex
 	health   error

@@ -245,15 +245,9 @@ func (c *client) Volume(ctx context.Context, volumeID string) (Volume, error) {
 
 // FindVolumeByName returns this cluster's volume of that name.
 func (c *client) FindVolumeByName(ctx context.Context, name string) (Volume, error) {
-	vols, err := c.query(ctx, cnstypes.CnsQueryFilter{Names: []string{name}, ContainerClusterIds: []string{c.opts.ClusterID}})
+	found, err := c.lookupName(ctx, name)
 	if err != nil {
 		return Volume{}, fmt.Errorf("query volume %q: %w", name, err)
-	}
-	var found []cnstypes.CnsVolume
-	for _, v := range vols.Volumes {
-		if v.Name == name {
-			found = append(found, v)
-		}
 	}
 	if len(found) == 0 {
 		return Volume{}, fmt.Errorf("%w: no volume named %q in cluster %s", ErrVolumeNotFound, name, c.opts.ClusterID)
