@@ -23,6 +23,7 @@ type Metrics struct {
 	tasks    prometheus.Gauge
 	refused  prometheus.Counter
 	inDoubt  *prometheus.CounterVec
+	nodeVMs  prometheus.Gauge
 }
 
 // New makes the collectors and registers them.
@@ -52,7 +53,11 @@ func New() *Metrics {
 		Namespace: "vsphere_csi", Name: "vcenter_tasks_in_doubt_waited_total",
 		Help: "Running vCenter tasks an operation waited for because they may be this cluster's on the same object (of a restarted controller, the other replica, or a call whose answer was lost), by operation.",
 	}, []string{"operation"})
-	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt,
+	m.nodeVMs = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "vsphere_csi", Name: "cluster_node_vms",
+		Help: "VMs of this cluster's nodes the controller knows (from the CSINode objects of this driver, or --node-uuids); not set when every VM of the datacenters counts.",
+	})
+	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt, m.nodeVMs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,6 +77,9 @@ func (m *Metrics) TasksInFlight(n int) { m.tasks.Set(float64(n)) }
 
 // LoginRefused counts a login vCenter refused (vcenter.Observer).
 func (m *Metrics) LoginRefused() { m.refused.Inc() }
+
+// NodeVMs sets how many node VMs the controller knows (vcenter.Observer).
+func (m *Metrics) NodeVMs(n int) { m.nodeVMs.Set(float64(n)) }
 
 // TasksInDoubt counts the tasks an operation waited for (vcenter.Observer).
 func (m *Metrics) TasksInDoubt(op string, n int) { m.inDoubt.WithLabelValues(op).Add(float64(n)) }

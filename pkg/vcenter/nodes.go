@@ -198,7 +198,9 @@ func (c *client) applyNodes(ctx context.Context, uuids []string) error {
 			klog.InfoS("A node of the cluster has no VM with its BIOS UUID in vCenter's datacenters; it counts for nothing until it has", "nodeID", u)
 		}
 	}
+	known := len(ns.refs)
 	ns.mu.Unlock()
+	c.tasks.obs.NodeVMs(known)
 	if verr := c.updateNodeView(ctx); verr != nil && err == nil {
 		err = verr
 	}
@@ -386,6 +388,10 @@ func (c *client) lookupNode(ctx context.Context, uuid string) (NodeVM, types.Man
 		}
 	}
 }
+
+// noNodesYet stands for the nodes a datastore is not reachable from when
+// no node of the cluster is known.
+const noNodesYet = "the cluster's nodes (none known yet: no CSINode lists this driver, or no VM has their BIOS UUIDs)"
 
 // nodeFilter says which VMs of the inventory are nodes: the nodes' VMs, or
 // every non-template VM without Options.Nodes.

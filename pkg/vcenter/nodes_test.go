@@ -177,6 +177,20 @@ func TestNodeWithoutVM(t *testing.T) {
 	}
 }
 
+// TestNoNodeKnownYet: with a node source that knows no node yet (the
+// controller started before any node plugin registered), no datastore is
+// reachable, and the reason says so; once a node comes, they are.
+func TestNoNodeKnownYet(t *testing.T) {
+	s := startSimWith(t, sim.Options{NodeVMs: 1})
+	nodes := NewNodeSet()
+	e := connectEnv(t, s, func(o *Options) { o.Nodes = nodes })
+	if d := datastore(t, e.c, "nfs-gold"); d.Reachable || len(d.Unreachable) != 1 || !strings.Contains(d.Unreachable[0], "none known yet") {
+		t.Errorf("nfs-gold %+v with no node known: want unreachable, saying none is known", d)
+	}
+	nodes.Set(uuidsOf(s.NodeVMs()))
+	eventually(t, "nfs-gold reachable once a node is known", func() bool { return datastore(t, e.c, "nfs-gold").Reachable })
+}
+
 func TestNodeSetSignalsChanges(t *testing.T) {
 	s := NewNodeSet("42000000-0000-0000-0000-000000000002", "VMware-42 00 00 00 00 00 00 00-00 00 00 00 00 00 00 01", "not-a-uuid")
 	got, changed := s.Nodes()

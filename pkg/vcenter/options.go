@@ -66,6 +66,9 @@ type Observer interface {
 	// "snap", "attach") waits for n running tasks that may be this
 	// cluster's on the same object before it goes on (tasks.go).
 	TasksInDoubt(op string, n int)
+	// NodeVMs reports how many VMs of the cluster's nodes the client knows
+	// (with Options.Nodes; nodes.go).
+	NodeVMs(n int)
 }
 
 const (
@@ -118,3 +121,4 @@ func (nopObserver) SOAPCall(string, string, time.Duration) {}
 func (nopObserver) TasksInFlight(int)                      {}
 func (nopObserver) LoginRefused()                          {}
 func (nopObserver) TasksInDoubt(string, int)               {}
+func (nopObserver) NodeVMs(int)                            {}

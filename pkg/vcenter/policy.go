@@ -197,6 +197,14 @@ func (c *client) Datastores(ctx context.Context, policyID string) ([]Datastore, 
 	inv := c.inv.Load()
 	nodes := c.nodeFilter()
 	list := inv.datastoreList(nodes)
+	if c.nodes != nil && len(c.nodes.nodeRefs()) == 0 {
+		// No node known (a controller that started before any node
+		// plugin registered): reachable from nowhere, rather than from
+		// every node of none.
+		for i := range list {
+			list[i].Reachable, list[i].Unreachable = false, []string{noNodesYet}
+		}
+	}
 	c.annotateTopology(list, nodes)
 	if policyID == "" {
 		return list, nil
