@@ -24,6 +24,7 @@ type Metrics struct {
 	refused  prometheus.Counter
 	inDoubt  *prometheus.CounterVec
 	nodeVMs  prometheus.Gauge
+	updates  prometheus.Counter
 }
 
 // New makes the collectors and registers them.
@@ -57,7 +58,11 @@ func New() *Metrics {
 		Namespace: "vsphere_csi", Name: "cluster_node_vms",
 		Help: "VMs of this cluster's nodes the controller knows (from the CSINode objects of this driver, or --node-uuids); not set when every VM of the datacenters counts.",
 	})
-	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt, m.nodeVMs,
+	m.updates = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Name: "vcenter_watch_object_updates_total",
+		Help: "Object updates the inventory watch received from vCenter (node VMs, datastores, hosts, tasks): what following vCenter costs.",
+	})
+	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt, m.nodeVMs, m.updates,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -80,6 +85,9 @@ func (m *Metrics) LoginRefused() { m.refused.Inc() }
 
 // NodeVMs sets how many node VMs the controller knows (vcenter.Observer).
 func (m *Metrics) NodeVMs(n int) { m.nodeVMs.Set(float64(n)) }
+
+// WatchUpdates counts the object updates of a watch answer (vcenter.Observer).
+func (m *Metrics) WatchUpdates(n int) { m.updates.Add(float64(n)) }
 
 // TasksInDoubt counts the tasks an operation waited for (vcenter.Observer).
 func (m *Metrics) TasksInDoubt(op string, n int) { m.inDoubt.WithLabelValues(op).Add(float64(n)) }

@@ -171,7 +171,7 @@ func (nb *neighbourhood) cnsTask(_ *simulator.Context, kind NeighbourTaskKind, d
 		d = nb.s.lab.latencyOf(method)
 	}
 	return taskSpec{
-		method: method, entity: nb.s.cns.ManagedObjectReference,
+		method: method, unnamed: true, describe: cnsTaskID(method), entity: nb.s.cns.ManagedObjectReference,
 		reason:     &types.TaskReasonUser{UserName: callerName(nb.s.Username())},
 		activation: activation, duration: d, run: run,
 	}, nil

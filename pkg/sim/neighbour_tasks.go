@@ -135,6 +135,9 @@ func mountsAll(h *hostModel, dss []types.ManagedObjectReference) bool {
 // vmLists are the VMs a kind may pick, ours and the unrelated ones
 // (templates left out), ours first with probability oursShare.
 func (nb *neighbourhood) vmLists(withOurs bool, kinds ...string) [][]types.ManagedObjectReference {
+	if nb.target != nil { // StartNeighbourTaskOn: that VM or none
+		return [][]types.ManagedObjectReference{{*nb.target}}
+	}
 	var ours, theirs []types.ManagedObjectReference
 	if withOurs {
 		for _, n := range nb.s.inv.nodeList() {

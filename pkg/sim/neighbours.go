@@ -157,6 +157,11 @@ type neighbourhood struct {
 	started map[NeighbourTaskKind]int                                     // tasks started, by kind
 	backups map[types.ManagedObjectReference]types.ManagedObjectReference // VM → its backup snapshot
 	sched   map[string]types.ManagedObjectReference                       // "<vm>/<method>" → its ScheduledTask
+
+	// pickMu serializes picking a task's target; target, when set, is
+	// the one VM a task may act on (StartNeighbourTaskOn).
+	pickMu sync.Mutex
+	target *types.ManagedObjectReference
 }
 
 // startNeighbours makes the neighbours' runner and, at the first start on
@@ -248,6 +253,36 @@ func (s *Sim) StartNeighbourTask(kind NeighbourTaskKind, d time.Duration) (types
 	return s.nb.start(kind, d)
 }
 
+// StartNeighbourTaskOn is StartNeighbourTask acting on the VM named vm (a
+// neighbour's or a node's), for the kinds that act on a VM (a DRS
+// migration, a Storage vMotion, a backup snapshot, a scheduled power
+// operation); an error when that VM is not one this kind can act on.
+func (s *Sim) StartNeighbourTaskOn(kind NeighbourTaskKind, vm string, d time.Duration) (types.ManagedObjectReference, error) {
+	if s.nb == nil {
+		return types.ManagedObjectReference{}, errors.New("the vCenter has no neighbours (Options.Neighbours)")
+	}
+	ref, ok := s.vmByName(vm)
+	if !ok {
+		return types.ManagedObjectReference{}, fmt.Errorf("no VM named %q", vm)
+	}
+	return s.nb.startOn(kind, &ref, d)
+}
+
+// vmByName finds a node VM or a neighbour VM by name.
+func (s *Sim) vmByName(name string) (types.ManagedObjectReference, bool) {
+	for _, n := range s.NodeVMs() {
+		if n.Name == name {
+			return types.ManagedObjectReference{Type: "VirtualMachine", Value: n.Ref}, true
+		}
+	}
+	for _, v := range s.NeighbourVMs() {
+		if v.Name == name {
+			return types.ManagedObjectReference{Type: "VirtualMachine", Value: v.Ref}, true
+		}
+	}
+	return types.ManagedObjectReference{}, false
+}
+
 // NeighbourTaskCounts is how many neighbour tasks have started, by kind
 // (those StartNeighbourTask started too).
 func (s *Sim) NeighbourTaskCounts() map[NeighbourTaskKind]int {
@@ -265,8 +300,17 @@ func (s *Sim) NeighbourTaskCounts() map[NeighbourTaskKind]int {
 
 // start builds the task of kind and starts it.
 func (nb *neighbourhood) start(kind NeighbourTaskKind, d time.Duration) (types.ManagedObjectReference, error) {
+	return nb.startOn(kind, nil, d)
+}
+
+// startOn is start acting on vm only (nil: any).
+func (nb *neighbourhood) startOn(kind NeighbourTaskKind, vm *types.ManagedObjectReference, d time.Duration) (types.ManagedObjectReference, error) {
 	vctx := nb.s.vimContext()
+	nb.pickMu.Lock()
+	nb.target = vm
 	spec, err := nb.spec(vctx, kind, d)
+	nb.target = nil
+	nb.pickMu.Unlock()
 	if err != nil {
 		return types.ManagedObjectReference{}, fmt.Errorf("%s: %w", kind, err)
 	}

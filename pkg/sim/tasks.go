@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -153,16 +154,50 @@ func (b *lab) happensAtStop() bool {
 }
 
 // runTask starts a CNS task for op and returns its reference at once.
+//
+// As vCenter shows CNS's tasks: no info.name (they are CNS's, not a vim
+// method's), a descriptionId com.vmware.cns.tasks.<operation> (ManageIQ's
+// vSphere event parser and operators' task listings name
+// com.vmware.cns.tasks.attachvolume, .detachvolume, .extendvolume,
+// .updatevolume; the other operations' names are assumed to follow), and
+// an attach's or detach's task on its VM (those listings find them among
+// the VM's tasks).
 func (m *volumeManager) runTask(ctx *simulator.Context, op taskOp) types.ManagedObjectReference {
+	entity := m.ManagedObjectReference
+	if vms := compactRefs(op.vms); len(vms) == 1 {
+		entity = vms[0]
+	}
 	return m.lab.startTask(ctx.For(vim25.Path), taskSpec{
 		method:     op.method,
-		entity:     m.ManagedObjectReference,
+		unnamed:    true,
+		describe:   cnsTaskID(op.method),
+		entity:     entity,
 		reason:     callerReason(ctx),
 		activation: ctx.Header.ID,
 		vms:        op.vms,
 		duration:   m.lab.latencyOf(op.method),
 		run:        op.run,
 	})
+}
+
+// cnsTaskID is the descriptionId of a CNS method's task.
+func cnsTaskID(method string) string {
+	op := strings.ToLower(strings.TrimPrefix(method, "Cns"))
+	if op == "updatevolumemetadata" {
+		op = "updatevolume"
+	}
+	return "com.vmware.cns.tasks." + op
+}
+
+// compactRefs is refs without repeats.
+func compactRefs(refs []types.ManagedObjectReference) []types.ManagedObjectReference {
+	var out []types.ManagedObjectReference
+	for _, r := range refs {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // callerReason is info.reason of a task a SOAP call started: its

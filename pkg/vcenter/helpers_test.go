@@ -20,7 +20,8 @@ type recorder struct {
 	inDoubt  map[string]int // operation → tasks waited for
 }
 
-func (r *recorder) NodeVMs(int) {}
+func (r *recorder) NodeVMs(int)      {}
+func (r *recorder) WatchUpdates(int) {}
 
 func (r *recorder) TasksInDoubt(op string, n int) {
 	r.mu.Lock()

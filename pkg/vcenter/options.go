@@ -69,6 +69,9 @@ type Observer interface {
 	// NodeVMs reports how many VMs of the cluster's nodes the client knows
 	// (with Options.Nodes; nodes.go).
 	NodeVMs(n int)
+	// WatchUpdates reports the object updates one answer of the
+	// inventory watch brought (what following vCenter costs).
+	WatchUpdates(n int)
 }
 
 const (
@@ -122,3 +125,4 @@ func (nopObserver) TasksInFlight(int)                      {}
 func (nopObserver) LoginRefused()                          {}
 func (nopObserver) TasksInDoubt(string, int)               {}
 func (nopObserver) NodeVMs(int)                            {}
+func (nopObserver) WatchUpdates(int)                       {}

@@ -357,11 +357,13 @@ type objectOp struct{ kind, key string }
 // opOn is the objectOp of kind on the object whose key is key.
 func opOn(kind, key string) objectOp { return objectOp{kind, opid.Tag(key)} }
 
-// opMethods are the CNS methods that start each kind of operation: what a
-// task without an operation ID is judged by.
-var opMethods = map[string]string{
-	opid.Create: "CnsCreateVolume", opid.Snapshot: "CnsCreateSnapshots",
-	opid.Attach: "CnsAttachVolume", opid.Detach: "CnsDetachVolume",
+// opVerbs name, per kind of operation, what a task without an operation
+// ID is judged by: its method (info.name "CnsCreateVolume") or its
+// descriptionId ("com.vmware.cns.tasks.createvolume", as vCenter shows
+// CNS's tasks) mentions CNS and the verb.
+var opVerbs = map[string]string{
+	opid.Create: "createvolume", opid.Snapshot: "createsnapshot",
+	opid.Attach: "attachvolume", opid.Detach: "detachvolume",
 }
 
 // inDoubt lists the running tasks that no operation of this process owns
@@ -389,19 +391,33 @@ func (w *taskWaiter) inDoubt(user, cluster string, ops []objectOp) []string {
 	return keys
 }
 
-// mayBe says whether a task without an operation ID may be one of ops: its
-// method is one of theirs, or it names none.
+// mayBe says whether a task without an operation ID may be one of ops:
+// a CNS task whose method is one of theirs, or one that names no method.
 func (t *taskOutcome) mayBe(ops []objectOp) bool {
 	if t.name == "" && t.descID == "" {
 		return true
 	}
+	what := letters(t.name + " " + t.descID)
+	if !strings.Contains(what, "cns") {
+		return false
+	}
 	for _, o := range ops {
-		m := strings.ToLower(opMethods[o.kind])
-		if m != "" && (strings.ToLower(t.name) == m || strings.HasSuffix(strings.ToLower(t.descID), "."+m)) {
+		if v := opVerbs[o.kind]; v != "" && strings.Contains(what, v) {
 			return true
 		}
 	}
 	return false
+}
+
+// letters is s in lower case without what is not a letter or a digit.
+func letters(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // fetchFunc reads a task's info directly from vCenter.

@@ -15,13 +15,15 @@ import (
 )
 
 // slowTasks is a latency model where the tasks these tests race take long
-// enough to be running when the operation under test starts.
+// enough to be running when the operation under test starts: longer than
+// the watch's pause between answers while it waits for no task of its own
+// (idleCoalesce, 2 s).
 func slowTasks() sim.Latency {
 	return sim.Latency{Methods: map[string]time.Duration{
-		"CnsCreateVolume":         2 * time.Second,
-		"CnsAttachVolume":         2 * time.Second,
-		"CreateSnapshot_Task":     4 * time.Second,
-		"RemoveAllSnapshots_Task": 4 * time.Second,
+		"CnsCreateVolume":         3 * time.Second,
+		"CnsAttachVolume":         3 * time.Second,
+		"CreateSnapshot_Task":     6 * time.Second,
+		"RemoveAllSnapshots_Task": 6 * time.Second,
 	}}
 }
 
@@ -30,6 +32,12 @@ func clusterEnv(t testing.TB, s *sim.Sim, id string) *testEnv {
 	t.Helper()
 	return connectEnv(t, s, func(o *Options) { o.ClusterID = id })
 }
+
+// What vCenter shows of CNS's tasks (their descriptionId).
+const (
+	cnsCreate = "com.vmware.cns.tasks.createvolume"
+	cnsAttach = "com.vmware.cns.tasks.attachvolume"
+)
 
 // running waits until e's watch sees, for each method named, that many
 // more running tasks it does not own.
@@ -47,10 +55,17 @@ func (e *testEnv) running(t testing.TB, methods ...string) {
 		for k, tk := range w.live {
 			if !tk.finished() && w.owners[k] == 0 && !e.counted[k] {
 				seen[tk.name]++
+				seen[tk.descID]++
 			}
 		}
 		for m, n := range want {
 			if seen[m] < n {
+				if testing.Verbose() {
+					t.Logf("seen %v, want %v", seen, want)
+					for k, tk := range w.live {
+						t.Logf("live %s %+v owners=%d counted=%v", k, *tk, w.owners[k], e.counted[k])
+					}
+				}
 				return false
 			}
 		}
@@ -104,7 +119,7 @@ func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.running(t, "CnsCreateVolume", "CnsCreateVolume", "CreateSnapshot_Task")
+	a.running(t, cnsCreate, cnsCreate, "CreateSnapshot_Task")
 	if _, err := a.c.CreateVolume(ctx, CreateSpec{Name: "pvc-a", CapacityBytes: 16 * mib, DatastoreIDs: ds}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +129,7 @@ func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
 
 	// The same name: the other controller's create is this one's.
 	goCreate(t, &wg, replica, "pvc-same", ds)
-	a.running(t, "CnsCreateVolume")
+	a.running(t, cnsCreate)
 	vol, err := a.c.CreateVolume(ctx, CreateSpec{Name: "pvc-same", CapacityBytes: 16 * mib, DatastoreIDs: ds})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +169,7 @@ func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
 			t.Errorf("cluster b's attach: %v", err)
 		}
 	}()
-	a.running(t, "RemoveAllSnapshots_Task", "CnsAttachVolume")
+	a.running(t, "RemoveAllSnapshots_Task", cnsAttach)
 	if err := a.c.DetachVolume(ctx, vol.ID, node1.UUID); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +190,7 @@ func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
 			t.Errorf("the replica's attach: %v", err)
 		}
 	}()
-	a.running(t, "CnsAttachVolume")
+	a.running(t, cnsAttach)
 	if err := a.c.DetachVolume(ctx, vol.ID, node1.UUID); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +227,7 @@ func TestTasksWithoutOperationIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.running(t, "CnsCreateVolume", "CreateSnapshot_Task")
+	a.running(t, cnsCreate, "CreateSnapshot_Task")
 	vol, err := a.c.CreateVolume(ctx, CreateSpec{Name: "pvc-old", CapacityBytes: 16 * mib, DatastoreIDs: ds})
 	if err != nil {
 		t.Fatal(err)
@@ -235,4 +250,55 @@ func countNamed(s *sim.Sim, name string) int {
 		}
 	}
 	return n
+}
+
+// TestNeighboursTasksAreNotWaitedFor (issue 20): on a vCenter with
+// neighbours, a create, a snapshot and a detach started while a 60 s DRS
+// migration, a 60 s Storage vMotion by the driver's own user and another
+// cluster's 60 s create run wait for none of them.
+func TestNeighboursTasksAreNotWaitedFor(t *testing.T) {
+	s := startSimWith(t, sim.Options{NodeVMs: 2, Neighbours: sim.Neighbours{VMs: 20, OtherClusterVolumes: 2}})
+	nodes := NewNodeSet(uuidsOf(s.NodeVMs())...)
+	e := connectEnv(t, s, func(o *Options) { o.ClusterID = "cluster-a"; o.Nodes = nodes })
+	ctx := ctxT(t)
+	ds := placeable(t, e.c, "")
+	node := s.NodeVMs()[0]
+	vol, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-warm", CapacityBytes: 16 * mib, DatastoreIDs: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.AttachVolume(ctx, vol.ID, node.UUID); err != nil {
+		t.Fatal(err)
+	}
+	var workload string
+	for _, v := range s.NeighbourVMs() {
+		if v.Kind == sim.NeighbourWorkload && v.On {
+			workload = v.Name
+			break
+		}
+	}
+	if _, err := s.StartNeighbourTaskOn(sim.NeighbourDRSMigration, workload, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []sim.NeighbourTaskKind{sim.NeighbourStorageVMotion, sim.NeighbourCNSCreate} {
+		if _, err := s.StartNeighbourTask(kind, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.running(t, "Drm.ExecuteVMotionLRO", "RelocateVM_Task", cnsCreate)
+
+	if _, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-beside", CapacityBytes: 16 * mib, DatastoreIDs: ds}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.CreateSnapshot(ctx, vol.ID, "snapshot-beside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.DetachVolume(ctx, vol.ID, node.UUID); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"create", "snap", "attach"} {
+		if n := e.rec.waited(op); n != 0 {
+			t.Errorf("%s waited for %d tasks of the neighbours (a DRS migration, a Storage vMotion of the same user, another cluster's create); want none", op, n)
+		}
+	}
 }

@@ -199,6 +199,11 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 		}
 		truncated := set.Truncated != nil && *set.Truncated
 		dirty := c.applyUpdates(inv, set)
+		n := 0
+		for _, fs := range set.FilterSet {
+			n += len(fs.ObjectSet)
+		}
+		c.tasks.obs.WatchUpdates(n)
 		if initial {
 			for _, fs := range set.FilterSet {
 				for _, u := range fs.ObjectSet {

@@ -17,6 +17,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -38,17 +39,34 @@ func main() {
 	scaleVolumes := flag.Int("scale-volumes", 10000, "volumes of the scale measure (0: skip it)")
 	scaleVMs := flag.Int("scale-vms", 100, "node VMs of the scale measure")
 	idle := flag.Duration("idle", 5*time.Minute, "how long the scale measure counts an idle controller's vCenter calls")
+	nbVMs := flag.Int("neighbour-vms", 1000, "unrelated VMs of the shared-vCenter measure and of the bursts' vCenter (0: a plain vCenter, and no shared-vCenter measure)")
+	nbTasks := flag.Float64("neighbour-tasks", 10, "background tasks a minute of the shared vCenter")
+	nbIdle := flag.Duration("neighbour-idle", time.Minute, "how long the shared-vCenter measure watches an idle controller")
+	only := flag.String("only", "", "run only the measures whose name matches this regexp: bursts, scale, shared")
 	flag.Parse()
+	want := func(name string) bool { ok, _ := regexp.MatchString(*only, name); return ok }
+	neighbours := sim.Neighbours{VMs: *nbVMs, TasksPerMinute: *nbTasks, OtherClusterVolumes: 50}
 	klog.SetOutput(io.Discard)
 	klog.LogToStderr(false)
 	log.SetOutput(io.Discard)
-	if err := run(*runs, *svg, *md); err != nil {
-		fmt.Fprintln(os.Stderr, "vsphere-bench:", err)
-		os.Exit(1)
+	if *md != "" {
+		_ = os.WriteFile(*md, nil, 0o644)
 	}
-	if *scaleVolumes > 0 {
+	if want("bursts") {
+		if err := run(*runs, *svg, *md, neighbours); err != nil {
+			fmt.Fprintln(os.Stderr, "vsphere-bench:", err)
+			os.Exit(1)
+		}
+	}
+	if *scaleVolumes > 0 && want("scale") {
 		if err := runScale(*scaleVolumes, *scaleVMs, *idle, *md); err != nil {
 			fmt.Fprintln(os.Stderr, "vsphere-bench: scale:", err)
+			os.Exit(1)
+		}
+	}
+	if *nbVMs > 0 && want("shared") {
+		if err := runShared(*nbVMs, *nbTasks, *nbIdle, *md); err != nil {
+			fmt.Fprintln(os.Stderr, "vsphere-bench: shared vCenter:", err)
 			os.Exit(1)
 		}
 	}
@@ -63,7 +81,7 @@ type env struct {
 	dir   string
 }
 
-func newEnv(nodeVMs int) (*env, error) {
+func newEnv(nodeVMs int, neighbours sim.Neighbours) (*env, error) {
 	dir, err := os.MkdirTemp("", "vsphere-bench-")
 	if err != nil {
 		return nil, err
@@ -72,14 +90,18 @@ func newEnv(nodeVMs int) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := sim.Start(context.Background(), sim.Options{Dir: filepath.Join(dir, "vc"), NodeVMs: nodeVMs, Latency: l})
+	s, err := sim.Start(context.Background(), sim.Options{Dir: filepath.Join(dir, "vc"), NodeVMs: nodeVMs, Latency: l, Neighbours: neighbours})
 	if err != nil {
 		return nil, err
 	}
 	e := &env{sim: s, dir: dir}
+	var uuids []string
+	for _, vm := range s.NodeVMs() {
+		uuids = append(uuids, vm.UUID)
+	}
 	e.vc, err = vcenter.New(context.Background(), vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: s.Username(), Password: s.Password(),
-		Thumbprint: s.Thumbprint(), ClusterID: "bench",
+		Thumbprint: s.Thumbprint(), ClusterID: "bench", Nodes: vcenter.StaticNodes(uuids...),
 		WrapTransport: e.calls.Wrap,
 	})
 	if err != nil {
@@ -205,13 +227,13 @@ func (m measure) spread() string {
 	return fmt.Sprintf("%.1f–%.1f s", lo.Seconds(), hi.Seconds())
 }
 
-func run(runs int, svgPath, mdPath string) error {
+func run(runs int, svgPath, mdPath string, neighbours sim.Neighbours) error {
 	create := sim.Realistic["CnsCreateVolume"]
 	reconfig := sim.Realistic["CnsAttachVolume"]
 	var rows []measure
 
 	// 32 concurrent creates of one policy, 30 node VMs.
-	e, err := newEnv(30)
+	e, err := newEnv(30, neighbours)
 	if err != nil {
 		return err
 	}
@@ -241,7 +263,7 @@ func run(runs int, svgPath, mdPath string) error {
 	e.close()
 
 	// 30 volumes published to one node VM at once, then unpublished.
-	e, err = newEnv(2)
+	e, err = newEnv(2, neighbours)
 	if err != nil {
 		return err
 	}
@@ -334,7 +356,7 @@ func run(runs int, svgPath, mdPath string) error {
 	}
 	e.close()
 
-	table := render(rows, runs)
+	table := render(rows, runs, neighbours)
 	fmt.Print(table)
 	if mdPath != "" {
 		if err := os.WriteFile(mdPath, []byte(table), 0o644); err != nil {
@@ -357,10 +379,13 @@ func median(xs []float64) float64 {
 }
 
 // render is the table in Markdown (it reads as text too).
-func render(rows []measure, runs int) string {
+func render(rows []measure, runs int, n sim.Neighbours) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Latency model: realistic (CnsCreateVolume %v, a VM reconfiguration %v); %d runs each\n\n",
-		sim.Realistic["CnsCreateVolume"], sim.Realistic["CnsAttachVolume"], runs)
+	fmt.Fprintf(&b, "Latency model: realistic (CnsCreateVolume %v, a VM reconfiguration %v); %d runs each", sim.Realistic["CnsCreateVolume"], sim.Realistic["CnsAttachVolume"], runs)
+	if n.VMs > 0 || n.TasksPerMinute > 0 {
+		fmt.Fprintf(&b, "; a shared vCenter: %d unrelated VMs, %.0f background tasks a minute, another cluster's %d volumes", n.VMs, n.TasksPerMinute, n.OtherClusterVolumes)
+	}
+	fmt.Fprint(&b, "\n\n")
 	fmt.Fprintln(&b, "| measure | ours: median (spread) | limit | ours / limit | goal | one by one | ours / one by one | |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|")
 	for _, m := range rows {

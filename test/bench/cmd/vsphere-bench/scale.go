@@ -30,9 +30,9 @@ func runScale(volumes, vms int, idle time.Duration, mdPath string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	binary := filepath.Join(dir, "vsphere-csi")
-	if out, err := exec.Command("go", "build", "-o", binary, "github.com/vsphere-cns/vsphere-csi/cmd/vsphere-csi").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v: %s", err, out)
+	binary, err := buildDriver(dir)
+	if err != nil {
+		return err
 	}
 	small, err := scaleRun(binary, filepath.Join(dir, "small"), 10, 3, 0)
 	if err != nil {
@@ -182,4 +182,13 @@ func spreadMs(ds []time.Duration) string {
 		lo, hi = min(lo, d), max(hi, d)
 	}
 	return fmt.Sprintf("%.0f–%.0f ms", ms(lo), ms(hi))
+}
+
+// buildDriver builds the driver's binary into dir.
+func buildDriver(dir string) (string, error) {
+	binary := filepath.Join(dir, "vsphere-csi")
+	if out, err := exec.Command("go", "build", "-o", binary, "github.com/vsphere-cns/vsphere-csi/cmd/vsphere-csi").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v: %s", err, out)
+	}
+	return binary, nil
 }
