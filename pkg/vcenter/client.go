@@ -28,6 +28,10 @@ type client struct {
 	files    fileSupport
 	nodes    *nodeScope // nil: every VM is a node (nodes.go)
 	lookups  nameLookups
+	names    nameIndex // names.go
+	// pollingSince is when the watch's long poll now waiting began (unix
+	// nanoseconds), 0 while none waits.
+	pollingSince atomic.Int64
 
 	healthMu sync.Mutex
 	health   error
@@ -64,6 +68,8 @@ func New(ctx context.Context, opts Options) (Client, error) {
 		watchDone: make(chan struct{}),
 	}
 	c.pol = newPolicyCache(c)
+	c.tasks.cluster = opid.Tag(opts.ClusterID)
+	c.tasks.onOtherCreate = c.noteOtherCreate
 	c.attaches = vmBatches{op: opid.Attach, call: conn.cns.AttachVolume, gather: gatherWindow}
 	c.detaches = vmBatches{op: opid.Detach, call: conn.cns.DetachVolume, gather: gatherWindow}
 	c.inv.Store(newInventory())

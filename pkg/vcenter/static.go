@@ -42,6 +42,7 @@ func (c *client) RegisterDisk(ctx context.Context, diskID, name string) (Volume,
 		}
 		return Volume{}, fmt.Errorf("register first-class disk %s with CNS: %w", diskID, err)
 	}
+	c.noteName(name, diskID)
 	klog.InfoS("First-class disk registered as a CNS volume", "volumeID", diskID, "name", name)
 	return c.Volume(ctx, diskID)
 }

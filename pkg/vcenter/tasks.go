@@ -108,8 +108,15 @@ type taskWaiter struct {
 	// been seen, so vCenter records operation IDs (tasks without one are
 	// no driver's of this kind).
 	opIDsSeen bool
-	nextCall  uint64
-	started   *sync.Cond
+	// gen counts the watch's starts: a new one may have missed tasks.
+	gen uint64
+	// cluster is this cluster's opid.Tag; onOtherCreate hears of each
+	// create of this cluster that no operation of this process owns
+	// (names.go).
+	cluster       string
+	onOtherCreate func(key string)
+	nextCall      uint64
+	started       *sync.Cond
 	// wake tells the watch that a task is now waited on.
 	wake chan struct{}
 }
@@ -156,22 +163,47 @@ func (w *taskWaiter) apply(u types.ObjectUpdate) {
 	for _, c := range u.ChangeSet {
 		t.set(c.Name, c.Val)
 	}
-	w.noteOpIDLocked(t)
+	w.noteLocked(key, t)
 	if t.finished() {
 		w.finishLocked(key, t)
 	}
 }
 
-// noteOpIDLocked notes that vCenter records operation IDs when t has one
-// of this driver's form.
-func (w *taskWaiter) noteOpIDLocked(t *taskOutcome) {
-	if w.opIDsSeen {
+// noteLocked notes what a task's operation ID tells: that vCenter records
+// operation IDs, and a create of this cluster another process started.
+func (w *taskWaiter) noteLocked(key string, t *taskOutcome) {
+	tok, ok := opid.Parse(t.opID)
+	if !ok {
 		return
 	}
-	if _, ok := opid.Parse(t.opID); ok {
+	if !w.opIDsSeen {
 		w.opIDsSeen = true
 		klog.V(2).InfoS("vCenter records the operation IDs of task callers: only this cluster's tasks on the same object are waited for")
 	}
+	if tok.Op == opid.Create && tok.Cluster == w.cluster && w.owners[key] == 0 && w.onOtherCreate != nil {
+		w.onOtherCreate(tok.Key)
+	}
+}
+
+// generation is the watch's current start (newGeneration).
+func (w *taskWaiter) generation() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gen
+}
+
+// newGeneration marks a new start of the watch.
+func (w *taskWaiter) newGeneration() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gen++
+}
+
+// recordsOpIDs says whether vCenter is known to record operation IDs.
+func (w *taskWaiter) recordsOpIDs() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.opIDsSeen
 }
 
 // set takes one property of Task.info.
@@ -295,7 +327,7 @@ func (w *taskWaiter) unregister(key string, ch chan struct{}, owner bool) {
 func (w *taskWaiter) complete(key string, t *taskOutcome) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.noteOpIDLocked(t)
+	w.noteLocked(key, t)
 	if _, ok := w.done[key]; !ok {
 		w.finishLocked(key, t)
 	}
@@ -305,7 +337,7 @@ func (w *taskWaiter) complete(key string, t *taskOutcome) {
 func (w *taskWaiter) note(key string, t *taskOutcome) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.noteOpIDLocked(t)
+	w.noteLocked(key, t)
 	if _, ok := w.done[key]; !ok {
 		w.live[key] = t
 	}

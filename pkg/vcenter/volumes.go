@@ -144,6 +144,7 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 	if id == "" {
 		return Volume{}, fmt.Errorf("create volume %q on %s: vCenter returned no volume ID", spec.Name, ds.name)
 	}
+	c.noteName(spec.Name, id)
 	klog.V(4).InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB, "file", spec.File != nil)
 	if spec.File != nil {
 		// The access points are the share's: read them as CNS has them.
@@ -227,6 +228,7 @@ func (c *client) deleteVolume(ctx context.Context, volumeID string) error {
 	if err != nil {
 		return fmt.Errorf("delete volume %s: %w", volumeID, err)
 	}
+	c.forgetVolume(volumeID)
 	klog.V(4).InfoS("Volume deleted", "volumeID", volumeID)
 	return nil
 }
@@ -245,9 +247,17 @@ func (c *client) Volume(ctx context.Context, volumeID string) (Volume, error) {
 
 // FindVolumeByName returns this cluster's volume of that name.
 func (c *client) FindVolumeByName(ctx context.Context, name string) (Volume, error) {
+	if c.knownAbsent(name) { // names.go
+		klog.V(5).InfoS("Volume name known to be free", "name", name)
+		return Volume{}, fmt.Errorf("%w: no volume named %q in cluster %s", ErrVolumeNotFound, name, c.opts.ClusterID)
+	}
 	found, err := c.lookupName(ctx, name)
 	if err != nil {
 		return Volume{}, fmt.Errorf("query volume %q: %w", name, err)
+	}
+	c.loadNamesSoon()
+	for _, v := range found {
+		c.noteName(v.Name, v.VolumeId.Id)
 	}
 	if len(found) == 0 {
 		return Volume{}, fmt.Errorf("%w: no volume named %q in cluster %s", ErrVolumeNotFound, name, c.opts.ClusterID)

@@ -158,6 +158,7 @@ func (c *client) watchOnce(ctx context.Context) (answered bool, err error) {
 // truncated) fill a fresh inventory that then replaces the cached one.
 func (c *client) poll(ctx context.Context, pc *property.Collector) (answered bool, err error) {
 	maxWait := c.opts.maxWaitSeconds()
+	c.tasks.newGeneration() // tasks may have come and gone unseen
 	inv := newInventory()
 	initial := true
 	seenTasks := map[string]bool{}
@@ -168,7 +169,9 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 			Version: version,
 			Options: &types.WaitOptions{MaxWaitSeconds: &maxWait},
 		}
+		c.pollingSince.Store(time.Now().UnixNano())
 		res, err := methods.WaitForUpdatesEx(ctx, c.conn.vim, &req)
+		c.pollingSince.Store(0)
 		if err != nil {
 			if ctx.Err() != nil {
 				// Closing: end the poll on the server side too.

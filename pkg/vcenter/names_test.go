@@ -1,0 +1,90 @@
+package vcenter
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+)
+
+// TestNamesKnownWithoutAsking: once the cluster's names are read and the
+// watch is up to date, a look-up of a free name costs no call; a name
+// another controller of the cluster made since is found (its task told of
+// it), and so is one this client made.
+func TestNamesKnownWithoutAsking(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	other := connectEnv(t, e.sim, nil) // another controller of the cluster
+	ctx := ctxT(t)
+	ds := placeable(t, e.c, "")
+	if _, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-mine", CapacityBytes: 16 * mib, DatastoreIDs: ds}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.FindVolumeByName(ctx, "pvc-first-look"); !errors.Is(err, ErrVolumeNotFound) {
+		t.Fatalf("first look-up: %v", err)
+	}
+	eventually(t, "the names read", func() bool {
+		e.c.names.mu.Lock()
+		defer e.c.names.mu.Unlock()
+		return e.c.names.ready
+	})
+	queries := func(mark int) int {
+		n := 0
+		for _, c := range e.rec.since(mark) {
+			if c == "CnsQueryVolume" {
+				n++
+			}
+		}
+		return n
+	}
+	e.fresh(t)
+	mark := e.rec.mark()
+	if _, err := e.c.FindVolumeByName(ctx, "pvc-free"); !errors.Is(err, ErrVolumeNotFound) {
+		t.Fatalf("a free name: %v", err)
+	}
+	if n := queries(mark); n != 0 {
+		t.Errorf("a free name's look-up made %d CnsQueryVolume, want none", n)
+	}
+	if v, err := e.c.FindVolumeByName(ctx, "pvc-mine"); err != nil || v.Name != "pvc-mine" {
+		t.Errorf("the client's own volume: %+v, %v", v, err)
+	}
+
+	made, err := other.c.CreateVolume(ctx, CreateSpec{Name: "pvc-by-the-other", CapacityBytes: 16 * mib, DatastoreIDs: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fresh(t)
+	if v, err := e.c.FindVolumeByName(ctx, "pvc-by-the-other"); err != nil || v.ID != made.ID {
+		t.Errorf("a volume another controller of the cluster made: %+v, %v; want %s", v, err, made.ID)
+	}
+
+	// The watch starts again (its connection reset): it may have missed a
+	// task, so a look-up asks vCenter until the names are read again.
+	_ = other.c.Close(ctx)
+	gen := e.c.tasks.generation()
+	if _, err := e.sim.InjectFault(sim.FaultRule{Method: "WaitForUpdatesEx", Fault: sim.FaultReset, Times: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-wakes-the-watch", CapacityBytes: 16 * mib, DatastoreIDs: ds}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch started again", func() bool { return e.c.tasks.generation() != gen })
+	e.fresh(t)
+	mark = e.rec.mark()
+	if _, err := e.c.FindVolumeByName(ctx, "pvc-free-2"); !errors.Is(err, ErrVolumeNotFound) {
+		t.Fatalf("a free name after the watch restarted: %v", err)
+	}
+	if n := queries(mark); n != 1 {
+		t.Errorf("a look-up after the watch restarted made %d CnsQueryVolume, want 1 (the names may be stale)", n)
+	}
+}
+
+// fresh waits until the watch is up to date: waiting in its long poll for
+// watchFresh.
+func (e *testEnv) fresh(t testing.TB) {
+	t.Helper()
+	eventually(t, "the watch up to date", func() bool {
+		since := e.c.pollingSince.Load()
+		return since != 0 && time.Since(time.Unix(0, since)) >= watchFresh
+	})
+}
