@@ -677,11 +677,15 @@ driver() {
 	step "Embedded vCenter (bin/vsphere-sim) on $NODE_IP:$SIM_PORT"
 	mkdir -p "$SIM_DIR" "$BYID_ROOT"
 	# Zones from vSphere tags: the node VMs k8s-node-1.. are in zone-a, k8s-node-b-1 in zone-b.
+	# A shared vCenter, as real ones are: unrelated VMs on every host (zone B's and a workload
+	# cluster's lack nfs-gold), another cluster's volumes, background tasks (DRS moves our node
+	# VMs too, Storage vMotions under the driver's own user, backups, another cluster's CNS calls).
 	# --release-on-exit: at teardown its node VMs' disks go with it (a restart for a
 	# test goes through the control endpoint, which keeps them, as a vCenter restart does).
 	start vsphere-sim "$ROOT/bin/vsphere-sim" --listen "$NODE_IP:$SIM_PORT" --dir "$SIM_DIR" --hypervisor \
 		--by-id-root "$BYID_ROOT" --zone-b-node-vms 1 --topology --release-on-exit --control "127.0.0.1:$SIM_CONTROL_PORT" \
-		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster --nfs-address "$NODE_IP"
+		--write-config "$E2E_DIR/csi-vsphere.conf" --cluster-id e2e-cluster --nfs-address "$NODE_IP" \
+		--neighbour-vms 300 --neighbour-tasks-per-minute 10 --neighbour-volumes 20
 	wait_for "the embedded vCenter" 60 grep -q '^listening on' "$LOGS/vsphere-sim.log" || { alive_or_log vsphere-sim; return 1; }
 	local line uuid
 	line=$(grep -m1 "^  $NODE_VM " "$LOGS/vsphere-sim.log") || die "no $NODE_VM in the embedded vCenter's summary"
@@ -703,7 +707,7 @@ driver() {
 	step "Driver controller (host process) + csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter"
 	mkdir -p "$(dirname "$CSI_CONTROLLER_SOCK")"
 	start csi-controller "$ROOT/bin/vsphere-csi" --mode controller --endpoint "unix://$CSI_CONTROLLER_SOCK" \
-		--config "$E2E_DIR/csi-vsphere.conf" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" -v 4
+		--config "$E2E_DIR/csi-vsphere.conf" --kubeconfig "$KUBECONFIG_FILE" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" -v 4
 	wait_for "the controller's CSI socket" 30 test -S "$CSI_CONTROLLER_SOCK" || { alive_or_log csi-controller; return 1; }
 	wait_for "the controller's /healthz" 30 curl -sf "http://127.0.0.1:$DRIVER_HEALTHZ_PORT/healthz" || { alive_or_log csi-controller; return 1; }
 	start csi-provisioner "$bin/csi-provisioner" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \

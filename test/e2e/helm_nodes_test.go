@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +60,9 @@ func helmNodes(t *testing.T) {
 	}
 	node1, node2 := spare[0], spare[1]
 	vm1, vm2 := vmOf(node1), vmOf(node2)
+	// The controller knows its three nodes from the Kubernetes API (the
+	// CSINode objects), not from the VMs of a vCenter that has hundreds.
+	controllerNodeVMs(t, 1+len(spare))
 	vc := connectVCenter(t)
 	class := "gold-sc" // WaitForFirstConsumer (the values in TestHelm)
 
@@ -418,4 +423,33 @@ func mountTables(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+// controllerNodeVMs waits until the chart's controller says, in its metric
+// vsphere_csi_cluster_node_vms, that it knows want node VMs.
+func controllerNodeVMs(t *testing.T, want int) {
+	t.Helper()
+	eventually(t, time.Minute, fmt.Sprintf("the controller knowing %d node VMs", want), func(ctx context.Context) (bool, string, error) {
+		pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+		if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
+			return false, "no controller pod with an address", err
+		}
+		url := fmt.Sprintf("http://%s:9809/metrics", pods.Items[0].Status.PodIP)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, "", err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "vsphere_csi_cluster_node_vms" {
+				return f[1] == strconv.Itoa(want), "vsphere_csi_cluster_node_vms " + f[1], nil
+			}
+		}
+		return false, "no vsphere_csi_cluster_node_vms at " + url, nil
+	})
 }
