@@ -23,11 +23,7 @@ func TestNamesKnownWithoutAsking(t *testing.T) {
 	if _, err := e.c.FindVolumeByName(ctx, "pvc-first-look"); !errors.Is(err, ErrVolumeNotFound) {
 		t.Fatalf("first look-up: %v", err)
 	}
-	eventually(t, "the names read", func() bool {
-		e.c.names.mu.Lock()
-		defer e.c.names.mu.Unlock()
-		return e.c.names.ready
-	})
+	waitNamesRead(t, e.c)
 	queries := func(mark int) int {
 		n := 0
 		for _, c := range e.rec.since(mark) {
@@ -81,6 +77,15 @@ func TestNamesKnownWithoutAsking(t *testing.T) {
 
 // fresh waits until the watch is up to date: waiting in its long poll for
 // watchFresh.
+// waitNamesRead waits for the client's one read of the cluster's names.
+func waitNamesRead(t testing.TB, c *client) {
+	eventually(t, "the names read", func() bool {
+		c.names.mu.Lock()
+		defer c.names.mu.Unlock()
+		return c.names.ready
+	})
+}
+
 func (e *testEnv) fresh(t testing.TB) {
 	t.Helper()
 	eventually(t, "the watch up to date", func() bool {

@@ -145,6 +145,7 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 		return Volume{}, fmt.Errorf("create volume %q on %s: vCenter returned no volume ID", spec.Name, ds.name)
 	}
 	c.noteName(spec.Name, id)
+	c.loadNamesSoon() // vCenter is now known to record operation IDs (this create's)
 	klog.V(4).InfoS("Volume created", "volumeID", id, "name", spec.Name, "datastore", ds.name, "sizeMB", sizeMB, "file", spec.File != nil)
 	if spec.File != nil {
 		// The access points are the share's: read them as CNS has them.

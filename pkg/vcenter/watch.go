@@ -19,9 +19,12 @@ import (
 const (
 	// After an answer with changes the watch waits a little before the next
 	// poll so that a burst of changes comes back in one answer: briefly while
-	// tasks are waited on, longer otherwise (a busy shared vCenter must not
-	// turn the watch into a stream of calls). A new waiter cuts the longer
-	// pause short.
+	// tasks are waited on or when vCenter had been quiet (the answer came
+	// after a long wait: a lone change, such as a task of someone else's
+	// starting or ending on a shared vCenter, and the watch is soon up to
+	// date again, names.go), longer when changes follow each other (a busy
+	// shared vCenter must not turn the watch into a stream of calls). A new
+	// waiter cuts the longer pause short.
 	busyCoalesce = 25 * time.Millisecond
 	idleCoalesce = 2 * time.Second
 
@@ -169,9 +172,11 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 			Version: version,
 			Options: &types.WaitOptions{MaxWaitSeconds: &maxWait},
 		}
-		c.pollingSince.Store(time.Now().UnixNano())
+		polled := time.Now()
+		c.pollingSince.Store(polled.UnixNano())
 		res, err := methods.WaitForUpdatesEx(ctx, c.conn.vim, &req)
 		c.pollingSince.Store(0)
+		quiet := time.Since(polled) >= idleCoalesce
 		if err != nil {
 			if ctx.Err() != nil {
 				// Closing: end the poll on the server side too.
@@ -233,16 +238,17 @@ func (c *client) poll(ctx context.Context, pc *property.Collector) (answered boo
 			}
 		}
 		if !truncated && len(set.FilterSet) > 0 {
-			if err := c.coalesce(ctx); err != nil {
+			if err := c.coalesce(ctx, quiet); err != nil {
 				return true, err
 			}
 		}
 	}
 }
 
-// coalesce pauses between an answer with changes and the next poll.
-func (c *client) coalesce(ctx context.Context) error {
-	if c.tasks.inFlight() > 0 {
+// coalesce pauses between an answer with changes and the next poll;
+// quiet: the answer came after vCenter had been quiet for idleCoalesce.
+func (c *client) coalesce(ctx context.Context, quiet bool) error {
+	if quiet || c.tasks.inFlight() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

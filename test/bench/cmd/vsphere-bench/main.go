@@ -246,6 +246,10 @@ func run(runs int, svgPath, mdPath string, neighbours sim.Neighbours) error {
 	}
 	var rts []float64
 	for r := range runs {
+		// A burst of claims (a StatefulSet scaled up) comes to a controller
+		// that has been quiet for a moment, not right after the last
+		// run's deletes.
+		time.Sleep(3 * time.Second)
 		before := e.calls.Count()
 		ids, took, err := e.create(fmt.Sprintf("pvc-r%d", r), 32)
 		if err != nil {

@@ -7,15 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 )
@@ -93,23 +90,13 @@ func neighboursRun(binary, dir string, n sim.Neighbours, idle time.Duration) (ne
 	if err != nil {
 		return r, err
 	}
-	sock := filepath.Join(dir, "csi.sock")
-	cmd := exec.Command(binary, "--mode", "controller", "--endpoint", "unix://"+sock, "--config", conf,
-		"--node-uuids", strings.Join(uuids, ","), "--metrics-address", metricsAddr, "-v", "0")
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return r, err
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	p, err := startController(binary, dir, conf, "--node-uuids", strings.Join(uuids, ","), "--metrics-address", metricsAddr)
 	if err != nil {
 		return r, err
 	}
-	defer conn.Close()
-	c := csi.NewControllerClient(conn)
-	if r.startup, err = waitServing(c, start); err != nil {
-		return r, err
-	}
+	defer p.stop()
+	c := p.client
+	r.startup = p.startup
 	updates := func() int64 { return metric(metricsAddr, "vsphere_csi_vcenter_watch_object_updates_total") }
 	r.startUpdates = updates()
 	before := s.Requests()
@@ -137,28 +124,12 @@ func neighboursRun(binary, dir string, n sim.Neighbours, idle time.Duration) (ne
 		time.Sleep(300 * time.Millisecond)
 	}
 	r.rtPublish = float64(s.Requests()-before) / float64(len(ids))
-	r.rssMiB = rss(cmd.Process.Pid)
+	r.rssMiB = rss(p.cmd.Process.Pid)
 	time.Sleep(5 * time.Second) // the last echoes
 	before, u := s.Requests(), updates()
 	time.Sleep(idle)
 	r.idleCalls, r.idleUpdates = s.Requests()-before, updates()-u
 	return r, nil
-}
-
-// waitServing waits until the controller answers ListVolumes.
-func waitServing(c csi.ControllerClient, start time.Time) (time.Duration, error) {
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: 1})
-		cancel()
-		if err == nil {
-			return time.Since(start), nil
-		}
-		if time.Since(start) > 5*time.Minute {
-			return 0, fmt.Errorf("not serving after 5 minutes: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metric reads one counter from a Prometheus endpoint (-1 when absent).
