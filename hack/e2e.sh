@@ -707,7 +707,8 @@ driver() {
 	step "Driver controller (host process) + csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter"
 	mkdir -p "$(dirname "$CSI_CONTROLLER_SOCK")"
 	start csi-controller "$ROOT/bin/vsphere-csi" --mode controller --endpoint "unix://$CSI_CONTROLLER_SOCK" \
-		--config "$E2E_DIR/csi-vsphere.conf" --kubeconfig "$KUBECONFIG_FILE" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" -v 4
+		--config "$E2E_DIR/csi-vsphere.conf" --kubeconfig "$KUBECONFIG_FILE" --healthz-address "127.0.0.1:$DRIVER_HEALTHZ_PORT" \
+		--full-sync-interval 2m --leader-election-namespace kube-system -v 4
 	wait_for "the controller's CSI socket" 30 test -S "$CSI_CONTROLLER_SOCK" || { alive_or_log csi-controller; return 1; }
 	wait_for "the controller's /healthz" 30 curl -sf "http://127.0.0.1:$DRIVER_HEALTHZ_PORT/healthz" || { alive_or_log csi-controller; return 1; }
 	start csi-provisioner "$bin/csi-provisioner" --kubeconfig "$KUBECONFIG_FILE" --csi-address "$CSI_CONTROLLER_SOCK" \

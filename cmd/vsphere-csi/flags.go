@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
@@ -16,6 +17,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/syncer"
 )
 
 type options struct {
@@ -32,6 +34,12 @@ type options struct {
 	logFormat             string
 	kubeconfig            string
 	nodeUUIDs             []string
+	metadataSync          bool
+	fullSyncInterval      time.Duration
+	leaseNamespace        string
+	leaseDuration         time.Duration
+	renewDeadline         time.Duration
+	retryPeriod           time.Duration
 
 	kubeletRegistrationPath string
 	pluginRegistrationDir   string
@@ -74,6 +82,15 @@ func parseFlags(args []string) (options, error) {
 		}
 		return nil
 	})
+	fs.BoolVar(&o.metadataSync, "metadata-sync", true,
+		"keep each volume's PV, claim and pods current in CNS (what the vSphere Client's Container Volumes view shows) and report orphans; needs the Kubernetes API (controller)")
+	fs.DurationVar(&o.fullSyncInterval, "full-sync-interval", syncer.DefaultFullSyncInterval,
+		"how often the metadata syncer compares every volume's CNS metadata with Kubernetes, puts drift right and looks for orphans (also once at start) (controller)")
+	fs.StringVar(&o.leaseNamespace, "leader-election-namespace", "",
+		"namespace of the metadata syncer's Lease (vsphere-csi-syncer), which elects the one controller replica that syncs; empty: the pod's own, else default (controller)")
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "the syncer's Lease: how long a replica holds it without renewing (controller)")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "the syncer's Lease: how long the holder tries to renew before it gives up syncing (controller)")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "the syncer's Lease: how often replicas try to take or renew it (controller)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
 	fs.StringVar(&o.simulatorDir, "simulator-dir", "", "with --simulator: where the embedded vCenter keeps its datastores (default: a temporary directory)")
@@ -106,6 +123,13 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.maxSnapshotsPerVolume < 1 || o.maxSnapshotsPerVolume > driver.MaxSnapshotsLimit {
 		return o, fmt.Errorf("--max-snapshots-per-volume %d: want 1 to %d (vSphere's limit per disk)", o.maxSnapshotsPerVolume, driver.MaxSnapshotsLimit)
+	}
+	if !(o.leaseDuration > o.renewDeadline && o.renewDeadline > o.retryPeriod && o.retryPeriod > 0) {
+		return o, fmt.Errorf("--leader-election-lease-duration %s, --leader-election-renew-deadline %s, --leader-election-retry-period %s: want lease duration > renew deadline > retry period > 0",
+			o.leaseDuration, o.renewDeadline, o.retryPeriod)
+	}
+	if o.fullSyncInterval < time.Minute {
+		return o, fmt.Errorf("--full-sync-interval %s: want at least 1m (a full sync reads every volume of the cluster)", o.fullSyncInterval)
 	}
 	if o.maxVolumesPerNode < 1 || o.maxVolumesPerNode > 255 {
 		return o, fmt.Errorf("--max-volumes-per-node %d: want 1 to 255", o.maxVolumesPerNode)

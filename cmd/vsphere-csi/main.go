@@ -21,6 +21,9 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "orphans" {
+		os.Exit(orphans(os.Args[2:]))
+	}
 	opts, err := parseFlags(os.Args[1:])
 	if err == flag.ErrHelp {
 		return

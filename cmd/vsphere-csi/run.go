@@ -22,6 +22,12 @@ func run(ctx context.Context, o options) error {
 		HealthzAddress:        o.healthzAddress,
 		Kubeconfig:            o.kubeconfig,
 		NodeUUIDs:             o.nodeUUIDs,
+		MetadataSync:          o.metadataSync,
+		FullSyncInterval:      o.fullSyncInterval,
+		LeaseNamespace:        o.leaseNamespace,
+		LeaseDuration:         o.leaseDuration,
+		RenewDeadline:         o.renewDeadline,
+		RetryPeriod:           o.retryPeriod,
 
 		KubeletRegistrationPath: o.kubeletRegistrationPath,
 		PluginRegistrationDir:   o.pluginRegistrationDir,

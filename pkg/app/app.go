@@ -10,8 +10,10 @@ import (
 	"log"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
@@ -44,6 +46,15 @@ type Config struct {
 	// cluster's nodes (nodeSource).
 	Kubeconfig string
 	NodeUUIDs  []string
+	// MetadataSync runs the metadata syncer in the controller (syncer.go)
+	// when there is a Kubernetes API; FullSyncInterval is its full sync's
+	// period (0: the default), LeaseNamespace where its Lease lives ("":
+	// the pod's namespace).
+	MetadataSync     bool
+	FullSyncInterval time.Duration
+	LeaseNamespace   string
+	// The Lease's timings (0: syncer's defaults).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 
 	// KubeletRegistrationPath, when set, makes the node plugin register
 	// itself with kubelet: the CSI socket's path as kubelet sees it, served
@@ -207,13 +218,19 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 		opts := VCenterOptions(vcCfg)
 		opts.UserAgent = "vsphere-csi/" + c.Version
 		opts.Observer = obs
-		if opts.Nodes, err = nodeSource(ctx, c); err != nil {
+		kc, err := kubeClient(c)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if opts.Nodes, err = nodeSource(ctx, c, kc); err != nil {
 			return nil, nil, nil, err
 		}
 		if vc, err = vcenter.New(ctx, opts); err != nil {
 			return nil, nil, nil, err
 		}
+		stopSyncer := startSyncer(ctx, c, kc, vc, obs)
 		closeAll = func() {
+			stopSyncer()
 			if err := vc.Close(context.WithoutCancel(ctx)); err != nil {
 				klog.ErrorS(err, "Logging out of vCenter")
 			}
@@ -262,19 +279,15 @@ func NodeMounter(mode driver.Mode) node.Mounter {
 // the pod's own service account); else none, and every VM of the
 // datacenters counts as a node, which is right only for a vCenter that
 // holds nothing but this cluster (the embedded one of make run).
-func nodeSource(ctx context.Context, c Config) (vcenter.NodeSource, error) {
+func nodeSource(ctx context.Context, c Config, client kubernetes.Interface) (vcenter.NodeSource, error) {
 	if len(c.NodeUUIDs) > 0 {
 		klog.InfoS("The cluster's nodes are the VMs of --node-uuids", "nodes", len(c.NodeUUIDs))
 		return vcenter.StaticNodes(c.NodeUUIDs...), nil
 	}
-	client, err := kube.Connect(c.Kubeconfig, "vsphere-csi/"+c.Version)
-	if errors.Is(err, kube.ErrNoAPI) {
+	if client == nil {
 		klog.InfoS("No Kubernetes API and no --node-uuids: every VM of the datacenters counts as a node of this cluster " +
 			"(right only for a vCenter that holds nothing else, such as the embedded one)")
 		return nil, nil
-	}
-	if err != nil {
-		return nil, err
 	}
 	nodes, err := kube.Nodes(ctx, client, driver.Name)
 	if err != nil {

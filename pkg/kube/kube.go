@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -75,4 +76,14 @@ func waitSynced(ctx context.Context, what string, synced func() bool) error {
 		}
 	}
 	return nil
+}
+
+// PodNamespace is the namespace of the pod the process runs in ("" when
+// it does not run in one).
+func PodNamespace() string {
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

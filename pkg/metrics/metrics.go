@@ -25,6 +25,16 @@ type Metrics struct {
 	inDoubt  *prometheus.CounterVec
 	nodeVMs  prometheus.Gauge
 	updates  prometheus.Counter
+
+	// The metadata syncer's (syncer.Observer).
+	metaCalls   *prometheus.CounterVec
+	metaVolumes prometheus.Counter
+	metaLag     prometheus.Histogram
+	fullSyncs   prometheus.Counter
+	fullSyncDur prometheus.Gauge
+	repaired    prometheus.Counter
+	orphans     prometheus.Gauge
+	missing     prometheus.Gauge
 }
 
 // New makes the collectors and registers them.
@@ -62,9 +72,73 @@ func New() *Metrics {
 		Namespace: "vsphere_csi", Name: "vcenter_watch_object_updates_total",
 		Help: "Object updates the inventory watch received from vCenter (node VMs, datastores, hosts, tasks): what following vCenter costs.",
 	})
+	m.syncerMetrics()
 	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt, m.nodeVMs, m.updates,
+		m.metaCalls, m.metaVolumes, m.metaLag, m.fullSyncs, m.fullSyncDur, m.repaired, m.orphans, m.missing,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+func (m *Metrics) syncerMetrics() {
+	m.metaCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "metadata_calls_total",
+		Help: "CnsUpdateVolumeMetadata calls of the metadata syncer, by result (ok, failed: the call as a whole).",
+	}, []string{"result"})
+	m.metaVolumes = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "metadata_volumes_total",
+		Help: "Volumes whose CNS metadata (PV, claim, pods) the syncer wrote.",
+	})
+	m.metaLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "change_to_cns_seconds",
+		Help:    "From a change of a PV, claim or pod to its volume's metadata written in CNS.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
+	})
+	m.fullSyncs = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "full_syncs_total",
+		Help: "Full syncs of CNS metadata done.",
+	})
+	m.fullSyncDur = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "last_full_sync_seconds",
+		Help: "How long the last full sync took.",
+	})
+	m.repaired = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "full_sync_repaired_volumes_total",
+		Help: "Volumes whose CNS metadata a full sync found drifted and put right.",
+	})
+	m.orphans = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "orphan_volumes",
+		Help: "CNS volumes of this cluster that no PersistentVolume names (vsphere-csi orphans lists them).",
+	})
+	m.missing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "vsphere_csi", Subsystem: "syncer", Name: "pvs_missing_volume",
+		Help: "PersistentVolumes of this driver whose CNS volume does not exist.",
+	})
+}
+
+// MetadataSent records one metadata call of the syncer (syncer.Observer).
+func (m *Metrics) MetadataSent(volumes int, failed bool, lags []time.Duration) {
+	result := "ok"
+	if failed {
+		result = "failed"
+	}
+	m.metaCalls.WithLabelValues(result).Inc()
+	m.metaVolumes.Add(float64(len(lags)))
+	for _, l := range lags {
+		m.metaLag.Observe(l.Seconds())
+	}
+}
+
+// FullSync records a full sync (syncer.Observer).
+func (m *Metrics) FullSync(took time.Duration, updated int) {
+	m.fullSyncs.Inc()
+	m.fullSyncDur.Set(took.Seconds())
+	m.repaired.Add(float64(updated))
+}
+
+// Findings sets the orphan and missing-volume counts (syncer.Observer).
+func (m *Metrics) Findings(orphans, missing int) {
+	m.orphans.Set(float64(orphans))
+	m.missing.Set(float64(missing))
 }
 
 // ObserveCSI records one CSI call.

@@ -131,7 +131,7 @@ func matches(f cnstypes.CnsQueryFilter, v *volume) bool {
 		return false
 	case len(f.Names) != 0 && !slices.Contains(f.Names, c.Name):
 		return false
-	case len(f.ContainerClusterIds) != 0 && !slices.Contains(f.ContainerClusterIds, c.Metadata.ContainerCluster.ClusterId):
+	case len(f.ContainerClusterIds) != 0 && !inClusters(f.ContainerClusterIds, c.Metadata):
 		return false
 	case len(f.Datastores) != 0 && !slices.Contains(f.Datastores, v.ds.ref):
 		return false
@@ -145,6 +145,16 @@ func matches(f cnstypes.CnsQueryFilter, v *volume) bool {
 		return false
 	}
 	return true
+}
+
+// inClusters says whether a volume belongs to one of the clusters: its
+// container cluster or any of its container cluster array (a volume
+// several clusters use, each through a static PV).
+func inClusters(ids []string, md cnstypes.CnsVolumeMetadata) bool {
+	if slices.Contains(ids, md.ContainerCluster.ClusterId) {
+		return true
+	}
+	return slices.ContainsFunc(md.ContainerClusterArray, func(cc cnstypes.CnsContainerCluster) bool { return slices.Contains(ids, cc.ClusterId) })
 }
 
 func hasLabel(c cnstypes.CnsVolume, labels []types.KeyValue) bool {

@@ -455,7 +455,8 @@ func TestUnknownReferencesAreFaults(t *testing.T) {
 	if f := faultOf(result(t, task, err)); f == nil {
 		t.Errorf("extend of unknown volume succeeded")
 	}
-	task, err = c.cns.UpdateVolumeMetadata(ctx, []cnstypes.CnsVolumeMetadataUpdateSpec{{VolumeId: cnstypes.CnsVolumeId{Id: "no-such-volume"}}})
+	task, err = c.cns.UpdateVolumeMetadata(ctx, []cnstypes.CnsVolumeMetadataUpdateSpec{{VolumeId: cnstypes.CnsVolumeId{Id: "no-such-volume"},
+		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: cnstypes.CnsContainerCluster{ClusterId: "test-cluster"}}}})
 	if f := faultOf(result(t, task, err)); f == nil {
 		t.Errorf("metadata update of unknown volume succeeded")
 	}
@@ -513,19 +514,69 @@ func TestUpdateMetadata(t *testing.T) {
 			Labels: []types.KeyValue{{Key: "app", Value: "db"}}},
 		EntityType: string(cnstypes.CnsKubernetesEntityTypePVC), Namespace: "default",
 	}
-	update := func(e ...cnstypes.BaseCnsEntityMetadata) {
+	cluster := func(id string) cnstypes.CnsContainerCluster {
+		return cnstypes.CnsContainerCluster{ClusterType: string(cnstypes.CnsClusterTypeKubernetes), ClusterId: id, VSphereUser: s.Username()}
+	}
+	updateAs := func(cc cnstypes.CnsContainerCluster, e ...cnstypes.BaseCnsEntityMetadata) *types.LocalizedMethodFault {
 		task, err := c.cns.UpdateVolumeMetadata(ctx, []cnstypes.CnsVolumeMetadataUpdateSpec{{
 			VolumeId: cnstypes.CnsVolumeId{Id: id},
-			Metadata: cnstypes.CnsVolumeMetadata{EntityMetadata: e},
+			Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: cc, EntityMetadata: e},
 		}})
-		if f := faultOf(result(t, task, err)); f != nil {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := task.WaitForResult(ctx); err != nil { // the task's own fault (a refused spec)
+			return &types.LocalizedMethodFault{LocalizedMessage: err.Error()}
+		}
+		return faultOf(result(t, task, nil))
+	}
+	update := func(e ...cnstypes.BaseCnsEntityMetadata) {
+		if f := updateAs(cluster("test-cluster"), e...); f != nil {
 			t.Fatal(f.LocalizedMessage)
 		}
+	}
+	if f := updateAs(cnstypes.CnsContainerCluster{}, pvc); f == nil || !strings.Contains(f.LocalizedMessage, "container cluster") {
+		t.Errorf("an update naming no container cluster: %+v", f)
 	}
 	update(pvc)
 	update(pvc) // same entity: replaced, not duplicated
 	if got := queryOne(t, c, id).Metadata; len(got.EntityMetadata) != 1 || got.ContainerCluster.ClusterId != "test-cluster" {
 		t.Errorf("metadata %+v", got)
+	}
+	// Labels are replaced whole, not merged.
+	relabelled := *pvc
+	relabelled.Labels = []types.KeyValue{{Key: "tier", Value: "gold"}}
+	update(&relabelled)
+	if got := queryOne(t, c, id).Metadata.EntityMetadata; len(got) != 1 || len(got[0].GetCnsEntityMetadata().Labels) != 1 {
+		t.Errorf("relabelled: %+v", got)
+	}
+	update(pvc)
+	// Another cluster's entity of the same name: both kept, the other
+	// cluster joins the array, the volume's own cluster stays.
+	theirs := *pvc
+	theirs.ClusterID = "other-cluster"
+	if f := updateAs(cluster("other-cluster"), &theirs); f != nil {
+		t.Fatal(f.LocalizedMessage)
+	}
+	md := queryOne(t, c, id).Metadata
+	var clusters []string
+	for _, cc := range md.ContainerClusterArray {
+		clusters = append(clusters, cc.ClusterId)
+	}
+	if len(md.EntityMetadata) != 2 || md.ContainerCluster.ClusterId != "test-cluster" || strings.Join(clusters, ",") != "test-cluster,other-cluster" {
+		t.Errorf("two clusters: entities %d, cluster %s, array %v", len(md.EntityMetadata), md.ContainerCluster.ClusterId, clusters)
+	}
+	res0, err := c.cns.QueryVolume(ctx, &cnstypes.CnsQueryFilter{ContainerClusterIds: []string{"other-cluster"}})
+	if err != nil || len(res0.Volumes) != 1 {
+		t.Errorf("the volume listed for the other cluster: %v, %d volumes", err, len(res0.Volumes))
+	}
+	if f := updateAs(cluster("other-cluster"), &cnstypes.CnsKubernetesEntityMetadata{
+		CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: "x", ClusterID: "other-cluster", Delete: true}, EntityType: "NODE_OF_SOMETHING"}); f == nil {
+		t.Errorf("an entity of an unknown type was taken")
+	}
+	theirs.Delete = true
+	if f := updateAs(cluster("other-cluster"), &theirs); f != nil {
+		t.Fatal(f.LocalizedMessage)
 	}
 	res, err := c.cns.QueryVolume(ctx, &cnstypes.CnsQueryFilter{Labels: []types.KeyValue{{Key: "app", Value: "db"}}})
 	if err != nil || len(res.Volumes) != 1 {

@@ -90,6 +90,8 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
   POST   /datastores/NAME/fill?free=0 leave that many bytes free (free=-1 gives the space back)
   PUT    /file-service/ZONE?enabled=false  vSAN File Service off (or on) on zone-a's or zone-b's cluster
   GET    /shares                      the vSAN file shares (file volumes) with access points and permissions
+  GET    /container-volumes           the CNS volumes as the vSphere Client's Container Volumes view shows them:
+                                      clusters, and each cluster's PV, PVC and pods (JSON; ?format=text: a table)
   GET    /events?since=N              what the vCenter did (tasks, reconfigurations, faults), as JSON lines
   GET    /vms   GET /datastores       the node VMs and datastores with their state
   GET    /hosts                       the hosts with their cluster and the datastores each mounts
@@ -208,6 +210,14 @@ func (r *Runner) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /shares", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().Shares()) })
+	mux.HandleFunc("GET /container-volumes", func(w http.ResponseWriter, req *http.Request) {
+		vols := r.Sim().ContainerVolumes()
+		if req.URL.Query().Get("format") == "text" {
+			_ = WriteContainerVolumes(w, vols)
+			return
+		}
+		writeJSON(w, vols)
+	})
 	r.neighbourHandlers(mux)
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, req *http.Request) {
 		since, _ := strconv.ParseInt(req.URL.Query().Get("since"), 10, 64)

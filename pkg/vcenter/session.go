@@ -278,6 +278,17 @@ func soapMethod(req soap.HasFault) string {
 	if t == nil {
 		return "unknown"
 	}
+	// The request's XML element is the method's name; govmomi's body type
+	// names differ for some (CnsUpdateVolumeBody carries
+	// CnsUpdateVolumeMetadata).
+	if t.Kind() == reflect.Struct {
+		if f, ok := t.FieldByName("Req"); ok {
+			tag, _, _ := strings.Cut(f.Tag.Get("xml"), ",")
+			if _, local, ok := strings.Cut(tag, " "); ok && local != "" {
+				return local
+			}
+		}
+	}
 	return strings.TrimSuffix(t.Name(), "Body")
 }
 

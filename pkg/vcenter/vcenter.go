@@ -93,6 +93,14 @@ type Client interface {
 	// next as in ListVolumes; limit <= 0: all). Unknown IDs select nothing.
 	Snapshots(ctx context.Context, f SnapshotFilter, offset, limit int64) (page []Snapshot, next int64, err error)
 
+	// UpdateMetadata writes this cluster's entity metadata of volumes
+	// (the PV, claim and pods the vSphere Client shows), several volumes
+	// per call; failed holds the volumes CNS refused, each with its error
+	// (metadata.go).
+	UpdateMetadata(ctx context.Context, updates []MetadataUpdate) (failed map[string]error, err error)
+	// VolumesByID returns those of the volumes that exist, of any cluster.
+	VolumesByID(ctx context.Context, ids []string) ([]Volume, error)
+
 	// NodeVM finds a node VM by its BIOS UUID; ErrNodeNotFound when none.
 	NodeVM(ctx context.Context, nodeUUID string) (NodeVM, error)
 
@@ -173,6 +181,11 @@ type Volume struct {
 	PVCName       string
 	PVCNamespace  string
 	PVName        string
+	// Entities are this cluster's entity metadata of the volume (its PV,
+	// claim and pods, metadata.go); Clusters the container clusters CNS
+	// records for it.
+	Entities []Entity
+	Clusters []string
 	// Health is CNS's health status ("green", "red", …), when known.
 	Health string
 	// Attachments are the node VMs the volume's disk is attached to.

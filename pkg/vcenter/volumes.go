@@ -168,33 +168,17 @@ func (c *client) createOn(ctx context.Context, spec CreateSpec, sizeMB int64, ds
 // passed them, the PV and PVC entities (what vSphere Client's Container
 // Volumes view shows).
 func (c *client) volumeMetadata(spec CreateSpec) cnstypes.CnsVolumeMetadata {
-	cc := cnstypes.CnsContainerCluster{
-		ClusterType:   string(cnstypes.CnsClusterTypeKubernetes),
-		ClusterId:     c.opts.ClusterID,
-		VSphereUser:   c.opts.User,
-		ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla),
-	}
+	cc := c.containerCluster()
 	md := cnstypes.CnsVolumeMetadata{ContainerCluster: cc, ContainerClusterArray: []cnstypes.CnsContainerCluster{cc}}
 	if spec.PVName != "" {
-		md.EntityMetadata = append(md.EntityMetadata, &cnstypes.CnsKubernetesEntityMetadata{
-			CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: spec.PVName, ClusterID: c.opts.ClusterID},
-			EntityType:        string(cnstypes.CnsKubernetesEntityTypePV),
-		})
+		md.EntityMetadata = append(md.EntityMetadata, c.cnsEntity(Entity{Kind: EntityPV, Name: spec.PVName}, false))
 	}
 	if spec.PVCName != "" {
-		pvc := &cnstypes.CnsKubernetesEntityMetadata{
-			CnsEntityMetadata: cnstypes.CnsEntityMetadata{EntityName: spec.PVCName, ClusterID: c.opts.ClusterID},
-			EntityType:        string(cnstypes.CnsKubernetesEntityTypePVC),
-			Namespace:         spec.PVCNamespace,
-		}
+		pvc := Entity{Kind: EntityPVC, Name: spec.PVCName, Namespace: spec.PVCNamespace}
 		if spec.PVName != "" {
-			pvc.ReferredEntity = []cnstypes.CnsKubernetesEntityReference{{
-				EntityType: string(cnstypes.CnsKubernetesEntityTypePV),
-				EntityName: spec.PVName,
-				ClusterID:  c.opts.ClusterID,
-			}}
+			pvc.Refers = &EntityRef{Kind: EntityPV, Name: spec.PVName}
 		}
-		md.EntityMetadata = append(md.EntityMetadata, pvc)
+		md.EntityMetadata = append(md.EntityMetadata, c.cnsEntity(pvc, false))
 	}
 	return md
 }
@@ -372,16 +356,16 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 		if cv.VolumeType == string(cnstypes.CnsVolumeTypeFile) {
 			v.File, v.AccessPoints = true, accessPoints(cv.BackingObjectDetails)
 		}
-		for _, em := range cv.Metadata.EntityMetadata {
-			k, ok := em.(*cnstypes.CnsKubernetesEntityMetadata)
-			if !ok {
-				continue
-			}
-			switch k.EntityType {
-			case string(cnstypes.CnsKubernetesEntityTypePVC):
-				v.PVCName, v.PVCNamespace = k.EntityName, k.Namespace
-			case string(cnstypes.CnsKubernetesEntityTypePV):
-				v.PVName = k.EntityName
+		for _, cc := range cv.Metadata.ContainerClusterArray {
+			v.Clusters = append(v.Clusters, cc.ClusterId)
+		}
+		v.Entities = c.entitiesOf(cv.Metadata)
+		for _, e := range v.Entities {
+			switch e.Kind {
+			case EntityPVC:
+				v.PVCName, v.PVCNamespace = e.Name, e.Namespace
+			case EntityPV:
+				v.PVName = e.Name
 			}
 		}
 		out = append(out, v)

@@ -92,12 +92,26 @@ func TestRBACLeastPrivilege(t *testing.T) {
 							}
 						}
 					}
+					if strings.HasSuffix(o.Name, "-controller-events") {
+						for _, r := range o.Rules {
+							if !slices.Equal(r.Resources, []string{"events"}) || !slices.Equal(r.Verbs, []string{"create", "patch"}) {
+								t.Errorf("ClusterRole %s: rule %+v; the syncer only records events", o.Name, r)
+							}
+						}
+					}
 					if o.AggregationRule != nil {
 						t.Errorf("ClusterRole %s aggregates", o.Name)
 					}
 				case *rbacv1.Role:
 					roles["Role/"+o.Name] = true
 					checkRules("Role", o.Name, o.Rules)
+					if strings.HasSuffix(o.Name, "-controller-lease") {
+						for _, r := range o.Rules {
+							if !slices.Equal(r.Resources, []string{"leases"}) || len(r.ResourceNames) > 0 && !slices.Equal(r.ResourceNames, []string{"vsphere-csi-syncer"}) {
+								t.Errorf("Role %s: rule %+v; the syncer only holds its Lease", o.Name, r)
+							}
+						}
+					}
 				case *rbacv1.ClusterRoleBinding:
 					bindings = append(bindings, struct {
 						name     string
@@ -128,10 +142,11 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				}
 			}
 			// One ClusterRole per deployed sidecar and one for the
-			// controller itself, nothing shared.
+			// controller itself (read-only), and one for the metadata
+			// syncer's events, nothing shared.
 			want := []string{"ClusterRole/vsphere-csi-external-provisioner", "ClusterRole/vsphere-csi-external-attacher",
 				"ClusterRole/vsphere-csi-external-resizer", "ClusterRole/vsphere-csi-external-snapshotter",
-				"ClusterRole/vsphere-csi-controller"}
+				"ClusterRole/vsphere-csi-controller", "ClusterRole/vsphere-csi-controller-events"}
 			var got []string
 			for r := range roles {
 				if strings.HasPrefix(r, "ClusterRole/") {

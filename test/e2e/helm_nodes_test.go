@@ -63,6 +63,7 @@ func helmNodes(t *testing.T) {
 	// The controller knows its three nodes from the Kubernetes API (the
 	// CSINode objects), not from the VMs of a vCenter that has hundreds.
 	controllerNodeVMs(t, 1+len(spare))
+	controllerSynced(t)
 	vc := connectVCenter(t)
 	class := "gold-sc" // WaitForFirstConsumer (the values in TestHelm)
 
@@ -430,26 +431,61 @@ func mountTables(t *testing.T) map[string]string {
 func controllerNodeVMs(t *testing.T, want int) {
 	t.Helper()
 	eventually(t, time.Minute, fmt.Sprintf("the controller knowing %d node VMs", want), func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
-		if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
-			return false, "no controller pod with an address", err
+		vals, err := controllerMetric(ctx, "vsphere_csi_cluster_node_vms")
+		if len(vals) == 0 || err != nil {
+			return false, fmt.Sprintf("vsphere_csi_cluster_node_vms not served (%v)", err), nil
 		}
-		url := fmt.Sprintf("http://%s:9809/metrics", pods.Items[0].Status.PodIP)
+		return vals[0] == strconv.Itoa(want), "vsphere_csi_cluster_node_vms " + vals[0], nil
+	})
+}
+
+// controllerSynced waits until one of the chart's controller replicas (the
+// one holding the syncer's Lease, through its service account's RBAC) has
+// done a full sync of CNS metadata.
+func controllerSynced(t *testing.T) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "a controller replica's full sync of CNS metadata", func(ctx context.Context) (bool, string, error) {
+		vals, err := controllerMetric(ctx, "vsphere_csi_syncer_full_syncs_total")
+		for _, v := range vals {
+			if n, _ := strconv.ParseFloat(v, 64); n >= 1 {
+				return true, "", nil
+			}
+		}
+		return false, fmt.Sprintf("vsphere_csi_syncer_full_syncs_total: %v (%v)", vals, err), nil
+	})
+}
+
+// controllerMetric reads a metric without labels from each controller
+// pod's /metrics (the pods in list order; those that do not serve it are
+// left out).
+func controllerMetric(ctx context.Context, name string) ([]string, error) {
+	pods, err := env.kube.CoreV1().Pods(helmNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var last error
+	for _, p := range pods.Items {
+		if p.Status.PodIP == "" {
+			continue
+		}
+		url := fmt.Sprintf("http://%s:9809/metrics", p.Status.PodIP)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return false, "", err
+			return nil, err
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return false, err.Error(), nil
+			last = err
+			continue
 		}
-		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		for _, line := range strings.Split(string(body), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == "vsphere_csi_cluster_node_vms" {
-				return f[1] == strconv.Itoa(want), "vsphere_csi_cluster_node_vms " + f[1], nil
+			if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+				out = append(out, f[1])
 			}
 		}
-		return false, "no vsphere_csi_cluster_node_vms at " + url, nil
-	})
+	}
+	return out, last
 }

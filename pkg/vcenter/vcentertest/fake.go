@@ -452,3 +452,43 @@ func (f *Fake) DropCloneLeftovers(_ context.Context, id, name string) int {
 	f.snapshots[id] = kept
 	return len(kept)
 }
+
+// UpdateMetadata applies the updates to the volumes' entities as CNS
+// does: same identity replaced, Delete removed.
+func (f *Fake) UpdateMetadata(_ context.Context, updates []vcenter.MetadataUpdate) (map[string]error, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.called("UpdateMetadata")
+	failed := map[string]error{}
+	for _, u := range updates {
+		v, err := f.volume(u.VolumeID)
+		if err != nil {
+			failed[u.VolumeID] = err
+			continue
+		}
+		drop := map[vcenter.EntityRef]bool{}
+		for _, e := range u.Set {
+			drop[e.ID()] = true
+		}
+		for _, r := range u.Delete {
+			drop[r] = true
+		}
+		kept := slices.DeleteFunc(slices.Clone(v.Entities), func(e vcenter.Entity) bool { return drop[e.ID()] })
+		v.Entities = append(kept, u.Set...)
+	}
+	return failed, nil
+}
+
+// VolumesByID returns those of the volumes that exist.
+func (f *Fake) VolumesByID(_ context.Context, ids []string) ([]vcenter.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.called("VolumesByID")
+	var out []vcenter.Volume
+	for _, id := range ids {
+		if v, err := f.volume(id); err == nil {
+			out = append(out, *v)
+		}
+	}
+	return out, nil
+}

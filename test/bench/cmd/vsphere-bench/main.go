@@ -42,7 +42,7 @@ func main() {
 	nbVMs := flag.Int("neighbour-vms", 1000, "unrelated VMs of the shared-vCenter measure and of the bursts' vCenter (0: a plain vCenter, and no shared-vCenter measure)")
 	nbTasks := flag.Float64("neighbour-tasks", 10, "background tasks a minute of the shared vCenter")
 	nbIdle := flag.Duration("neighbour-idle", time.Minute, "how long the shared-vCenter measure watches an idle controller")
-	only := flag.String("only", "", "run only the measures whose name matches this regexp: bursts, scale, shared")
+	only := flag.String("only", "", "run only the measures whose name matches this regexp: bursts, scale, shared, syncer")
 	flag.Parse()
 	want := func(name string) bool { ok, _ := regexp.MatchString(*only, name); return ok }
 	neighbours := sim.Neighbours{VMs: *nbVMs, TasksPerMinute: *nbTasks, OtherClusterVolumes: 50}
@@ -67,6 +67,12 @@ func main() {
 	if *nbVMs > 0 && want("shared") {
 		if err := runShared(*nbVMs, *nbTasks, *nbIdle, *md); err != nil {
 			fmt.Fprintln(os.Stderr, "vsphere-bench: shared vCenter:", err)
+			os.Exit(1)
+		}
+	}
+	if want("syncer") {
+		if err := runSyncer(*runs, *md); err != nil {
+			fmt.Fprintln(os.Stderr, "vsphere-bench: syncer:", err)
 			os.Exit(1)
 		}
 	}

@@ -54,12 +54,7 @@ func runShared(vms int, perMinute float64, idle time.Duration, mdPath string) er
 	fmt.Fprintf(&b, "| object updates received while idle for %v | %d | %d | the neighbours' tasks only |\n", idle, plain.idleUpdates, shared.idleUpdates)
 	fmt.Fprintf(&b, "| vCenter calls of the idle controller in %v | %d | %d | unchanged |\n", idle, plain.idleCalls, shared.idleCalls)
 	fmt.Print(b.String())
-	if mdPath != "" {
-		if f, err := os.OpenFile(mdPath, os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
-			_, _ = f.WriteString(b.String())
-			_ = f.Close()
-		}
-	}
+	appendMD(mdPath, b.String())
 	return nil
 }
 

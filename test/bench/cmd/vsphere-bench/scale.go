@@ -52,13 +52,7 @@ func runScale(volumes, vms int, idle time.Duration, mdPath string) error {
 	fmt.Fprintf(&b, "| SOAP round trips per CreateVolume (10, one after the other) | %.1f | unchanged | %.1f |\n", big.rtPerCreate, small.rtPerCreate)
 	fmt.Fprintf(&b, "| vCenter calls of the idle controller in %v | %d | ≤ 2 | — |\n", idle, big.idleCalls)
 	fmt.Print(b.String())
-	if mdPath != "" {
-		f, err := os.OpenFile(mdPath, os.O_APPEND|os.O_WRONLY, 0o644)
-		if err == nil {
-			_, _ = f.WriteString(b.String())
-			_ = f.Close()
-		}
-	}
+	appendMD(mdPath, b.String())
 	return nil
 }
 
