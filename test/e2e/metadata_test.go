@@ -70,8 +70,12 @@ func TestMetadataInCNS(t *testing.T) {
 	createPVC(t, pvc)
 	pv := waitBound(t, claim)
 	id := pv.Spec.CSI.VolumeHandle
-	pod := podObject(claim+"-pod", claim, "touch /tmp/ready; exec sleep 100000", false)
-	runPod(t, pod)
+	pod := podObject(claim+"-pod", claim, "exec sleep 100000", false)
+	if _, err := env.kube.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s: %v", pod.Name, err)
+	}
+	cleanupPod(t, pod.Name)
+	waitRunning(t, pod.Name)
 	waitCNS(t, vc, 30*time.Second, "the claim and its pod in CNS", id,
 		"PERSISTENT_VOLUME /"+pv.Name,
 		"PERSISTENT_VOLUME_CLAIM "+ns+"/"+claim+" app=meta,tier=gold -> /"+pv.Name,
@@ -145,9 +149,11 @@ func statefulSetInCNS(t *testing.T, vc *vcenter) {
 	}
 	claims := []string{"data-" + name + "-0", "data-" + name + "-1"}
 	var pvs []string
-	t.Cleanup(func() {
+	t.Cleanup(func() { // on failure; a passing run has removed them below
 		_ = apps.Delete(context.Background(), name, metav1.DeleteOptions{})
-		deletePVCs(t, claims, pvs)
+		for _, c := range claims {
+			_ = env.kube.CoreV1().PersistentVolumeClaims(ns).Delete(context.Background(), c, metav1.DeleteOptions{})
+		}
 	})
 	waitReady(t, name, 2)
 	for i, c := range claims {
@@ -159,6 +165,20 @@ func statefulSetInCNS(t *testing.T, vc *vcenter) {
 			"PERSISTENT_VOLUME_CLAIM "+ns+"/"+c+" app="+name+" -> /"+pv.Name,
 			"POD "+ns+"/"+pod+" -> "+ns+"/"+c)
 	}
+	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete StatefulSet: %v", err)
+	}
+	eventually(t, 2*time.Minute, "StatefulSet "+name+" and its pods gone", func(ctx context.Context) (bool, string, error) {
+		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return false, "", err
+		}
+		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
+	})
+	for _, pv := range pvs {
+		waitDetached(t, pv)
+	}
+	deletePVCs(t, claims, pvs)
 }
 
 // orphansCommand runs `vsphere-csi orphans` as an admin would.
