@@ -614,6 +614,47 @@ func TestMissingVolumeReported(t *testing.T) {
 	}
 }
 
+// TestFileVolumeMetadata: a ReadWriteMany file volume (a vSAN file share)
+// shows its claim and the pods of every node that mounts it.
+func TestFileVolumeMetadata(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	support, err := e.vc.FileShareSupport(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dss []string
+	for id, why := range support {
+		if why == "" {
+			dss = append(dss, id)
+		}
+	}
+	if len(dss) == 0 {
+		t.Fatalf("no datastore takes file shares: %v", support)
+	}
+	v, err := e.vc.CreateVolume(ctx, vcenter.CreateSpec{Name: "pvc-files", CapacityBytes: 16 << 20, DatastoreIDs: dss,
+		PVName: "pvc-files", PVCName: "shared", PVCNamespace: "web", File: &vcenter.FileSpec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.File {
+		t.Fatalf("volume %s is not a file volume", v.ID)
+	}
+	e.bind(t, v.ID, "pvc-files", "web", "shared", map[string]string{"app": "cms"})
+	for _, p := range []*v1.Pod{podObj("web", "cms-a", "node-1", "shared"), podObj("web", "cms-b", "node-2", "shared")} {
+		if _, err := e.kube.CoreV1().Pods("web").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run(t, e.kube, e.vc, syncer.Options{})
+	waitEntities(t, e.sim, v.ID,
+		"cluster-a PERSISTENT_VOLUME /pvc-files",
+		"cluster-a PERSISTENT_VOLUME_CLAIM web/shared app=cms → PERSISTENT_VOLUME pvc-files",
+		"cluster-a POD web/cms-a → PERSISTENT_VOLUME_CLAIM web/shared",
+		"cluster-a POD web/cms-b → PERSISTENT_VOLUME_CLAIM web/shared")
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
