@@ -75,10 +75,29 @@ func (c *client) runLookups() {
 }
 
 // lookupBatch makes one query (paged if the answer is) for the names of
-// batch and hands each look-up its volumes.
+// batch and hands each look-up its volumes. When the cluster's names are
+// known (names.go) but the watch is not up to date, reading vCenter's
+// running and recent tasks (one property read, a fraction of a CNS query)
+// brings the index up to date: the names it knows to be free are answered
+// from it, and only the others are queried.
 func (c *client) lookupBatch(batch []*nameLookup) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
+	if c.indexUsable() {
+		if err := c.readRecentTasks(ctx); err == nil {
+			rest := batch[:0:0]
+			for _, l := range batch {
+				if c.absentInIndex(l.name) {
+					close(l.done)
+					continue
+				}
+				rest = append(rest, l)
+			}
+			if batch = rest; len(batch) == 0 {
+				return
+			}
+		}
+	}
 	seen := map[string]bool{}
 	var names []string
 	for _, l := range batch {

@@ -30,7 +30,13 @@ import (
 // is up to date: it is waiting in a long poll, and has been for at least
 // watchFresh, so that vCenter had no change to tell (a task started
 // earlier would have ended the poll). In the watch's pause between answers
-// it is not, and the look-up asks vCenter, as it does otherwise too.
+// (after a change, such as a neighbour's task on a shared vCenter) it is
+// not; then the look-ups read vCenter's recent tasks themselves (once for
+// all the look-ups that arrive together, lookups.go): recentTask lists the
+// tasks that are queued, running or completed recently (minutes, far longer
+// than the watch lags), so the creates it holds and the index together are
+// as complete as an up-to-date watch. Only when the index can't tell does
+// the look-up query CNS.
 //
 // What it gives up against asking: nothing the settle before every create
 // (tasks.go) does not give up already. A create by another controller of
@@ -63,6 +69,13 @@ func (c *client) knownAbsent(name string) bool {
 	if since := c.pollingSince.Load(); since == 0 || time.Since(time.Unix(0, since)) < watchFresh {
 		return false
 	}
+	return c.absentInIndex(name)
+}
+
+// absentInIndex is knownAbsent without the watch's freshness: right for a
+// caller that has just read vCenter's running and recent tasks itself
+// (lookups.go), which tells what the watch may not have told yet.
+func (c *client) absentInIndex(name string) bool {
 	// The waiter's state first: it calls into the index holding its lock
 	// (noteOtherCreate), so the index's lock is never held while taking it.
 	gen, recorded := c.tasks.generation(), c.tasks.recordsOpIDs()
@@ -76,6 +89,16 @@ func (c *client) knownAbsent(name string) bool {
 		return false
 	}
 	return !ix.others[opid.Tag(name)]
+}
+
+// indexUsable says whether the index could answer if the tasks were
+// current (read, of this watch's start, operation IDs recorded).
+func (c *client) indexUsable() bool {
+	gen, recorded := c.tasks.generation(), c.tasks.recordsOpIDs()
+	ix := &c.names
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.ready && ix.gen == gen && recorded
 }
 
 // noteName records a volume of the cluster (made or found).

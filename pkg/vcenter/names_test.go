@@ -93,3 +93,44 @@ func (e *testEnv) fresh(t testing.TB) {
 		return since != 0 && time.Since(time.Unix(0, since)) >= watchFresh
 	})
 }
+
+// TestLookupReadsTasksWhenTheWatchIsBehind: with the cluster's names known
+// but the watch not up to date (here: stopped), a look-up reads vCenter's
+// recent tasks instead of querying CNS: a free name is answered without a
+// CnsQueryVolume, and a name another controller has just used is not
+// taken for free (its task is among the recent ones).
+func TestLookupReadsTasksWhenTheWatchIsBehind(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	other := connectEnv(t, e.sim, nil)
+	ctx := ctxT(t)
+	ds := placeable(t, e.c, "")
+	if _, err := e.c.CreateVolume(ctx, CreateSpec{Name: "pvc-mine", CapacityBytes: 16 * mib, DatastoreIDs: ds}); err != nil {
+		t.Fatal(err)
+	}
+	waitNamesRead(t, e.c)
+	e.c.cancel() // the watch stops: it hears nothing more, and is not up to date
+	eventually(t, "the watch stopped", func() bool { return e.c.pollingSince.Load() == 0 })
+	made, err := other.c.CreateVolume(ctx, CreateSpec{Name: "pvc-behind", CapacityBytes: 16 * mib, DatastoreIDs: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(mark int, method string) int {
+		n := 0
+		for _, c := range e.rec.since(mark) {
+			if c == method {
+				n++
+			}
+		}
+		return n
+	}
+	mark := e.rec.mark()
+	if _, err := e.c.FindVolumeByName(ctx, "pvc-free-behind"); !errors.Is(err, ErrVolumeNotFound) {
+		t.Fatalf("a free name: %v", err)
+	}
+	if q, r := count(mark, "CnsQueryVolume"), count(mark, "RetrievePropertiesEx")+count(mark, "RetrieveProperties"); q != 0 || r != 1 {
+		t.Errorf("a free name with the watch behind: %d CnsQueryVolume, %d property reads; want 0 and 1", q, r)
+	}
+	if v, err := e.c.FindVolumeByName(ctx, "pvc-behind"); err != nil || v.ID != made.ID {
+		t.Errorf("the name another controller has just used: %+v, %v; want %s", v, err, made.ID)
+	}
+}
