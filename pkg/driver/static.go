@@ -28,7 +28,7 @@ func (d *Driver) attachVolume(ctx context.Context, id, node string) (string, err
 	if !errors.Is(err, vcenter.ErrVolumeNotFound) || !isDiskID(id) {
 		return diskUUID, err
 	}
-	if _, rerr := d.vc.RegisterDisk(ctx, id, staticVolumeName(id)); rerr != nil {
+	if _, rerr := d.vc.RegisterDisk(ctx, id, vcenter.StaticVolumeName(id)); rerr != nil {
 		return "", rerr
 	}
 	klog.InfoS("Registered a first-class disk with CNS for a static volume", "volumeID", id)
@@ -39,6 +39,3 @@ func isDiskID(id string) bool {
 	_, err := uuid.Parse(id)
 	return err == nil
 }
-
-// staticVolumeName is the CNS name of a registered first-class disk.
-func staticVolumeName(id string) string { return "static-" + id }

@@ -2,10 +2,12 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
@@ -48,6 +50,21 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 		others, err := s.cns.VolumesByID(ctx, notListed)
 		if err != nil {
 			return fmt.Errorf("look up the volumes of %d PVs: %w", len(notListed), err)
+		}
+		got := map[string]bool{}
+		for _, v := range others {
+			got[v.ID] = true
+		}
+		var absent []string
+		for _, id := range notListed {
+			if !got[id] {
+				absent = append(absent, id)
+			}
+		}
+		adopted, unsure := s.adopt(ctx, absent)
+		others = append(others, adopted...)
+		for id := range unsure {
+			found[id] = true // not known to be missing
 		}
 		s.mu.Lock()
 		for _, v := range others {
@@ -119,6 +136,37 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 		o.Findings(orphans, nMissing)
 	}
 	return err
+}
+
+// adopt registers with CNS the first-class disks that live PVs of this
+// driver name and that are no CNS volume yet: static PVs of disks made in
+// vSphere, which the driver registers at their first attach (and the
+// upstream syncer when their PV appears); the admin sees them in the
+// Container Volumes view from the start, and they are not missing. It
+// returns the volumes it registered, and the handles it could not tell
+// about (logged; the next pass tries again); a handle that is no disk
+// either is in neither (missing).
+func (s *Syncer) adopt(ctx context.Context, ids []string) (out []vcenter.Volume, unsure map[string]bool) {
+	unsure = map[string]bool{}
+	for _, id := range ids {
+		o := s.objects(id)
+		if o.PV == nil || !live(o.PV) {
+			continue
+		}
+		if _, err := uuid.Parse(id); err != nil {
+			continue // not a first-class disk's ID
+		}
+		v, err := s.cns.RegisterDisk(ctx, id, vcenter.StaticVolumeName(id))
+		switch {
+		case err == nil:
+			klog.InfoS("Registered the first-class disk of a static PV with CNS", "volumeID", id, "pv", o.PV.Name)
+			out = append(out, v)
+		case !errors.Is(err, vcenter.ErrVolumeNotFound):
+			klog.ErrorS(err, "Registering the first-class disk of a static PV with CNS failed; trying again later", "volumeID", id, "pv", o.PV.Name)
+			unsure[id] = true
+		}
+	}
+	return out, unsure
 }
 
 // noteNoPV records that a CNS volume of the cluster has no PV (s.mu

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -17,6 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/find"
+	vimtypes "github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vslm"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/syncer"
@@ -653,6 +659,62 @@ func TestFileVolumeMetadata(t *testing.T) {
 		"cluster-a PERSISTENT_VOLUME_CLAIM web/shared app=cms → PERSISTENT_VOLUME pvc-files",
 		"cluster-a POD web/cms-a → PERSISTENT_VOLUME_CLAIM web/shared",
 		"cluster-a POD web/cms-b → PERSISTENT_VOLUME_CLAIM web/shared")
+}
+
+// TestStaticDiskAdopted: a static PV whose handle is a first-class disk
+// made in vSphere (no CNS volume yet) is registered with CNS and gets its
+// metadata; it is not reported missing. A handle that is no disk either is.
+func TestStaticDiskAdopted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	u, err := url.Parse(e.sim.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(e.sim.Username(), e.sim.Password())
+	gc, err := govmomi.NewClient(ctx, u, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := find.NewFinder(gc.Client, true)
+	dc, err := f.Datacenter(ctx, e.sim.Datacenter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.SetDatacenter(dc).Datastore(ctx, "silver-ds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := vslm.NewObjectManager(gc.Client).CreateDisk(ctx, vimtypes.VslmCreateSpec{
+		Name: "legacy-disk", CapacityInMB: 64,
+		BackingSpec: &vimtypes.VslmCreateSpecDiskFileBackingSpec{
+			VslmCreateSpecBackingSpec: vimtypes.VslmCreateSpecBackingSpec{Datastore: ds.Reference()},
+			ProvisioningType:          string(vimtypes.BaseConfigInfoDiskFileBackingInfoProvisioningTypeThin),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := task.WaitForResult(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := r.Result.(vimtypes.VStorageObject).Config.Id.Id
+	e.bind(t, disk, "legacy", "shop", "old-data", nil)
+	lost := "6c9a7f0e-1b2c-4d3e-8f40-123456789abc"
+	e.bind(t, lost, "lost", "shop", "lost-data", nil)
+	s := e.run(t, e.kube, e.vc, syncer.Options{})
+	waitEntities(t, e.sim, disk,
+		"cluster-a PERSISTENT_VOLUME /legacy",
+		"cluster-a PERSISTENT_VOLUME_CLAIM shop/old-data → PERSISTENT_VOLUME legacy")
+	eventually(t, 10*time.Second, "the missing volume reported", func() (bool, string) {
+		r := s.LastReport()
+		return len(r.Missing) == 1 && r.Missing[0].PV == "lost", fmt.Sprintf("%+v", r.Missing)
+	})
+	if v, err := e.vc.Volume(ctx, disk); err != nil || v.Name != vcenter.StaticVolumeName(disk) {
+		t.Errorf("the registered disk: %+v, %v", v, err)
+	}
 }
 
 func TestMain(m *testing.M) {

@@ -40,6 +40,7 @@ type CNS interface {
 	ListVolumes(ctx context.Context, offset, limit int64) ([]vcenter.Volume, int64, error)
 	VolumesByID(ctx context.Context, ids []string) ([]vcenter.Volume, error)
 	UpdateMetadata(ctx context.Context, updates []vcenter.MetadataUpdate) (map[string]error, error)
+	RegisterDisk(ctx context.Context, diskID, name string) (vcenter.Volume, error)
 }
 
 // Observer receives what the syncer did (the metrics).
@@ -471,14 +472,33 @@ func (s *Syncer) sendDirty(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		found := map[string]bool{}
+		var notFound []string
+		for _, v := range vols {
+			found[v.ID] = true
+		}
+		for _, id := range unknown {
+			if !found[id] {
+				notFound = append(notFound, id)
+			}
+		}
+		adopted, unsure := s.adopt(ctx, notFound)
+		vols = append(vols, adopted...)
+		if len(unsure) > 0 {
+			put := map[string]time.Time{}
+			for id := range unsure {
+				put[id] = batch[id]
+				delete(batch, id)
+			}
+			putBack(put)
+		}
 		s.mu.Lock()
 		for _, v := range vols {
 			s.known[v.ID] = v.Entities
 			found[v.ID] = true
 		}
 		s.mu.Unlock()
-		for _, id := range unknown {
-			if !found[id] {
+		for _, id := range notFound {
+			if !found[id] && !unsure[id] {
 				s.volumeGone(id)
 				delete(batch, id)
 			}

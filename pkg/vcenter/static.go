@@ -12,6 +12,10 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
+// StaticVolumeName is the CNS volume name of a first-class disk registered
+// for a static PV (by the driver at its first attach, or by the syncer).
+func StaticVolumeName(diskID string) string { return "static-" + diskID }
+
 // RegisterDisk makes an existing first-class disk a CNS volume: a
 // CnsCreateVolume whose backing is the disk's ID (CNS takes the datastore
 // and size from the disk), with this cluster's container-cluster record so
