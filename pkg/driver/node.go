@@ -87,16 +87,39 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 
 // NodeUnstageVolume unmounts the staging path (nothing mounted: success).
 func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	// The staging directory is the CO's: unmount, leave the directory.
-	if err := d.unmount(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), false); err != nil {
+	// The staging directory is the CO's: unmount, leave the directory. A
+	// staging mount still bound into a pod's target is refused: unstaged,
+	// the disk would be detached under a live mount (kubelet retries the
+	// unstage after the unpublish).
+	if err := d.unmount(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), false, d.notPublished); err != nil {
 		return nil, err
 	}
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
+// notPublished fails with FailedPrecondition when the filesystem mounted at
+// staging is also mounted elsewhere (the bind mounts of NodePublish).
+func (d *Driver) notPublished(volID, staging string) error {
+	if e, err := d.mounter.MountEntry(staging); err != nil || !e.Mounted {
+		return nil // nothing staged here: nothing to protect
+	}
+	refs, err := d.mounter.MountRefs(staging)
+	if err != nil {
+		return toStatus(err)
+	}
+	for _, r := range refs {
+		if !samePath(r, staging) {
+			return status.Errorf(codes.FailedPrecondition,
+				"volume %s is still published at %s: unpublish it (NodeUnpublishVolume) before unstaging, or the disk would be detached under a live mount", volID, r)
+		}
+	}
+	return nil
+}
+
 // unmount unmounts path (named pathName in requests) under the volume's
 // in-flight guard, removing it if asked; nothing mounted there is success.
-func (d *Driver) unmount(ctx context.Context, volID, pathName, path string, remove bool) error {
+// check, when set, may refuse first (under the guard).
+func (d *Driver) unmount(ctx context.Context, volID, pathName, path string, remove bool, check ...func(volID, path string) error) error {
 	if err := requireFields(volID, pathName, path); err != nil {
 		return err
 	}
@@ -105,6 +128,11 @@ func (d *Driver) unmount(ctx context.Context, volID, pathName, path string, remo
 		return err
 	}
 	defer release()
+	for _, c := range check {
+		if err := c(volID, path); err != nil {
+			return err
+		}
+	}
 	if err := d.mounter.Unmount(path, remove); err != nil {
 		return toStatus(err)
 	}

@@ -92,6 +92,12 @@ func TestNodeRealLoopDevice(t *testing.T) {
 	if err != nil || st.GetVolumeCondition().GetAbnormal() || len(st.Usage) != 2 || st.Usage[0].Total < 4*gi {
 		t.Errorf("stats: %v, %v", st, err)
 	}
+	// Unstage while still published: refused, the pod's mount and data intact.
+	_, err = d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: staging})
+	wantCode(t, err, codes.FailedPrecondition, "still published at "+target)
+	if b, err := os.ReadFile(filepath.Join(target, "data")); err != nil || string(b) != "kept" {
+		t.Fatalf("the published data after a refused unstage: %q, %v", b, err)
+	}
 	if _, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
