@@ -56,6 +56,8 @@ func codeFor(err error) codes.Code {
 		return codes.OutOfRange
 	case errors.Is(err, vcenter.ErrNotAuthenticated), errors.Is(err, vcenter.ErrUnavailable):
 		return codes.Unavailable
+	case errors.Is(err, vcenter.ErrPermissionDenied):
+		return codes.PermissionDenied
 	case errors.Is(err, node.ErrInvalidDiskUUID), errors.Is(err, node.ErrUnsupportedFilesystem):
 		return codes.InvalidArgument
 	case errors.Is(err, node.ErrDeviceNotFound), errors.Is(err, node.ErrPathNotFound):

@@ -556,3 +556,33 @@ func TestNodeVMGoneWithVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestVCenterFaultCodes: faults vCenter answers get the code that tells the
+// caller what to do. A missing privilege is PermissionDenied naming the
+// privilege and the object (retrying does not help; the admin grants it);
+// a state that passes (InvalidState: a host not connected, a VM in
+// migration) is transient: retried with backoff, and the create succeeds.
+func TestVCenterFaultCodes(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1})
+	c := newController(t, s)
+	ctx := context.Background()
+	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultNoPermission, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.d.CreateVolume(ctx, createReq("pvc-denied", 1<<30, gold))
+	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "needs privilege Cns.Searchable on") {
+		t.Errorf("CreateVolume refused for a privilege: %v; want PermissionDenied naming the privilege", err)
+	}
+	if _, err := c.d.CreateVolume(ctx, createReq("pvc-denied", 1<<30, gold)); err != nil {
+		t.Errorf("CreateVolume once granted: %v", err)
+	}
+	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultInvalidState, Times: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.d.CreateVolume(ctx, createReq("pvc-state", 1<<30, gold)); err != nil {
+		t.Errorf("CreateVolume through two InvalidState answers: %v; want it retried", err)
+	}
+	if n := s.FaultStats()["CnsCreateVolume InvalidState"]; n != 2 {
+		t.Errorf("InvalidState injected %d times, want 2 (stats %v)", n, s.FaultStats())
+	}
+}

@@ -79,7 +79,7 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
                                       {"method":"*","fault":"LostReply","probability":0.1}
                                       {"method":"CnsAttachVolume","fault":"CnsFault","inTask":true,"times":1}
                                       {"method":"WaitForUpdatesEx","fault":"Hang","duration":"30s","times":1}
-                                      faults: CnsFault NotAuthenticated TaskInProgress InvalidState
+                                      faults: CnsFault NotAuthenticated TaskInProgress InvalidState NoPermission
                                       ManagedObjectNotFound SystemError HTTP503 ConnectionReset Hang LostReply
   DELETE /faults                      remove every rule        DELETE /faults/ID   remove one
   POST   /outage?for=60s              reset every connection for that long (for=0 ends it)

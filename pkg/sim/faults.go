@@ -25,12 +25,13 @@ const (
 	FaultInvalidState          = "InvalidState"          // not allowed in the current state
 	FaultManagedObjectNotFound = "ManagedObjectNotFound" // the call's object does not exist
 	FaultSystemError           = "SystemError"           // vCenter's internal error
+	FaultNoPermission          = "NoPermission"          // the user's role lacks a privilege on the call's object
 	// Transport faults, below SOAP:
 	FaultHTTP503    = "HTTP503"         // the reverse proxy answers 503 Service Unavailable (vpxd down)
 	FaultReset      = "ConnectionReset" // the connection is reset before the call is read: nothing done
 	FaultHang       = "Hang"            // no answer for Duration, then the connection is reset: nothing done
 	FaultLostReply  = "LostReply"       // the call is done, then the connection is reset before the answer
-	faultKindsUsage = "CnsFault, NotAuthenticated, TaskInProgress, InvalidState, ManagedObjectNotFound, SystemError, HTTP503, ConnectionReset, Hang, LostReply"
+	faultKindsUsage = "CnsFault, NotAuthenticated, TaskInProgress, InvalidState, ManagedObjectNotFound, SystemError, NoPermission, HTTP503, ConnectionReset, Hang, LostReply"
 )
 
 // FaultRule tells the embedded vCenter to fail calls of a SOAP method.
@@ -91,7 +92,7 @@ func (r FaultRule) validate() error {
 		return fmt.Errorf("fault rule: a Hang needs a duration")
 	}
 	switch r.Fault {
-	case FaultCnsBusy, FaultNotAuthenticated, FaultTaskInProgress, FaultInvalidState, FaultManagedObjectNotFound, FaultSystemError:
+	case FaultCnsBusy, FaultNotAuthenticated, FaultTaskInProgress, FaultInvalidState, FaultManagedObjectNotFound, FaultSystemError, FaultNoPermission:
 	case FaultHTTP503, FaultReset, FaultHang, FaultLostReply:
 		if r.InTask {
 			return fmt.Errorf("fault rule: %s happens on the connection, not in a task", r.Fault)
@@ -238,6 +239,11 @@ func soapFault(r FaultRule, this types.ManagedObjectReference) types.BaseMethodF
 	case FaultInvalidState:
 		f = &types.InvalidState{}
 		msg = say("The operation is not allowed in the current state.")
+	case FaultNoPermission:
+		// vCenter names the privilege the role lacks and the object (the
+		// one of the call: for CNS's, its volume manager).
+		f = &types.NoPermission{Object: &this, PrivilegeId: "Cns.Searchable"}
+		msg = say("Permission to perform this operation was denied.")
 	case FaultManagedObjectNotFound:
 		f = &types.ManagedObjectNotFound{Obj: this}
 		msg = say(fmt.Sprintf("The object 'vim.%s:%s' has already been deleted or has not been completely created", this.Type, this.Value))

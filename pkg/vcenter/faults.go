@@ -61,6 +61,9 @@ func mapFault(err error, notFound error) error {
 		return err
 	}
 	if s := classify(fault, msg, notFound); s != nil {
+		if errors.Is(s, ErrPermissionDenied) {
+			msg += permissionDetail(fault)
+		}
 		return fmt.Errorf("%w: %s", s, msg)
 	}
 	return fmt.Errorf("vCenter: %s", msg)
@@ -113,6 +116,8 @@ func classify(fault any, msg string, notFound error) error {
 		return ErrInsufficientSpace
 	case has("InvalidArgument"):
 		return ErrInvalidArgument
+	case has("NoPermission"): // after NotAuthenticated, which extends it
+		return ErrPermissionDenied
 	case transientFault(fault):
 		return ErrUnavailable
 	}
@@ -140,7 +145,10 @@ func classify(fault any, msg string, notFound error) error {
 func transientFault(fault any) bool {
 	for _, n := range faultTypeChain(fault) {
 		switch n {
-		case "TaskInProgress", "ResourceNotAvailable", "HostCommunication", "RequestCanceled":
+		case "TaskInProgress", "ResourceNotAvailable", "HostCommunication", "RequestCanceled",
+			// The object's state or its host's, for now: a host not
+			// connected, a VM being migrated, a call that timed out.
+			"InvalidState", "HostNotConnected", "HostNotReachable", "Timedout":
 			return true
 		}
 	}
@@ -152,6 +160,32 @@ func transientFault(fault any) bool {
 		return (isPlain || isPtr) && busyText(cf.Reason)
 	}
 	return false
+}
+
+// permissionDetail names what NoPermission says is missing: the privilege
+// (or privileges) and the object, for the admin to grant.
+func permissionDetail(fault any) string {
+	var np *types.NoPermission
+	switch f := fault.(type) {
+	case types.NoPermission:
+		np = &f
+	case *types.NoPermission:
+		np = f
+	default:
+		return ""
+	}
+	privs := []string{}
+	if np.PrivilegeId != "" {
+		privs = append(privs, np.PrivilegeId)
+	}
+	for _, m := range np.MissingPrivileges {
+		privs = append(privs, m.PrivilegeIds...)
+	}
+	obj := "an object"
+	if np.Object != nil {
+		obj = np.Object.Type + ":" + np.Object.Value
+	}
+	return fmt.Sprintf(" (the vCenter user needs privilege %s on %s; grant it to the role of the user in csi-vsphere.conf)", strings.Join(privs, ", "), obj)
 }
 
 func busyText(s string) bool {

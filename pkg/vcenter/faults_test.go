@@ -71,9 +71,16 @@ func TestMapFault(t *testing.T) {
 		{"sentinel passes", fmt.Errorf("x: %w", ErrVolumeInUse), nil, ErrVolumeInUse, "x"},
 		{"node VM full", lmf(&cnstypes.CnsFault{Reason: "CNS: Failed to attach disk because missing SCSI controller"}, ""), ErrVolumeNotFound, ErrNodeFull, "missing SCSI controller"},
 		{"plain error", errors.New("something odd"), nil, nil, "something odd"},
+		{"no permission names privilege and object", soapFault("Permission to perform this operation was denied.",
+			types.NoPermission{Object: &ds, PrivilegeId: "Datastore.FileManagement"}), ErrVolumeNotFound, ErrPermissionDenied, "Datastore.FileManagement on Datastore:datastore-7"},
+		{"no permission in a task, missing privileges", lmf(&types.NoPermission{Object: &vm, MissingPrivileges: []types.NoPermissionEntityPrivileges{{Entity: vm, PrivilegeIds: []string{"VirtualMachine.Config.AddExistingDisk"}}}},
+			"Permission to perform this operation was denied."), ErrVolumeNotFound, ErrPermissionDenied, "VirtualMachine.Config.AddExistingDisk"},
+		{"invalid state is transient", soapFault("The operation is not allowed in the current state.", types.InvalidState{}), ErrVolumeNotFound, ErrUnavailable, "current state"},
+		{"host not connected is transient", lmf(&types.HostNotConnected{}, "The host is not connected."), ErrVolumeNotFound, ErrUnavailable, "not connected"},
+		{"timed out is transient", lmf(&types.Timedout{}, "Operation timed out."), nil, ErrUnavailable, "timed out"},
 	}
 	sentinels := []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
-		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrNodeFull}
+		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrNodeFull, ErrPermissionDenied}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := mapFault(tt.err, tt.notFound)

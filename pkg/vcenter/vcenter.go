@@ -232,6 +232,9 @@ var (
 	ErrInvalidArgument  = errors.New("invalid argument")
 	ErrNotAuthenticated = errors.New("not authenticated to vCenter")
 	ErrUnavailable      = errors.New("vCenter unavailable")
+	// ErrPermissionDenied: the vCenter user lacks a privilege on an object
+	// (NoPermission); the message names the privilege and the object.
+	ErrPermissionDenied = errors.New("the vCenter user lacks a privilege")
 	// ErrPolicyIncompatible: the storage policy is not compatible with the
 	// datastore a volume is on.
 	ErrPolicyIncompatible = errors.New("storage policy not compatible with the volume's datastore")
