@@ -165,20 +165,7 @@ func statefulSetInCNS(t *testing.T, vc *vcenter) {
 			"PERSISTENT_VOLUME_CLAIM "+ns+"/"+c+" app="+name+" -> /"+pv.Name,
 			"POD "+ns+"/"+pod+" -> "+ns+"/"+c)
 	}
-	if err := apps.Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
-		t.Fatalf("delete StatefulSet: %v", err)
-	}
-	eventually(t, 2*time.Minute, "StatefulSet "+name+" and its pods gone", func(ctx context.Context) (bool, string, error) {
-		pods, err := env.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, "", err
-		}
-		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items)), nil
-	})
-	for _, pv := range pvs {
-		waitDetached(t, pv)
-	}
-	deletePVCs(t, claims, pvs)
+	deleteStatefulSet(t, name, claims, pvs, 2*time.Minute)
 }
 
 // orphansCommand runs `vsphere-csi orphans` as an admin would.
