@@ -60,7 +60,7 @@ func (c *calls) get(method string) int {
 func skipShort(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("-short: starts the embedded vCenter")
+		t.Skip("starts the embedded vCenter (a real SOAP server and its state dir): not in -short (make unit); make test runs it")
 	}
 }
 
