@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -65,6 +66,8 @@ func codeFor(err error) codes.Code {
 	case errors.Is(err, node.ErrFilesystemMismatch), errors.Is(err, node.ErrNotBlank),
 		errors.Is(err, node.ErrNotBlockDevice), errors.Is(err, node.ErrResizeNotPermitted):
 		return codes.FailedPrecondition
+	case errors.Is(err, panics.ErrPanic):
+		return codes.Internal // a bug, logged with its stack where it was recovered
 	}
 	return codes.Internal
 }

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 )
 
 // inFlight remembers the keys (volume names, volume IDs, volume+node pairs)
@@ -88,13 +90,18 @@ func finish[T any](ctx context.Context, release func(), what string, op func(con
 		// The guard is released before the answer goes out: the caller's
 		// next call on the same key, made as soon as it has its answer,
 		// must not find it still held (Aborted).
-		v, err := func() (T, error) {
+		// A panic in op answers the caller Internal (codeFor) and the
+		// guard is released: the process goes on.
+		var v T
+		err := panics.Call(what, func() error {
 			defer release()
 			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachedTimeout)
 			defer cancel()
-			return op(bg)
-		}()
-		done <- result{v, err}
+			var err error
+			v, err = op(bg)
+			return err
+		})
+		done <- result{v, toStatus(err)}
 	}()
 	select {
 	case r := <-done:

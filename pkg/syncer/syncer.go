@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -339,7 +340,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	var retry <-chan time.Time
 	// First a full sync: it reads every volume's CNS state in one listing
 	// and writes what the informers' first listings changed.
-	if err := s.fullSync(ctx); err != nil {
+	if err := panics.Call("metadata full sync", func() error { return s.fullSync(ctx) }); err != nil {
 		backoff = s.nextBackoff(backoff)
 		klog.ErrorS(err, "Full sync of CNS metadata failed; it runs again after a pause", "in", backoff)
 		time.AfterFunc(backoff, s.requestFullSync)
@@ -352,12 +353,12 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.requestFullSync()
 			continue
 		case <-s.check:
-			if err := s.checkOrphans(ctx); err != nil {
+			if err := panics.Call("orphan check", func() error { return s.checkOrphans(ctx) }); err != nil {
 				klog.ErrorS(err, "Checking volumes without a PV failed; the next full sync does")
 			}
 			continue
 		case <-s.full:
-			if err := s.fullSync(ctx); err != nil && ctx.Err() == nil {
+			if err := panics.Call("metadata full sync", func() error { return s.fullSync(ctx) }); err != nil && ctx.Err() == nil {
 				backoff = s.nextBackoff(backoff)
 				klog.ErrorS(err, "Full sync of CNS metadata failed; it runs again after a pause", "in", backoff)
 				time.AfterFunc(backoff, s.requestFullSync)
@@ -373,9 +374,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 		case <-retry:
 			retry = nil
 		}
-		if _, err := s.sendDirty(ctx); err != nil {
+		if err := panics.Call("metadata update", func() error { _, err := s.sendDirty(ctx); return err }); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, panics.ErrPanic) {
+				// What the panic took off the dirty set, the full sync puts back.
+				time.AfterFunc(s.nextBackoff(backoff), s.requestFullSync)
 			}
 			backoff = s.nextBackoff(backoff)
 			klog.ErrorS(err, "Updating CNS metadata failed; retrying", "in", backoff)

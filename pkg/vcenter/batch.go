@@ -10,6 +10,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 )
 
 // Attaches to one node VM are batched, and so are detaches: vCenter
@@ -111,7 +113,21 @@ func (c *client) drain(b *vmBatches, vm types.ManagedObjectReference, q *vmQueue
 			return
 		}
 		b.mu.Unlock()
-		c.runBatch(b, vm, batch)
+		// A panic (a bug) answers the requests it left unanswered with
+		// it; the queue goes on and the process lives.
+		if err := panics.Call("CNS "+b.op+" batch for VM "+vm.Value, func() error {
+			c.runBatch(b, vm, batch)
+			return nil
+		}); err != nil {
+			for _, req := range batch {
+				select {
+				case <-req.answered:
+				default:
+					req.done <- batchOutcome{err: err}
+					b.answered(req)
+				}
+			}
+		}
 	}
 }
 

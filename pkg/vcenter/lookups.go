@@ -7,6 +7,8 @@ import (
 	"time"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 )
 
 // Look-ups by name are coalesced: every CreateVolume looks its name up
@@ -69,7 +71,18 @@ func (c *client) runLookups() {
 	c.lookups.mu.Unlock()
 	for len(batch) > 0 {
 		n := min(len(batch), lookupBatch)
-		c.lookupBatch(batch[:n])
+		part := batch[:n]
+		// A panic (a bug) answers the look-ups it left unanswered with it.
+		if err := panics.Call("volume name look-up", func() error { c.lookupBatch(part); return nil }); err != nil {
+			for _, l := range part {
+				select {
+				case <-l.done:
+				default:
+					l.err = err
+					close(l.done)
+				}
+			}
+		}
 		batch = batch[n:]
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/opid"
 )
 
@@ -150,7 +151,14 @@ func (c *client) loadNamesSoon() {
 	ix.loading, ix.ready, ix.gen = true, false, gen
 	ix.names, ix.byID, ix.others = map[string]string{}, map[string]string{}, map[string]bool{}
 	ix.mu.Unlock()
-	go c.loadNames(gen)
+	go func() {
+		// A panic (a bug) leaves the index unloaded: look-ups ask vCenter.
+		if err := panics.Call("reading the cluster's volume names", func() error { c.loadNames(gen); return nil }); err != nil {
+			ix.mu.Lock()
+			ix.loading, ix.ready = false, false
+			ix.mu.Unlock()
+		}
+	}()
 }
 
 // loadNamesTimeout bounds the listing.

@@ -16,6 +16,8 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 )
 
 // Topology (zones and regions) comes from vSphere tags, as upstream does
@@ -72,7 +74,11 @@ func (c *client) startTopology(ctx context.Context, bg context.Context) error {
 			case <-bg.Done():
 				return
 			case <-tick.C:
-				t, err := c.loadTopology(bg)
+				var t *topology
+				err := panics.Call("refreshing the topology tags", func() (err error) {
+					t, err = c.loadTopology(bg)
+					return err
+				})
 				if err != nil {
 					klog.ErrorS(err, "Refreshing the topology tags failed; keeping the last reading")
 					continue

@@ -14,6 +14,8 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/panics"
 )
 
 const (
@@ -43,7 +45,11 @@ func (c *client) watch(ctx context.Context) {
 	backoff := watchBackoffMin
 	for ctx.Err() == nil {
 		start := time.Now()
-		answered, err := c.watchOnce(ctx)
+		var answered bool
+		err := panics.Call("vCenter inventory watch", func() (err error) {
+			answered, err = c.watchOnce(ctx)
+			return err
+		})
 		if ctx.Err() != nil {
 			return
 		}
