@@ -162,6 +162,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, status.Error(codes.InvalidArgument,
 			"staging_target_path is required: this driver stages volumes (NodeStageVolume) before publishing them")
 	}
+	if err := absolutePath("staging_target_path", staging); err != nil {
+		return nil, err
+	}
 	readOnly := req.GetReadonly() ||
 		c.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
 	release, err := d.inflight.acquire(nodeKey(volID))
@@ -429,6 +432,15 @@ func requireFields(volID, pathName, path string) error {
 	}
 	if path == "" {
 		return status.Errorf(codes.InvalidArgument, "%s is required", pathName)
+	}
+	return absolutePath(pathName, path)
+}
+
+// absolutePath refuses a relative node path: it would be taken from the
+// plugin's working directory, not where kubelet meant.
+func absolutePath(pathName, path string) error {
+	if !filepath.IsAbs(path) {
+		return status.Errorf(codes.InvalidArgument, "%s %q is not an absolute path", pathName, path)
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func (d *Driver) publishNFS(ctx context.Context, req *csi.NodePublishVolumeReque
 		return nil, status.Errorf(codes.InvalidArgument,
 			"publish_context has no %s: the file volume must be published by ControllerPublishVolume first", PublishContextNFSv4AccessPoint)
 	}
-	if !strings.Contains(source, ":/") {
+	if !isNFSExport(source) {
 		return nil, status.Errorf(codes.InvalidArgument, "%s %q is not an NFS export (server:/path)", PublishContextNFSv4AccessPoint, source)
 	}
 	mode := c.GetAccessMode().GetMode()
@@ -155,4 +155,16 @@ func (d *Driver) nfsStats(volID, path string) (*csi.NodeGetVolumeStatsResponse, 
 		},
 		VolumeCondition: &csi.VolumeCondition{Message: "mounted from " + e.Source + " (" + e.FSType + ")"},
 	}, nil
+}
+
+// isNFSExport says whether source is server:/path as mount(8) takes it: a
+// server that does not start with '-' (mount would read it as an option),
+// an absolute path, and no control characters (the mount table would not
+// show it as it is).
+func isNFSExport(source string) bool {
+	i := strings.Index(source, ":/")
+	if i <= 0 || strings.HasPrefix(source, "-") {
+		return false
+	}
+	return !strings.ContainsFunc(source, func(r rune) bool { return r < ' ' || r == 0x7f })
 }

@@ -631,3 +631,44 @@ func TestNodeCapabilitiesAndInfo(t *testing.T) {
 		t.Errorf("NodeGetInfo = %v, %v", info, err)
 	}
 }
+
+// TestNodeInputEdges: what kubelet or a publish context could hand the
+// node plugin that must not reach mount(8): relative paths (taken from
+// the plugin's working directory) and an NFS export that mount would read
+// as an option. Refused InvalidArgument, nothing mounted.
+func TestNodeInputEdges(t *testing.T) {
+	e := newNodeEnv(t)
+	ctx := context.Background()
+	e.fake.AddDisk(testUUID, 1<<30)
+
+	req := e.stageReq(mountCap("ext4"))
+	req.StagingTargetPath = "staging"
+	_, err := e.d.NodeStageVolume(ctx, req)
+	wantCode(t, err, codes.InvalidArgument, `staging_target_path "staging" is not an absolute path`)
+
+	pub := e.publishReq(mountCap("ext4"), false)
+	pub.TargetPath = "pods/target"
+	_, err = e.d.NodePublishVolume(ctx, pub)
+	wantCode(t, err, codes.InvalidArgument, "target_path", "not an absolute path")
+	pub = e.publishReq(mountCap("ext4"), false)
+	pub.StagingTargetPath = "../staging"
+	_, err = e.d.NodePublishVolume(ctx, pub)
+	wantCode(t, err, codes.InvalidArgument, "staging_target_path", "not an absolute path")
+	_, err = e.d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "vol-1", VolumePath: "target"})
+	wantCode(t, err, codes.InvalidArgument, "volume_path", "not an absolute path")
+
+	rwx := mountCap("nfs4")
+	rwx.AccessMode.Mode = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
+	for _, source := range []string{"-oremount,rw:/x", "host:relative", ":/share", "host:/a\nb"} {
+		_, err := e.d.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
+			VolumeId: "file:vol-2", TargetPath: e.target(), VolumeCapability: rwx,
+			PublishContext: map[string]string{PublishContextNFSv4AccessPoint: source}})
+		wantCode(t, err, codes.InvalidArgument, "is not an NFS export")
+	}
+	if m := e.mountsAt(e.target()); len(m) != 0 {
+		t.Errorf("mounted at the target: %v", m)
+	}
+	if m := e.mountsAt(e.staging()); len(m) != 0 {
+		t.Errorf("mounted at the staging path: %v", m)
+	}
+}

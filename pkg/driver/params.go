@@ -49,6 +49,21 @@ var acceptedParams = []string{paramStoragePolicyName, paramDatastoreURL, paramFS
 
 func parseVolumeParams(in map[string]string) (volumeParams, error) {
 	var p volumeParams
+	// Keys are case-insensitive: two spellings of one key (storagePolicyName
+	// and storagepolicyname) would leave the winner to map order.
+	spelled := map[string]string{}
+	for k := range in {
+		key := strings.ToLower(k)
+		if key == "csi.storage.k8s.io/fstype" {
+			key = paramFSType
+		}
+		if other, dup := spelled[key]; dup {
+			a, b := min(k, other), max(k, other)
+			return p, status.Errorf(codes.InvalidArgument,
+				"StorageClass parameters %q and %q are the same parameter (keys are case-insensitive): keep one", a, b)
+		}
+		spelled[key] = k
+	}
 	for k, v := range in {
 		switch strings.ToLower(k) {
 		case paramStoragePolicyName:

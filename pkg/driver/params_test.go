@@ -29,6 +29,10 @@ func TestParseVolumeParams(t *testing.T) {
 		{name: "unknown key names the accepted ones", in: map[string]string{"diskformat": "thin"},
 			code: codes.InvalidArgument, message: "storagepolicyname, datastoreurl, fstype"},
 		{name: "bad fstype", in: map[string]string{"fstype": "ntfs"}, code: codes.InvalidArgument, message: "ext4, xfs or ext3"},
+		{name: "one key spelled twice", in: map[string]string{"storagePolicyName": "Gold", "storagepolicyname": "Silver"},
+			code: codes.InvalidArgument, message: `"storagePolicyName" and "storagepolicyname" are the same parameter`},
+		{name: "fstype and its prefixed form", in: map[string]string{"fstype": "xfs", "csi.storage.k8s.io/fstype": "ext4"},
+			code: codes.InvalidArgument, message: "are the same parameter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseVolumeParams(tc.in)

@@ -128,3 +128,39 @@ func TestUnitCodes(t *testing.T) {
 	_, err = d.CreateVolume(ctx, createReq("pvc-unit-nopolicy", gib, map[string]string{"storagepolicyname": "Platinum"}))
 	wantCode(t, err, codes.InvalidArgument, "Gold")
 }
+
+// TestUnitListSnapshotsTokenPastTheEnd: a starting_token beyond the last
+// snapshot is not one the driver gave out: Aborted, as ListVolumes
+// answers it; the driver's own tokens page through every snapshot.
+func TestUnitListSnapshotsTokenPastTheEnd(t *testing.T) {
+	d, _ := newUnit(t)
+	ctx := context.Background()
+	vol, err := d.CreateVolume(ctx, createReq("pvc-unit-snaps", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	for _, name := range []string{"snap-a", "snap-b", "snap-c"} {
+		if _, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: name, SourceVolumeId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen, token := 0, ""
+	for range 4 {
+		page, err := d.ListSnapshots(ctx, &csi.ListSnapshotsRequest{MaxEntries: 2, StartingToken: token})
+		if err != nil {
+			t.Fatalf("page at %q: %v", token, err)
+		}
+		seen += len(page.GetEntries())
+		if token = page.GetNextToken(); token == "" {
+			break
+		}
+	}
+	if seen != 3 {
+		t.Errorf("pages held %d snapshots, want 3", seen)
+	}
+	_, err = d.ListSnapshots(ctx, &csi.ListSnapshotsRequest{StartingToken: "7"})
+	wantCode(t, err, codes.Aborted, "past the last snapshot")
+	_, err = d.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: "7"})
+	wantCode(t, err, codes.Aborted, "past the last volume")
+}

@@ -378,8 +378,9 @@ func (f *Fake) DeleteSnapshot(_ context.Context, id, snapID string) error {
 	return nil
 }
 
-// Snapshots lists the selected snapshots (no paging: all of them).
-func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, _, _ int64) ([]vcenter.Snapshot, int64, error) {
+// Snapshots lists the selected snapshots, paged as the client pages them:
+// from offset, at most limit (0: all), and the next offset (0: the end).
+func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, offset, limit int64) ([]vcenter.Snapshot, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("Snapshots")
@@ -395,6 +396,13 @@ func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, _, _ int
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if offset >= int64(len(out)) {
+		return nil, 0, nil
+	}
+	out = out[offset:]
+	if limit > 0 && int64(len(out)) > limit {
+		return out[:limit], offset + limit, nil
+	}
 	return out, 0, nil
 }
 
