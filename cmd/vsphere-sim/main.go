@@ -51,6 +51,7 @@ func main() {
 	flag.StringVar(&f.opts.Neighbours.OtherClusterID, "neighbour-cluster-id", sim.DefaultOtherClusterID, "the other Kubernetes cluster's cluster-id")
 	flag.StringVar(&f.opts.Neighbours.User, "neighbour-user", "", "the user of the neighbours' Storage vMotions (default: --username, the driver's own)")
 	flag.Int64Var(&f.opts.Neighbours.Seed, "neighbour-seed", 1, "seed of the neighbours' names, placement, task kinds and durations")
+	flag.StringVar(&f.opts.Release, "release", "", "the vCenter release it says it is and answers as ("+sim.ReleaseNames()+"; default "+sim.DefaultRelease+"): a CNS method the release lacks answers MethodNotFound, e.g. snapshots before 7.0.3")
 	flag.StringVar(&f.opts.NFSAddress, "nfs-address", "", "serve the vSAN file shares (NFS, port 2049) on this IP address, e.g. a node address other network namespaces reach; empty: a loopback address of its own (127.x.y.z)")
 	flag.StringVar(&f.control, "control", "", "serve the fault laboratory's control endpoint (plain HTTP) on this loopback address, e.g. 127.0.0.1:8990; GET / lists what it does")
 	flag.BoolVar(&f.releaseOnExit, "release-on-exit", false, "on SIGINT/SIGTERM also take the node VMs' disks away (loop devices, links, mounts), as when the whole lab goes; the default with --dir keeps them, as a vCenter restart does")

@@ -23,6 +23,18 @@ var ControllerCapabilities = []csi.ControllerServiceCapability_RPC_Type{
 	csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 }
 
+// needsSnapshots: the capabilities that need CNS snapshots (a clone is
+// made through a transient snapshot), left out where vCenter's release
+// has none (vcenter.FeatureSnapshots).
+func needsSnapshots(c csi.ControllerServiceCapability_RPC_Type) bool {
+	switch c {
+	case csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+		csi.ControllerServiceCapability_RPC_CLONE_VOLUME:
+		return true
+	}
+	return false
+}
+
 // NodeCapabilities are what NodeGetCapabilities advertises.
 var NodeCapabilities = []csi.NodeServiceCapability_RPC_Type{
 	csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,

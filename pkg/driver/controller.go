@@ -24,6 +24,9 @@ const PublishContextDiskUUID = "diskUUID"
 func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csi.ControllerServiceCapability
 	for _, c := range ControllerCapabilities {
+		if needsSnapshots(c) && !d.vc.About().Has(vcenter.FeatureSnapshots) {
+			continue
+		}
 		caps = append(caps, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
 		})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
@@ -91,6 +92,10 @@ func NewDriver(opts Options, vc vcenter.Client, mounter node.Mounter) (*Driver, 
 	}
 	if len(opts.NetPermissions) == 0 {
 		opts.NetPermissions = DefaultNetPermissions
+	}
+	if vc != nil && opts.serves(ModeController) && !vc.About().Has(vcenter.FeatureSnapshots) {
+		klog.InfoS("This vCenter has no CNS snapshots (they come with vSphere 7.0 Update 3): snapshots and clones are not offered; "+
+			"install the chart with snapshots.enabled=false (csi-snapshotter exits when the driver offers none)", "vcenter", vc.About().String())
 	}
 	return &Driver{opts: opts, vc: vc, mounter: mounter, inflight: newInFlight(), filePubs: newPublications(), snapNames: newSnapshotNames()}, nil
 }

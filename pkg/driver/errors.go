@@ -49,7 +49,7 @@ func codeFor(err error) codes.Code {
 	case errors.Is(err, vcenter.ErrPolicyNotFound), errors.Is(err, vcenter.ErrInvalidArgument),
 		errors.Is(err, vcenter.ErrPolicyIncompatible):
 		return codes.InvalidArgument
-	case errors.Is(err, vcenter.ErrVolumeInUse), errors.Is(err, vcenter.ErrHasSnapshots):
+	case errors.Is(err, vcenter.ErrVolumeInUse), errors.Is(err, vcenter.ErrHasSnapshots), errors.Is(err, vcenter.ErrNotSupported):
 		return codes.FailedPrecondition
 	case errors.Is(err, vcenter.ErrInsufficientSpace), errors.Is(err, vcenter.ErrNodeFull):
 		return codes.ResourceExhausted

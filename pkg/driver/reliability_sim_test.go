@@ -585,4 +585,79 @@ func TestVCenterFaultCodes(t *testing.T) {
 	if n := s.FaultStats()["CnsCreateVolume InvalidState"]; n != 2 {
 		t.Errorf("InvalidState injected %d times, want 2 (stats %v)", n, s.FaultStats())
 	}
+	// A host disconnected for a moment, a call vCenter timed out: retried.
+	for _, f := range []string{sim.FaultHostNotConnected, sim.FaultTimedout} {
+		if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: f, Times: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.d.CreateVolume(ctx, createReq("pvc-"+strings.ToLower(f), 1<<30, gold)); err != nil {
+			t.Errorf("CreateVolume through %s: %v; want it retried", f, err)
+		}
+		if n := s.FaultStats()["CnsCreateVolume "+f]; n != 1 {
+			t.Errorf("%s injected %d times, want 1", f, n)
+		}
+	}
+	// A vCenter without a method the call needs: FailedPrecondition naming
+	// the method and the release that has it, not Internal retried forever.
+	vol, err := c.d.CreateVolume(ctx, createReq("pvc-grow", 1<<30, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsExtendVolume", Fault: sim.FaultMethodNotFound, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: vol.GetVolume().GetVolumeId(),
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30}})
+	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "no CnsExtendVolume: it comes with vSphere 7.0") {
+		t.Errorf("expand on a vCenter without CnsExtendVolume: %v; want FailedPrecondition naming the method and release", err)
+	}
+}
+
+// TestOlderVCenterRelease: a vCenter 7.0 Update 2 has no CNS snapshots.
+// The controller does not offer snapshots or clones there (csi-snapshotter
+// and the provisioner then never ask), and a snapshot asked for anyway is
+// FailedPrecondition naming the release that has them; volumes work.
+func TestOlderVCenterRelease(t *testing.T) {
+	s := startSim(t, sim.Options{NodeVMs: 1, Release: "7.0.2"})
+	c := newController(t, s)
+	ctx := context.Background()
+	if got := c.vc.About().Version; got != "7.0.2" {
+		t.Fatalf("vCenter says it is %q, want 7.0.2", got)
+	}
+	caps, err := c.d.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered := map[csi.ControllerServiceCapability_RPC_Type]bool{}
+	for _, cp := range caps.GetCapabilities() {
+		offered[cp.GetRpc().GetType()] = true
+	}
+	for _, want := range []csi.ControllerServiceCapability_RPC_Type{csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+		csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS, csi.ControllerServiceCapability_RPC_CLONE_VOLUME} {
+		if offered[want] {
+			t.Errorf("%s offered by a controller on vCenter 7.0.2", want)
+		}
+	}
+	if !offered[csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME] || !offered[csi.ControllerServiceCapability_RPC_EXPAND_VOLUME] {
+		t.Errorf("volume capabilities missing: %v", caps.GetCapabilities())
+	}
+	vol, err := c.d.CreateVolume(ctx, createReq("pvc-old-vc", 1<<30, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap-old-vc", SourceVolumeId: vol.GetVolume().GetVolumeId()})
+	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "vSphere 7.0 Update 3") {
+		t.Errorf("CreateSnapshot on vCenter 7.0.2: %v; want FailedPrecondition naming vSphere 7.0 Update 3", err)
+	}
+
+	// The default embedded vCenter is a current release and offers them.
+	s2 := startSim(t, sim.Options{NodeVMs: 1})
+	c2 := newController(t, s2)
+	caps, err = c2.d.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(caps.GetCapabilities()) != len(driver.ControllerCapabilities) {
+		t.Errorf("vCenter %s: %d capabilities offered, want all %d", c2.vc.About(), len(caps.GetCapabilities()), len(driver.ControllerCapabilities))
+	}
 }

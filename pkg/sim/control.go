@@ -80,7 +80,8 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
                                       {"method":"CnsAttachVolume","fault":"CnsFault","inTask":true,"times":1}
                                       {"method":"WaitForUpdatesEx","fault":"Hang","duration":"30s","times":1}
                                       faults: CnsFault NotAuthenticated TaskInProgress InvalidState NoPermission
-                                      ManagedObjectNotFound SystemError HTTP503 ConnectionReset Hang LostReply
+                                      HostNotConnected Timedout MethodNotFound ManagedObjectNotFound SystemError
+                                      HTTP503 ConnectionReset Hang LostReply
   DELETE /faults                      remove every rule        DELETE /faults/ID   remove one
   POST   /outage?for=60s              reset every connection for that long (for=0 ends it)
   POST   /restart?down=60s&tasks=may  stop as a vCenter restart does, stay down, start again with the state

@@ -26,12 +26,15 @@ const (
 	FaultManagedObjectNotFound = "ManagedObjectNotFound" // the call's object does not exist
 	FaultSystemError           = "SystemError"           // vCenter's internal error
 	FaultNoPermission          = "NoPermission"          // the user's role lacks a privilege on the call's object
+	FaultHostNotConnected      = "HostNotConnected"      // the host of the call's VM or datastore is disconnected from vCenter
+	FaultTimedout              = "Timedout"              // vCenter gave up on the operation in time
+	FaultMethodNotFound        = "MethodNotFound"        // the release has no such method (an older vCenter: release.go)
 	// Transport faults, below SOAP:
 	FaultHTTP503    = "HTTP503"         // the reverse proxy answers 503 Service Unavailable (vpxd down)
 	FaultReset      = "ConnectionReset" // the connection is reset before the call is read: nothing done
 	FaultHang       = "Hang"            // no answer for Duration, then the connection is reset: nothing done
 	FaultLostReply  = "LostReply"       // the call is done, then the connection is reset before the answer
-	faultKindsUsage = "CnsFault, NotAuthenticated, TaskInProgress, InvalidState, ManagedObjectNotFound, SystemError, NoPermission, HTTP503, ConnectionReset, Hang, LostReply"
+	faultKindsUsage = "CnsFault, NotAuthenticated, TaskInProgress, InvalidState, ManagedObjectNotFound, SystemError, NoPermission, HostNotConnected, Timedout, MethodNotFound, HTTP503, ConnectionReset, Hang, LostReply"
 )
 
 // FaultRule tells the embedded vCenter to fail calls of a SOAP method.
@@ -92,7 +95,12 @@ func (r FaultRule) validate() error {
 		return fmt.Errorf("fault rule: a Hang needs a duration")
 	}
 	switch r.Fault {
-	case FaultCnsBusy, FaultNotAuthenticated, FaultTaskInProgress, FaultInvalidState, FaultManagedObjectNotFound, FaultSystemError, FaultNoPermission:
+	case FaultCnsBusy, FaultNotAuthenticated, FaultTaskInProgress, FaultInvalidState, FaultManagedObjectNotFound, FaultSystemError, FaultNoPermission,
+		FaultHostNotConnected, FaultTimedout:
+	case FaultMethodNotFound:
+		if r.InTask {
+			return fmt.Errorf("fault rule: a missing method is answered at the call, not in a task")
+		}
 	case FaultHTTP503, FaultReset, FaultHang, FaultLostReply:
 		if r.InTask {
 			return fmt.Errorf("fault rule: %s happens on the connection, not in a task", r.Fault)
@@ -211,11 +219,11 @@ func (f *faultSet) taskError(method string) types.BaseMethodFault {
 	if !ok {
 		return nil
 	}
-	return soapFault(r, types.ManagedObjectReference{Type: "CnsVolumeManager", Value: "cns-volume-manager"})
+	return soapFault(r, method, types.ManagedObjectReference{Type: "CnsVolumeManager", Value: "cns-volume-manager"})
 }
 
 // soapFault is the vCenter fault of a rule, as vCenter fills it in.
-func soapFault(r FaultRule, this types.ManagedObjectReference) types.BaseMethodFault {
+func soapFault(r FaultRule, method string, this types.ManagedObjectReference) types.BaseMethodFault {
 	msg := r.Message
 	say := func(def string) string {
 		if msg == "" {
@@ -244,6 +252,15 @@ func soapFault(r FaultRule, this types.ManagedObjectReference) types.BaseMethodF
 		// one of the call: for CNS's, its volume manager).
 		f = &types.NoPermission{Object: &this, PrivilegeId: "Cns.Searchable"}
 		msg = say("Permission to perform this operation was denied.")
+	case FaultHostNotConnected:
+		f = &types.HostNotConnected{}
+		msg = say("The operation is not allowed in the current connection state of the host.")
+	case FaultTimedout:
+		f = &types.Timedout{}
+		msg = say("Operation timed out.")
+	case FaultMethodNotFound:
+		f = &types.MethodNotFound{Receiver: this, Method: method}
+		msg = say(fmt.Sprintf("Method %s not found on %s.", method, this.Type))
 	case FaultManagedObjectNotFound:
 		f = &types.ManagedObjectNotFound{Obj: this}
 		msg = say(fmt.Sprintf("The object 'vim.%s:%s' has already been deleted or has not been completely created", this.Type, this.Value))
@@ -310,9 +327,12 @@ func (b *lab) dispatch(ctx *simulator.Context, m *simulator.Method) (mo.Referenc
 	if ctx.Context != nil && ctx.Context.Value(internalCall{}) != nil {
 		return nil, nil
 	}
+	if f := b.release.methodNotFound(m.Name, m.This); f != nil {
+		return nil, f
+	}
 	if r, ok := b.faults.take(m.Name, layerSOAP); ok {
 		b.events.add(Event{Kind: EventFault, Method: m.Name, Detail: r.Fault})
-		return nil, soapFault(r, m.This)
+		return nil, soapFault(r, m.Name, m.This)
 	}
 	if cnsTaskMethods[m.Name] {
 		return nil, nil // the task takes the time (tasks.go)

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -344,6 +345,15 @@ func TestControlEndpoint(t *testing.T) {
 	if code, _ := do("POST", "/faults", `{"method":"X","fault":"Nope","times":1}`); code != http.StatusBadRequest {
 		t.Errorf("bad rule: %d", code)
 	}
+	// Every fault the laboratory names, it injects (the driver's fault
+	// table test goes through each: pkg/driver TestVCenterFaultCodes).
+	for _, f := range strings.Split(faultKindsUsage, ", ") {
+		rule := fmt.Sprintf(`{"method":"CnsQueryVolume","fault":%q,"times":1,"duration":"1s"}`, f)
+		if code, body := do("POST", "/faults", rule); code != 0 {
+			t.Errorf("POST /faults %s: %d %s", f, code, body)
+		}
+	}
+	do("DELETE", "/faults", "")
 	do("DELETE", "/faults", "")
 	if len(r.Sim().FaultRules()) != 0 {
 		t.Error("DELETE /faults left rules")

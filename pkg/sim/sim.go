@@ -80,6 +80,10 @@ type Options struct {
 	// cluster, background tasks that are not ours, another Kubernetes
 	// cluster's volumes (neighbours.go). The zero value: none.
 	Neighbours Neighbours
+	// Release is the vCenter release it says it is and answers as: a CNS
+	// method that release lacks is MethodNotFound (release.go). ""
+	// = DefaultRelease.
+	Release string
 }
 
 // NodeVM is a Kubernetes node VM of this cluster (seeded, or added with
@@ -172,7 +176,13 @@ func Start(ctx context.Context, opts Options) (_ *Sim, err error) {
 		return nil, err
 	}
 
+	rel, err := lookupRelease(s.opts.Release)
+	if err != nil {
+		return nil, err
+	}
+	s.lab.release = rel
 	s.model = simulator.VPX()
+	rel.apply(s.model)
 	s.model.Host = 0
 	s.model.Portgroup = 0
 	s.model.Datastore = 0

@@ -84,6 +84,7 @@ type lab struct {
 	faults  faultSet
 	events  eventLog
 	vmQueue keyedMutex // one reconfiguration per VM at a time
+	release release    // the vCenter release it answers as (release.go); set once at Start
 
 	mu      sync.Mutex
 	stopped bool

@@ -142,6 +142,11 @@ func (c *client) setHealth(err error) {
 }
 
 // Healthy answers from state: the last watch round trip's outcome.
+func (c *client) About() Release {
+	a := c.conn.vim.ServiceContent.About
+	return Release{Version: a.Version, Build: a.Build, FullName: a.FullName}
+}
+
 func (c *client) Healthy(context.Context) error {
 	c.healthMu.Lock()
 	defer c.healthMu.Unlock()

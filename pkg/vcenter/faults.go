@@ -61,8 +61,11 @@ func mapFault(err error, notFound error) error {
 		return err
 	}
 	if s := classify(fault, msg, notFound); s != nil {
-		if errors.Is(s, ErrPermissionDenied) {
+		switch {
+		case errors.Is(s, ErrPermissionDenied):
 			msg += permissionDetail(fault)
+		case errors.Is(s, ErrNotSupported):
+			msg += methodDetail(fault)
 		}
 		return fmt.Errorf("%w: %s", s, msg)
 	}
@@ -118,6 +121,8 @@ func classify(fault any, msg string, notFound error) error {
 		return ErrInvalidArgument
 	case has("NoPermission"): // after NotAuthenticated, which extends it
 		return ErrPermissionDenied
+	case has("MethodNotFound"):
+		return ErrNotSupported
 	case transientFault(fault):
 		return ErrUnavailable
 	}
@@ -321,7 +326,8 @@ func joinMessages(msgs ...string) string {
 func isSentinel(err error) bool {
 	for _, s := range []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
 		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrPolicyIncompatible,
-		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull, errTaskLost, errUncertain, errAlreadyRegistered} {
+		ErrSnapshotNotFound, ErrHasSnapshots, ErrNodeFull, ErrPermissionDenied, ErrNotSupported,
+		errTaskLost, errUncertain, errAlreadyRegistered} {
 		if errors.Is(err, s) {
 			return true
 		}

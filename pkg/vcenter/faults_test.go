@@ -78,9 +78,14 @@ func TestMapFault(t *testing.T) {
 		{"invalid state is transient", soapFault("The operation is not allowed in the current state.", types.InvalidState{}), ErrVolumeNotFound, ErrUnavailable, "current state"},
 		{"host not connected is transient", lmf(&types.HostNotConnected{}, "The host is not connected."), ErrVolumeNotFound, ErrUnavailable, "not connected"},
 		{"timed out is transient", lmf(&types.Timedout{}, "Operation timed out."), nil, ErrUnavailable, "timed out"},
+		{"method not found names the release that has it", soapFault("Method CnsCreateSnapshots not found.",
+			types.MethodNotFound{Receiver: types.ManagedObjectReference{Type: "CnsVolumeManager", Value: "cns-volume-manager"}, Method: "CnsCreateSnapshots"}),
+			ErrVolumeNotFound, ErrNotSupported, "no CnsCreateSnapshots: it comes with vSphere 7.0 Update 3"},
+		{"method not found, a method of a later release", soapFault("Method CnsUnregisterVolume not found.",
+			types.MethodNotFound{Method: "CnsUnregisterVolume"}), nil, ErrNotSupported, "it comes with a later vSphere release"},
 	}
 	sentinels := []error{ErrVolumeNotFound, ErrNodeNotFound, ErrPolicyNotFound, ErrVolumeInUse,
-		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrNodeFull, ErrPermissionDenied}
+		ErrInsufficientSpace, ErrInvalidArgument, ErrNotAuthenticated, ErrUnavailable, ErrNodeFull, ErrPermissionDenied, ErrNotSupported}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := mapFault(tt.err, tt.notFound)

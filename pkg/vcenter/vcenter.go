@@ -14,6 +14,9 @@ type Client interface {
 	// Healthy reports whether the session is usable (nil) or why not.
 	// It answers from state the client already has: no round trip.
 	Healthy(ctx context.Context) error
+	// About is vCenter's release, read at login (no round trip): the
+	// driver offers only the features it has (Release.Has).
+	About() Release
 
 	// Policies lists the storage policies (SPBM profiles) vCenter has.
 	Policies(ctx context.Context) ([]Policy, error)
@@ -238,4 +241,8 @@ var (
 	// ErrPolicyIncompatible: the storage policy is not compatible with the
 	// datastore a volume is on.
 	ErrPolicyIncompatible = errors.New("storage policy not compatible with the volume's datastore")
+	// ErrNotSupported: this vCenter's release has no method the call needs
+	// (MethodNotFound); the message names the method and the release that
+	// has it (release.go).
+	ErrNotSupported = errors.New("not supported by this vCenter's release")
 )

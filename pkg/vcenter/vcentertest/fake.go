@@ -32,6 +32,8 @@ type Fake struct {
 	// FileSupport is FileShareSupport's answer (datastore ID → "" or why
 	// not); nil: no datastore can hold file shares.
 	FileSupport map[string]string
+	// Release is what About answers (NewFake: vCenter 8.0.3).
+	Release vcenter.Release
 
 	volumes   map[string]*vcenter.Volume
 	order     []string
@@ -57,6 +59,7 @@ func NewFake() *Fake {
 			{ID: "ds-other", Name: "other", URL: "ds:///vmfs/volumes/other/", CapacityBytes: 4096 * gib, FreeBytes: 4096 * gib, Reachable: true},
 		},
 		Compatible: map[string][]string{"policy-gold": {"ds-big", "ds-small"}},
+		Release:    vcenter.Release{Version: "8.0.3", Build: "24022515", FullName: "VMware vCenter Server 8.0.3 build-24022515"},
 	}
 	for i := 1; i <= 3; i++ {
 		f.VMs = append(f.VMs, vcenter.NodeVM{UUID: fmt.Sprintf("42000000-0000-0000-0000-00000000000%d", i), Name: fmt.Sprintf("node-%d", i), ID: fmt.Sprintf("vm-%d", i)})
@@ -77,6 +80,13 @@ func (f *Fake) called(method string) {
 
 // Healthy is always nil.
 func (f *Fake) Healthy(context.Context) error { return nil }
+
+// About is Release (a supported vCenter unless a test sets another).
+func (f *Fake) About() vcenter.Release {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Release
+}
 
 // Policies lists the policies.
 func (f *Fake) Policies(context.Context) ([]vcenter.Policy, error) {
