@@ -121,7 +121,7 @@ func Run(ctx context.Context, c Config) error {
 	defer cancel()
 	if c.HealthzAddress != "" {
 		go func() {
-			if err := healthz.Serve(ctx, c.HealthzAddress, probe(d), d.Ready); err != nil {
+			if err := healthz.Serve(ctx, c.HealthzAddress, probe(d), readiness(d.Ready)); err != nil {
 				klog.ErrorS(err, "Health check server stopped", "address", c.HealthzAddress)
 			}
 		}()
@@ -165,6 +165,18 @@ func probe(d *driver.Driver) healthz.ProbeFunc {
 		}
 		if r := resp.GetReady(); r != nil && !r.GetValue() {
 			return errors.New("driver not ready (see its log)")
+		}
+		return nil
+	}
+}
+
+// readiness is the driver's Ready as /readyz answers it: the kind of
+// failure only; vCenter's host and the driver's user, which its errors
+// name, stay in the log.
+func readiness(ready healthz.ProbeFunc) healthz.ProbeFunc {
+	return func(ctx context.Context) error {
+		if err := ready(ctx); err != nil {
+			return healthz.WithReason(err, "vCenter session not usable: "+vcenter.Reason(err))
 		}
 		return nil
 	}

@@ -28,16 +28,23 @@ func TestHandler(t *testing.T) {
 	if code, body := get(); code != http.StatusOK || strings.TrimSpace(body) != "ok" {
 		t.Fatalf("healthy: %d %q, want 200 ok", code, body)
 	}
-	notReady = errors.New("vCenter session not healthy")
+	// vCenter's errors name its host and the driver's user: /readyz and
+	// /healthz answer anyone, so they say the reason given, never the error.
+	notReady = WithReason(errors.New("vcenter: login to vc.example.com as k8s-csi@vsphere.local: refused"), "vCenter session not usable: not authenticated to vCenter")
 	if code, _ := get(); code != http.StatusOK {
 		t.Fatalf("not ready but alive: /healthz %d, want 200", code)
 	}
-	if code, body := getPath("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "vCenter session not healthy") {
-		t.Fatalf("not ready: /readyz %d %q, want 503 naming the reason", code, body)
+	code, body := getPath("/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "vCenter session not usable: not authenticated to vCenter") {
+		t.Fatalf("not ready: /readyz %d %q, want 503 with the reason", code, body)
 	}
-	failing = errors.New("stuck")
-	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "stuck") {
-		t.Fatalf("unhealthy: %d %q, want 503 naming the reason", code, body)
+	if strings.Contains(body, "vc.example.com") || strings.Contains(body, "k8s-csi") {
+		t.Errorf("/readyz answers vCenter's host or the user: %q", body)
+	}
+	failing = errors.New("stuck talking to vc.example.com")
+	code, body = get()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "see the driver's log") || strings.Contains(body, "vc.example.com") {
+		t.Fatalf("unhealthy without a reason: %d %q, want 503 pointing at the log, not quoting the error", code, body)
 	}
 }
 

@@ -18,7 +18,7 @@ func (s *Sim) ConfigINI(clusterID string, topology bool) string {
 	fmt.Fprintf(&b, "password = %q\n", s.Password())
 	fmt.Fprintf(&b, "port = %q\n", fmt.Sprint(s.Port()))
 	fmt.Fprintf(&b, "datacenters = %q\n", s.inv.dcName)
-	fmt.Fprintf(&b, "thumbprint = %q\n", s.thumb)
+	fmt.Fprintf(&b, "thumbprint = %q\n", s.Thumbprint())
 	if topology {
 		fmt.Fprintf(&b, "\n[Labels]\ntopology-categories = %q\n", TopologyCategories)
 	}

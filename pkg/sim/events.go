@@ -29,6 +29,7 @@ const (
 	EventSessions      = "sessions" // all sessions ended (Detail: how many)
 	EventVM            = "vm"       // a node VM powered off, on or deleted (Detail)
 	EventDatastore     = "datastore"
+	EventCertificate   = "certificate" // the certificate was re-issued (Detail: by which CA)
 )
 
 // eventLogSize is how many events the log keeps.

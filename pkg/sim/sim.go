@@ -8,7 +8,6 @@ package sim
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -118,8 +117,7 @@ type Sim struct {
 	model *simulator.Model
 	wire  *wire
 	url   *url.URL
-	tls   *tls.Config
-	thumb string
+	cert  atomic.Pointer[serverCert] // what the server presents (tls.go)
 
 	inv      *inventory
 	policies *policyMap
@@ -338,9 +336,11 @@ func (s *Sim) defaults() error {
 // its handlers on a server of its own, which is then replaced by ours on
 // the same address.
 func (s *Sim) startServer(kept *meta) (err error) {
-	if s.tls, s.thumb, err = s.certificate(); err != nil {
+	cert, err := s.certificate()
+	if err != nil {
 		return err
 	}
+	s.cert.Store(cert)
 	listen := s.opts.Listen
 	if kept != nil && kept.Listen != "" && listenPortZero(listen) {
 		if ln, err := net.Listen("tcp", kept.Listen); err == nil {
@@ -351,7 +351,7 @@ func (s *Sim) startServer(kept *meta) (err error) {
 		}
 	}
 	svc := s.model.Service
-	svc.TLS = s.tls.Clone()
+	svc.TLS = s.serverTLS()
 	svc.Listen = &url.URL{Host: listen, User: url.UserPassword(s.opts.Username, s.opts.Password)}
 	s.creds.Store(&credentials{user: s.opts.Username, password: s.opts.Password})
 	s.model.Map().SessionManager().ValidLogin = s.acceptLogin
@@ -376,7 +376,7 @@ func (s *Sim) startServer(kept *meta) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", u.Host, err)
 	}
-	s.wire = newWire(s.lab, svc.ServeMux, ln, s.tls)
+	s.wire = newWire(s.lab, svc.ServeMux, ln, s.serverTLS())
 	return nil
 }
 
@@ -401,7 +401,7 @@ func (s *Sim) Port() int {
 func (s *Sim) HostPort() string { return net.JoinHostPort(s.Host(), strconv.Itoa(s.Port())) }
 
 // Thumbprint is the SHA-1 thumbprint of the TLS certificate, "AA:BB:…".
-func (s *Sim) Thumbprint() string { return s.thumb }
+func (s *Sim) Thumbprint() string { return s.cert.Load().thumb }
 
 // Username and Password are the credentials the simulator accepts.
 func (s *Sim) Username() string { return s.creds.Load().user }

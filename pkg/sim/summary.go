@@ -13,7 +13,7 @@ func (s *Sim) Summary() string {
 	fmt.Fprintf(&b, "vCenter simulator\n")
 	fmt.Fprintf(&b, "  URL:         %s\n", s.URL())
 	fmt.Fprintf(&b, "  user:        %s\n", s.Username())
-	fmt.Fprintf(&b, "  thumbprint:  %s\n", s.thumb)
+	fmt.Fprintf(&b, "  thumbprint:  %s\n", s.Thumbprint())
 	fmt.Fprintf(&b, "  datacenter:  %s\n", s.inv.dcName)
 	fmt.Fprintf(&b, "  state dir:   %s (kept across restarts: %d volumes)\n", s.opts.Dir, s.cns.count())
 	fmt.Fprintf(&b, "  latency:     %s\n", s.Latency().String())

@@ -89,6 +89,14 @@ func (w *wire) outage(d time.Duration) {
 		return
 	}
 	w.downUntil = time.Now().Add(d)
+	w.mu.Unlock()
+	w.resetAll()
+}
+
+// resetAll resets every open connection, as a vCenter whose services
+// restart does.
+func (w *wire) resetAll() {
+	w.mu.Lock()
 	conns := make([]net.Conn, 0, len(w.conns))
 	for c := range w.conns {
 		conns = append(conns, c)

@@ -61,19 +61,22 @@ func dial(ctx context.Context, opts Options, obs Observer) (*conn, error) {
 		Path:   vim25.Path,
 	}
 	sc := soap.NewClient(u, opts.Insecure)
-	if !opts.Insecure {
-		if opts.CAFile != "" {
-			if err := sc.SetRootCAs(opts.CAFile); err != nil {
-				return nil, fmt.Errorf("vcenter: CA file %s: %w", opts.CAFile, err)
-			}
+	var cas *caFile
+	if !opts.Insecure && opts.CAFile != "" {
+		cas = &caFile{path: opts.CAFile}
+		if _, err := cas.roots(); err != nil {
+			return nil, fmt.Errorf("vcenter: %w", err)
 		}
+	}
+	if w := insecureWarning(opts); w != "" {
+		klog.InfoS("Warning: "+w, "host", opts.Host)
 	}
 	sc.UserAgent = opts.UserAgent
 	// The long poll holds one connection; calls run beside it. Keep enough
 	// idle connections that bursts don't re-handshake TLS.
 	t := sc.DefaultTransport()
 	t.MaxIdleConnsPerHost = maxIdleConns
-	t.DialTLSContext = dialTLS(t, opts)
+	t.DialTLSContext = dialTLS(t, opts, cas)
 	wrapHTTP(sc, opts)
 
 	c := &conn{opts: opts, obs: obs}
@@ -367,9 +370,10 @@ func (g *loginGate) prune(now time.Time) {
 // probes (a connection that vCenter or the network dropped without a word
 // is noticed within about 30 s, not after Linux's default of more than two
 // minutes, and without a SOAP call), then TLS verified against the CA file
-// or the system's CAs, or, with a thumbprint and no CA file, against the
-// thumbprint alone (one handshake; a self-signed vCenter certificate).
-func dialTLS(t *http.Transport, opts Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// as it is now (cas, nil without one) or the system's CAs, or, with a
+// thumbprint and no CA file, against the thumbprint alone (one handshake;
+// a self-signed vCenter certificate).
+func dialTLS(t *http.Transport, opts Options, cas *caFile) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3,
 	}}
@@ -378,6 +382,13 @@ func dialTLS(t *http.Transport, opts Options) func(ctx context.Context, network,
 		cfg := t.TLSClientConfig.Clone()
 		if cfg.ServerName == "" {
 			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if cas != nil {
+			roots, err := cas.roots()
+			if err != nil {
+				return nil, err
+			}
+			cfg.RootCAs = roots
 		}
 		if thumb != "" && opts.CAFile == "" && !opts.Insecure {
 			cfg.InsecureSkipVerify = true
@@ -399,6 +410,9 @@ func dialTLS(t *http.Transport, opts Options) func(ctx context.Context, network,
 		conn := tls.Client(raw, cfg)
 		if err := conn.HandshakeContext(ctx); err != nil {
 			_ = raw.Close()
+			if cas != nil {
+				return nil, caHint(err, cas.path)
+			}
 			return nil, err
 		}
 		return conn, nil

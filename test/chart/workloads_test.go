@@ -109,17 +109,17 @@ func TestControllerDeployment(t *testing.T) {
 				t.Errorf("config volume %+v, want Secret %s", cfg, wantSecret)
 			}
 			if full {
-				if !slices.Contains(drv.Args, "--log-format=json") || !slices.Contains(drv.Args, "--metrics-address=:9910") {
+				if !slices.Contains(drv.Args, "--log-format=json") || !slices.Contains(drv.Args, "--metrics-address=[$(POD_IP)]:9910") {
 					t.Errorf("full values: driver args %v", drv.Args)
 				}
-				if !spec.HostNetwork || !slices.Contains(container(spec, "liveness-probe").Args, "--health-port=9900") || drv.Ports[0].ContainerPort != 9900 {
+				if !spec.HostNetwork || !slices.Contains(container(spec, "liveness-probe").Args, "--http-endpoint=127.0.0.1:9900") || drv.Ports[0].ContainerPort != 9900 {
 					t.Errorf("full values: hostNetwork %v, health port not 9900", spec.HostNetwork)
 				}
 				if spec.PriorityClassName != "storage-critical" || spec.Affinity.NodeAffinity == nil || len(spec.ImagePullSecrets) != 1 {
 					t.Error("full values: priorityClassName, affinity or imagePullSecrets not applied")
 				}
-			} else if !slices.Contains(drv.Args, "--metrics-address=:9809") {
-				t.Errorf("default: driver args %v lack --metrics-address=:9809", drv.Args)
+			} else if !slices.Contains(drv.Args, "--metrics-address=[$(POD_IP)]:9809") {
+				t.Errorf("default: driver args %v lack --metrics-address=[$(POD_IP)]:9809", drv.Args)
 			}
 		})
 	}
@@ -199,7 +199,7 @@ func TestNodeDaemonSet(t *testing.T) {
 				t.Errorf("driver args %v lack --mode=node", drv.Args)
 			}
 			if rc.name == "full" {
-				if !slices.Contains(drv.Args, "--metrics-address=:9911") || !slices.Contains(container(spec, "liveness-probe").Args, "--health-port=9901") {
+				if !slices.Contains(drv.Args, "--metrics-address=[$(POD_IP)]:9911") || !slices.Contains(container(spec, "liveness-probe").Args, "--http-endpoint=127.0.0.1:9901") {
 					t.Errorf("full values: node ports not applied: %v", drv.Args)
 				}
 				if !slices.Contains(drv.Args, "--max-volumes-per-node=30") || ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {

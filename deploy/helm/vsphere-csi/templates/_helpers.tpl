@@ -70,11 +70,76 @@ New driver flags (e.g. a health address) go here or in the mode's own list.
 - --log-format={{ $v.logFormat }}
 - -v={{ $v.logLevel }}
 {{- if $v.metrics.enabled }}
-- --metrics-address=:{{ index $v.metrics (printf "%sPort" .component) }}
+- --metrics-address={{ include "vsphere-csi.listenAddress" (dict "mode" $v.metrics.bindAddress "port" (index $v.metrics (printf "%sPort" .component))) }}
 {{- end }}
 {{- if not $v.sidecars.livenessProbe.enabled }}
-- --healthz-address=:{{ (index $v .component).healthPort }}
+- --healthz-address={{ include "vsphere-csi.listenAddress" (dict "mode" (include "vsphere-csi.healthBind" .) "port" (index $v .component).healthPort) }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where a component's /healthz listens: localhost, podIP or all, from <component>.healthBindAddress
+(auto: localhost on the host's network, where kubelet probes 127.0.0.1, else the pod's IP, which
+kubelet probes by default). Call with (dict "root" $ "component" "node").
+*/}}
+{{- define "vsphere-csi.healthBind" -}}
+{{- $c := index .root.Values .component -}}
+{{- $mode := $c.healthBindAddress | default "auto" -}}
+{{- if eq $mode "auto" -}}
+{{ if $c.hostNetwork }}localhost{{ else }}podIP{{ end }}
+{{- else if and (eq $mode "localhost") (not $c.hostNetwork) -}}
+{{ fail (printf "%s.healthBindAddress localhost needs %s.hostNetwork: kubelet probes from the host's network and can't reach the loopback of a pod's own network (auto picks the pod's IP there)" .component .component) }}
+{{- else -}}
+{{ $mode }}
+{{- end -}}
+{{- end }}
+
+{{/*
+host:port for a listen mode (localhost, podIP or all). podIP is the container's POD_IP variable
+(vsphere-csi.podIPEnv), bracketed so that an IPv6 address works too.
+Call with (dict "mode" "podIP" "port" 9808).
+*/}}
+{{- define "vsphere-csi.listenAddress" -}}
+{{- if eq .mode "localhost" -}}
+127.0.0.1:{{ .port }}
+{{- else if eq .mode "podIP" -}}
+[$(POD_IP)]:{{ .port }}
+{{- else -}}
+:{{ .port }}
+{{- end -}}
+{{- end }}
+
+{{/* The pod's IP as POD_IP, for listen addresses in podIP mode. */}}
+{{- define "vsphere-csi.podIPEnv" -}}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- end }}
+
+{{/* Whether the driver container of a component listens on its pod's IP (needs POD_IP). */}}
+{{- define "vsphere-csi.driverNeedsPodIP" -}}
+{{- $v := .root.Values -}}
+{{- if or (and $v.metrics.enabled (eq $v.metrics.bindAddress "podIP")) (and (not $v.sidecars.livenessProbe.enabled) (eq (include "vsphere-csi.healthBind" .) "podIP")) -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+The driver container's liveness probe: /healthz on the healthz port, at 127.0.0.1 when it
+listens there (kubelet probes the pod's IP otherwise). Call with (dict "root" $ "component" "node").
+*/}}
+{{- define "vsphere-csi.livenessProbe" -}}
+httpGet:
+  {{- if eq (include "vsphere-csi.healthBind" .) "localhost" }}
+  host: 127.0.0.1
+  {{- end }}
+  path: /healthz
+  port: healthz
+initialDelaySeconds: 10
+timeoutSeconds: 5
+periodSeconds: 10
+failureThreshold: 5
 {{- end }}
 
 {{/* Leader-election arguments of a controller sidecar. */}}
@@ -95,6 +160,8 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
 {{- end }}
 
 {{/* An INI value, quoted the way gopkg.in/ini reads it back unchanged. */}}
