@@ -65,6 +65,8 @@ func codeFor(err error) codes.Code {
 	case errors.Is(err, node.ErrFilesystemMismatch), errors.Is(err, node.ErrNotBlank),
 		errors.Is(err, node.ErrNotBlockDevice), errors.Is(err, node.ErrResizeNotPermitted):
 		return codes.FailedPrecondition
+	case errors.Is(err, node.ErrNotResponding):
+		return codes.Unavailable // a server that may come back: the caller retries
 	}
 	return codes.Internal
 }
