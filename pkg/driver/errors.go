@@ -68,6 +68,8 @@ func codeFor(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, panics.ErrPanic):
 		return codes.Internal // a bug, logged with its stack where it was recovered
+	case errors.Is(err, node.ErrNotResponding):
+		return codes.Unavailable // a server that may come back: the caller retries
 	}
 	return codes.Internal
 }

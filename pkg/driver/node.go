@@ -313,7 +313,7 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 		if err != nil {
 			return nil, err
 		}
-		return d.nfsStats(volID, path)
+		return d.nfsStats(ctx, volID, path)
 	}
 	info, err := d.mounter.Inspect(path)
 	if err != nil {
@@ -335,7 +335,12 @@ func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeS
 			Message:  "volume " + volID + " is not mounted at " + path,
 		}}, nil
 	}
-	s, err := d.mounter.FilesystemStats(path)
+	s, err := d.mounter.FilesystemStats(ctx, path)
+	if errors.Is(err, node.ErrNotResponding) {
+		return &csi.NodeGetVolumeStatsResponse{VolumeCondition: &csi.VolumeCondition{
+			Abnormal: true, Message: "the " + info.FSType + " filesystem of volume " + volID + " at " + path + " does not answer: " + err.Error(),
+		}}, nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -123,7 +124,7 @@ func (d *Driver) unpublishNFS(ctx context.Context, req *csi.NodeUnpublishVolumeR
 		return nil, err
 	}
 	defer release()
-	if err := d.mounter.UnmountNFS(target, true); err != nil {
+	if err := d.mounter.UnmountNFS(ctx, target, true); err != nil {
 		return nil, toStatus(err)
 	}
 	klog.FromContext(ctx).Info("File volume unpublished", "volumeID", volID, "path", target)
@@ -131,8 +132,12 @@ func (d *Driver) unpublishNFS(ctx context.Context, req *csi.NodeUnpublishVolumeR
 }
 
 // nfsStats reports a file volume's usage from statfs of its mount: the
-// share's quota and use as its NFS server reports them.
-func (d *Driver) nfsStats(volID, path string) (*csi.NodeGetVolumeStatsResponse, error) {
+// share's quota and use as its NFS server reports them. The mount is hard:
+// with its server gone the statfs waits in the kernel until the server is
+// back. The mounter bounds it (node/bounded.go): the answer comes within
+// the call wait, an abnormal condition "NFS server not responding", and
+// however often kubelet asks, one statfs per path at most is left waiting.
+func (d *Driver) nfsStats(ctx context.Context, volID, path string) (*csi.NodeGetVolumeStatsResponse, error) {
 	e, err := d.mounter.MountEntry(path)
 	if err != nil {
 		return nil, toStatus(err)
@@ -142,7 +147,13 @@ func (d *Driver) nfsStats(volID, path string) (*csi.NodeGetVolumeStatsResponse, 
 			Abnormal: true, Message: "file volume " + volID + " is not mounted at " + path,
 		}}, nil
 	}
-	s, err := d.mounter.FilesystemStats(path)
+	s, err := d.mounter.FilesystemStats(ctx, path)
+	if errors.Is(err, node.ErrNotResponding) {
+		return &csi.NodeGetVolumeStatsResponse{VolumeCondition: &csi.VolumeCondition{
+			Abnormal: true, Message: "NFS server not responding: the server of file volume " + volID + " (" + e.Source +
+				") does not answer; I/O on the share waits until it is back (" + err.Error() + ")",
+		}}, nil
+	}
 	if err != nil {
 		return &csi.NodeGetVolumeStatsResponse{VolumeCondition: &csi.VolumeCondition{
 			Abnormal: true, Message: "the NFS server of file volume " + volID + " (" + e.Source + ") does not answer: " + err.Error(),

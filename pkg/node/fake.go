@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
 	testingexec "k8s.io/utils/exec/testing"
@@ -275,6 +276,14 @@ func (s fakeSystem) statfs(path string) (FSStats, error) {
 // command is a k8s.io/utils/exec/testing FakeCmd.
 func (s fakeSystem) mountRefs(path string) ([]string, error) {
 	return s.f.Mounts.GetMountRefs(path)
+}
+
+// unmount: the fake's mount table has no busy mounts; every way unmounts.
+func (s fakeSystem) unmount(path string, _ int) error {
+	if _, ok, _ := s.mountEntry(path); !ok {
+		return &os.PathError{Op: "unmount", Path: path, Err: unix.EINVAL}
+	}
+	return keepOptsMounter{s.f.Mounts}.Unmount(path)
 }
 
 type fakeExec struct{ f *Fake }

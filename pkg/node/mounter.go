@@ -26,6 +26,10 @@ type Options struct {
 	// PollInterval is the longest pause between two looks for the link;
 	// 0 means 1s. The first looks come quicker.
 	PollInterval time.Duration
+	// CallWait bounds how long a caller waits for a filesystem call that
+	// may block on a network server (statfs, unmount: bounded.go); 0 means
+	// DefaultCallWait.
+	CallWait time.Duration
 }
 
 // DefaultDeviceWait: vCenter reports an attach done before the guest has
@@ -53,6 +57,7 @@ type mounter struct {
 	sfm    *mount.SafeFormatAndMount
 	resize *mount.ResizeFs
 	sys    system
+	calls  *pathCalls // the filesystem calls that may block, running now
 }
 
 func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys system) *mounter {
@@ -65,6 +70,9 @@ func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys sy
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
+	if opts.CallWait <= 0 {
+		opts.CallWait = DefaultCallWait
+	}
 	return &mounter{
 		opts:   opts,
 		mnt:    mnt,
@@ -72,6 +80,7 @@ func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys sy
 		sfm:    mount.NewSafeFormatAndMount(mnt, ex),
 		resize: mount.NewResizeFs(ex),
 		sys:    sys,
+		calls:  newPathCalls(opts.CallWait),
 	}
 }
 
@@ -337,8 +346,8 @@ func (m *mounter) MountRefs(path string) ([]string, error) {
 	return refs, nil
 }
 
-func (m *mounter) FilesystemStats(path string) (FSStats, error) {
-	s, err := m.sys.statfs(path)
+func (m *mounter) FilesystemStats(ctx context.Context, path string) (FSStats, error) {
+	s, err := bounded(ctx, m.calls, "statfs", filepath.Clean(path), func() (FSStats, error) { return m.sys.statfs(path) })
 	if errors.Is(err, os.ErrNotExist) {
 		return FSStats{}, fmt.Errorf("%w: %s", ErrPathNotFound, path)
 	}

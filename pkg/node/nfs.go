@@ -1,16 +1,16 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
-	mount "k8s.io/mount-utils"
 )
 
 // NFS mounts: a file volume (a vSAN file share) is mounted straight from
@@ -27,10 +27,6 @@ const (
 // stops answering makes I/O wait, not fail: no silent data loss), AUTH_SYS,
 // version 4.1.
 var NFSv41Options = []string{"hard", "sec=sys", "vers=4", "minorversion=1"}
-
-// nfsUnmountWait is how long an unmount may take before it is forced
-// (umount -f aborts the calls a server that is gone never answers).
-const nfsUnmountWait = 10 * time.Second
 
 // IsNFS says whether fsType is a network filesystem this driver mounts:
 // nfs or nfs4, or a FUSE stand-in for them (fuse.nfs4: the test helper).
@@ -89,12 +85,10 @@ func (m *mounter) MountNFS(source, target, fsType string, readOnly bool, mountFl
 
 // UnmountNFS unmounts what is mounted at target without looking at target
 // first: it reads the mount table, since a stat of an NFS mount whose
-// server is gone waits (hard) or fails (ENOTCONN, ESTALE, EIO). An unmount
-// that does not end in nfsUnmountWait is forced, one that fails even so
-// is made lazy (the mount leaves the namespace at once; the kernel lets go
-// of it when its last user does). Then target is removed if asked.
+// server is gone waits (hard) or fails (ENOTCONN, ESTALE, EIO). Each
+// unmount is unmountNetwork's, bounded. Then target is removed if asked.
 // Nothing mounted at target, or no target: success.
-func (m *mounter) UnmountNFS(target string, removeTarget bool) error {
+func (m *mounter) UnmountNFS(ctx context.Context, target string, removeTarget bool) error {
 	target = filepath.Clean(target)
 	for range maxStacked {
 		_, mounted, err := m.sys.mountEntry(target)
@@ -109,7 +103,7 @@ func (m *mounter) UnmountNFS(target string, removeTarget bool) error {
 			}
 			return nil
 		}
-		if err := m.unmountNetwork(target); err != nil {
+		if err := m.unmountNetwork(ctx, target); err != nil {
 			return err
 		}
 	}
@@ -127,19 +121,40 @@ func (m *mounter) MountEntry(path string) (PathInfo, error) {
 	return PathInfo{Mounted: true, Source: e.source, FSType: e.fsType, ReadOnly: e.readOnly, FSReadOnly: e.fsReadOnly}, nil
 }
 
-func (m *mounter) unmountNetwork(target string) error {
-	var err error
-	if fu, ok := m.mnt.(mount.MounterForceUnmounter); ok {
-		err = fu.UnmountWithForce(target, nfsUnmountWait)
-	} else {
-		err = m.mnt.Unmount(target)
+// networkUnmounts are the ways unmountNetwork tries, in order: plainly
+// (it fails at once, EBUSY, while a call waits on the mount); forced
+// (MNT_FORCE: the kernel aborts the calls waiting for the server, an NFS
+// mount's RPCs or a FUSE connection, and they fail); lazily (MNT_DETACH:
+// the mount leaves the namespace at once and the kernel lets go of it when
+// its last user does, without asking the server).
+var networkUnmounts = []struct {
+	op    string
+	flags int
+}{{"umount", 0}, {"umount -f", unix.MNT_FORCE}, {"umount -l", unix.MNT_DETACH}}
+
+// unmountNetwork unmounts the topmost mount at target with the unmount(2)
+// system call (umount(8) would resolve target first, and a helper such as
+// umount.nfs4 may talk to the server), trying each of networkUnmounts
+// until one succeeds. Each is bounded (bounded.go): one the kernel holds
+// on to is left to finish on its own while the next is tried. The lazy one
+// does not wait for the server: the unmount ends whether it answers or not.
+func (m *mounter) unmountNetwork(ctx context.Context, target string) error {
+	var errs []error
+	for i, u := range networkUnmounts {
+		if i == len(networkUnmounts)-1 {
+			ctx = context.WithoutCancel(ctx) // the last resort, which does not block
+		}
+		_, err := bounded(ctx, m.calls, u.op, target, func() (struct{}, error) {
+			return struct{}{}, m.sys.unmount(target, u.flags)
+		})
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT):
+			return nil // not mounted (any more): UnmountNFS looks again
+		}
+		klog.InfoS("Unmount of a network filesystem failed; trying the next way", "path", target, "op", u.op, "err", err)
+		errs = append(errs, err)
 	}
-	if err == nil {
-		return nil
-	}
-	klog.InfoS("Unmount failed; detaching the mount lazily", "path", target, "err", err)
-	if out, lerr := m.exec.Command("umount", "-l", target).CombinedOutput(); lerr != nil {
-		return fmt.Errorf("unmounting %s: %w; lazily: %v (%s)", target, err, lerr, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return fmt.Errorf("unmounting %s: %w", target, errors.Join(errs...))
 }

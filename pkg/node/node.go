@@ -49,9 +49,11 @@ type Mounter interface {
 	// NFSv41Options) or nfs; read-only if asked, with extra mount flags.
 	MountNFS(source, target, fsType string, readOnly bool, mountFlags []string) error
 	// UnmountNFS unmounts an NFS mount at target without looking at target
-	// (whose server may be gone), forcing it when it hangs, and removes
-	// target if asked. Nothing mounted there is success.
-	UnmountNFS(target string, removeTarget bool) error
+	// (whose server may be gone), forcing it when it hangs, then detaching
+	// it lazily, each step bounded (bounded.go): it ends whether the server
+	// answers or not. It removes target if asked. Nothing mounted there is
+	// success.
+	UnmountNFS(ctx context.Context, target string, removeTarget bool) error
 	// MountEntry is what the mount table says is mounted at path (Mounted,
 	// Source, FSType, ReadOnly), found without resolving or looking at
 	// path: a stat of an NFS mount whose server is gone may hang.
@@ -74,8 +76,11 @@ type Mounter interface {
 	// a mounted ext4 needs CAP_SYS_RESOURCE).
 	ResizeFilesystem(ctx context.Context, devicePath, mountPath string) error
 
-	// FilesystemStats reports the usage of the filesystem path is on.
-	FilesystemStats(path string) (FSStats, error)
+	// FilesystemStats reports the usage of the filesystem path is on. The
+	// statfs is bounded (bounded.go): ErrNotResponding when it has not
+	// returned within the call wait or before ctx is done (a hard NFS mount
+	// whose server does not answer); one per path at a time.
+	FilesystemStats(ctx context.Context, path string) (FSStats, error)
 	// DeviceSize reports the size in bytes of a block device (or of a file
 	// a block device is bind-mounted onto).
 	DeviceSize(path string) (int64, error)
@@ -137,6 +142,10 @@ var (
 	ErrPathNotFound = errors.New("path not found")
 	// ErrResizeNotPermitted: the kernel refused to grow a mounted filesystem.
 	ErrResizeNotPermitted = errors.New("resize not permitted")
+	// ErrNotResponding: a filesystem call has not returned within the call
+	// wait: the path is on a network filesystem whose server does not
+	// answer (bounded.go). The call is left to finish on its own.
+	ErrNotResponding = errors.New("filesystem not responding")
 )
 
 // Filesystem types the driver formats and grows.

@@ -171,7 +171,7 @@ func TestRealStageWriteRemount(t *testing.T) {
 	if refs, err := e.m.MountRefs(staging); err != nil || !slices.Contains(refs, target) || !slices.Contains(refs, roTarget) {
 		t.Errorf("MountRefs(staging) = %q, %v; want both publish targets", refs, err)
 	}
-	st, err := e.m.FilesystemStats(target)
+	st, err := e.m.FilesystemStats(context.Background(), target)
 	if err != nil || st.TotalBytes <= 0 || st.TotalBytes > 64*mib || st.UsedBytes <= 0 || st.TotalInodes <= 0 || st.FreeInodes >= st.TotalInodes {
 		t.Errorf("FilesystemStats = %+v, %v", st, err)
 	}
@@ -270,7 +270,7 @@ func TestRealExtOfflineGrow(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(staging, "data"), []byte("kept"), 0o644)
-	before, _ := e.m.FilesystemStats(staging)
+	before, _ := e.m.FilesystemStats(context.Background(), staging)
 	if err := e.m.Unmount(staging, false); err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestRealExtOfflineGrow(t *testing.T) {
 	if err := e.m.FormatAndMount(e.ctx, d.dev, staging, "ext4", nil); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := e.m.FilesystemStats(staging)
+	after, _ := e.m.FilesystemStats(context.Background(), staging)
 	if after.TotalBytes < before.TotalBytes+80*mib {
 		t.Errorf("filesystem %d bytes after growing the disk, was %d: not grown", after.TotalBytes, before.TotalBytes)
 	}
@@ -326,7 +326,7 @@ func TestRealExtOnlineGrow(t *testing.T) {
 	if err := e.m.FormatAndMount(e.ctx, d.dev, staging, "ext4", nil); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := e.m.FilesystemStats(staging)
+	before, _ := e.m.FilesystemStats(context.Background(), staging)
 	d.grow(t, 160*mib)
 	if n, err := e.m.RescanDevice(e.ctx, d.dev); err != nil || n != 160*mib {
 		t.Fatalf("RescanDevice = %d, %v", n, err)
@@ -342,7 +342,7 @@ func TestRealExtOnlineGrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, _ := e.m.FilesystemStats(staging)
+	after, _ := e.m.FilesystemStats(context.Background(), staging)
 	if after.TotalBytes < before.TotalBytes+80*mib {
 		t.Errorf("filesystem %d bytes, was %d: not grown", after.TotalBytes, before.TotalBytes)
 	}
@@ -370,7 +370,7 @@ func TestRealXFS(t *testing.T) {
 		t.Fatalf("formatted as %q, want xfs", got)
 	}
 	os.WriteFile(filepath.Join(staging, "data"), []byte("kept"), 0o644)
-	s1, _ := e.m.FilesystemStats(staging)
+	s1, _ := e.m.FilesystemStats(context.Background(), staging)
 	if err := e.m.Unmount(staging, false); err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestRealXFS(t *testing.T) {
 	if err := e.m.FormatAndMount(e.ctx, d.dev, staging, "xfs", nil); err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := e.m.FilesystemStats(staging)
+	s2, _ := e.m.FilesystemStats(context.Background(), staging)
 	if s2.TotalBytes < s1.TotalBytes+100*mib {
 		t.Errorf("xfs %d bytes after the disk grew, was %d", s2.TotalBytes, s1.TotalBytes)
 	}
@@ -391,7 +391,7 @@ func TestRealXFS(t *testing.T) {
 	if err := e.m.ResizeFilesystem(e.ctx, d.dev, staging); err != nil {
 		t.Fatal(err)
 	}
-	s3, _ := e.m.FilesystemStats(staging)
+	s3, _ := e.m.FilesystemStats(context.Background(), staging)
 	if s3.TotalBytes < s2.TotalBytes+100*mib {
 		t.Errorf("xfs %d bytes after the online grow, was %d", s3.TotalBytes, s2.TotalBytes)
 	}

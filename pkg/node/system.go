@@ -28,6 +28,8 @@ type system interface {
 	statfs(path string) (FSStats, error)
 	// mountRefs: the other mounts of the same part of the same filesystem.
 	mountRefs(path string) ([]string, error)
+	// unmount: the unmount(2) system call, flags MNT_FORCE, MNT_DETACH.
+	unmount(path string, flags int) error
 }
 
 type statInfo struct {
@@ -163,4 +165,11 @@ func (realSystem) statfs(path string) (FSStats, error) {
 		FreeInodes:     int64(s.Ffree),
 		UsedInodes:     int64(s.Files - s.Ffree),
 	}, nil
+}
+
+func (realSystem) unmount(path string, flags int) error {
+	if err := unix.Unmount(path, flags); err != nil {
+		return &os.PathError{Op: "unmount", Path: path, Err: err}
+	}
+	return nil
 }

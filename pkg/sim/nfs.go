@@ -35,9 +35,10 @@ import (
 const nfsPort = 2049
 
 type nfsServer struct {
-	addr string // the server's IP address, "" when not serving
-	ln   net.Listener
-	m    *volumeManager
+	addr   string // the server's IP address, "" when not serving
+	ln     net.Listener
+	m      *volumeManager
+	outage nfsOutage // HangNFS, RestartNFS (nfs_outage.go)
 }
 
 // startNFS serves NFS on port 2049 of the address given (fixed: when it
@@ -78,7 +79,7 @@ func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
 	}
 	handler := nfshelper.NewCachingHandler(&shareHandler{m: m}, 1<<16)
 	go func() {
-		if err := nfs.Serve(s.ln, handler); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := nfs.Serve(s.outage.listener(s.ln), handler); err != nil && !errors.Is(err, net.ErrClosed) {
 			klog.V(2).InfoS("vCenter simulator: NFS server stopped", "err", err)
 		}
 	}()
@@ -89,6 +90,9 @@ func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
 func (s *nfsServer) close() {
 	if s != nil && s.ln != nil {
 		_ = s.ln.Close()
+		if s.outage.isHung() { // no connection stays hung for good
+			s.outage.restart()
+		}
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -61,12 +63,22 @@ type session struct {
 
 	connecting chan struct{} // a 1-slot lock, held while (re)connecting
 
+	// hard: a call the server does not answer is sent again, for as
+	// long as it takes, as a kernel hard mount does (hardMount); set once
+	// the share is mounted, before the first FUSE request.
+	hard atomic.Bool
+	done chan struct{} // closed by close: hard calls give up
+	// fuseGone says whether the kernel ended the FUSE connection (a
+	// forced unmount aborts it): hard calls give up (nil until mounted).
+	fuseGone atomic.Pointer[func() bool]
+
 	mu     sync.Mutex
 	conn   *rpcConn
 	root   []byte // the export's root handle from the last MNT
 	rtmax  uint32
 	wtmax  uint32
 	closed bool
+	stuck  int // hard calls waiting for the server now (for the log)
 }
 
 func newSession(nfsAddr, mountAddr, path string) *session {
@@ -74,6 +86,7 @@ func newSession(nfsAddr, mountAddr, path string) *session {
 	return &session{
 		nfsAddr: nfsAddr, mountAddr: mountAddr, path: path, machine: host,
 		connecting: make(chan struct{}, 1),
+		done:       make(chan struct{}),
 		rtmax:      64 << 10, wtmax: 64 << 10,
 	}
 }
@@ -99,7 +112,7 @@ func (s *session) connection(ctx context.Context) (*rpcConn, error) {
 	c, closed := s.conn, s.closed
 	s.mu.Unlock()
 	if closed {
-		return nil, errConnClosed
+		return nil, errSessionClosed
 	}
 	if c != nil && c.alive() {
 		return c, nil
@@ -155,6 +168,9 @@ func (s *session) start(ctx context.Context) error {
 func (s *session) close() {
 	s.mu.Lock()
 	c := s.conn
+	if !s.closed {
+		close(s.done)
+	}
 	s.closed = true
 	s.mu.Unlock()
 	if c == nil {
@@ -196,15 +212,70 @@ func mnt(ctx context.Context, c *rpcConn, path string, cred rpc.Auth) ([]byte, e
 	return xdr.ReadOpaque(r)
 }
 
-// call runs one NFSv3 procedure, bounded by CallTimeout, with the FUSE
-// caller's uid and gid as AUTH_UNIX credential. It returns the results
-// after the status, or the status as an nfsStatus error.
+// call runs one NFSv3 procedure with the FUSE caller's uid and gid as
+// AUTH_UNIX credential. It returns the results after the status, or the
+// status as an nfsStatus error. Each attempt is bounded by CallTimeout; on
+// a soft mount (the default) a server that does not answer in time fails
+// the call, on a hard one (hardMount) the call is sent again until the
+// server answers or the share is unmounted.
 func (s *session) call(ctx context.Context, proc uint32, args any) (*bytes.Reader, error) {
+	if !s.hard.Load() {
+		r, _, err := s.callOnce(ctx, proc, args)
+		return r, err
+	}
+	// As the kernel's hard mounts (nointr, since Linux 2.6.25): a signal
+	// to the caller does not end the call; only the share's unmount does
+	// (umount -f aborts the FUSE connection, and with it this daemon).
+	ctx = context.WithoutCancel(ctx)
+	waited := false
+	defer func() {
+		if waited {
+			s.notResponding(-1)
+		}
+	}()
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		r, transport, err := s.callOnce(ctx, proc, args)
+		if err == nil || !transport {
+			return r, err
+		}
+		if !waited {
+			waited = true
+			s.notResponding(1)
+		}
+		select {
+		case <-s.done:
+			return nil, err
+		case <-time.After(pause):
+		}
+		if gone := s.fuseGone.Load(); gone != nil && (*gone)() {
+			return nil, errFUSEGone
+		}
+	}
+}
+
+// notResponding counts the hard calls waiting for the server and logs,
+// as the kernel does, when the first starts waiting and the last is done.
+func (s *session) notResponding(delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stuck += delta
+	switch {
+	case delta > 0 && s.stuck == 1:
+		log.Printf("nfs: server %s not responding, still trying", s.nfsAddr)
+	case delta < 0 && s.stuck == 0:
+		log.Printf("nfs: server %s OK", s.nfsAddr)
+	}
+}
+
+// callOnce is one attempt of call, bounded by CallTimeout; transport says
+// the error is the connection's or the server's silence, not an answer.
+func (s *session) callOnce(ctx context.Context, proc uint32, args any) (_ *bytes.Reader, transport bool, _ error) {
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	c, err := s.connection(ctx)
 	if err != nil {
-		return nil, err
+		var ms mountStatus
+		return nil, !errors.As(err, &ms) && !errors.Is(err, errSessionClosed), err
 	}
 	var uid, gid uint32
 	if caller, ok := fuse.FromContext(ctx); ok {
@@ -217,19 +288,27 @@ func (s *session) call(ctx context.Context, proc uint32, args any) (*bytes.Reade
 			// dials anew instead of queueing behind this one.
 			c.fail(errTimeout)
 		}
-		return nil, err
+		var re *rpcError
+		return nil, !errors.As(err, &re), err
 	}
 	st, err := xdr.ReadUint32(r)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if st != 0 {
-		return nil, nfsStatus(st)
+		return nil, false, nfsStatus(st)
 	}
-	return r, nil
+	return r, false, nil
 }
 
 var errTimeout = errors.New("NFS server not responding")
+
+// errFUSEGone: the kernel ended the FUSE connection; nobody waits for
+// the answer any more.
+var errFUSEGone = errors.New("FUSE connection aborted")
+
+// errSessionClosed: the share was unmounted.
+var errSessionClosed = errors.New("share unmounted")
 
 // decode runs a procedure and decodes its results into res (nil: none).
 func (s *session) decode(ctx context.Context, proc uint32, args, res any) error {

@@ -37,6 +37,7 @@ const (
 
 const (
 	timeoutEnv = "NFSMOUNT_TIMEOUT" // overrides CallTimeout (a Go duration)
+	hardEnv    = "NFSMOUNT_HARD"    // non-empty: mounts are hard unless soft (hardMount)
 	debugEnv   = "NFSMOUNT_DEBUG"   // non-empty: log every FUSE request, keep the log
 	daemonEnv  = "_NFSMOUNT_DAEMON" // set in the daemon; its status pipe is fd 3
 	logEnv     = "_NFSMOUNT_LOG"    // the daemon's log file
@@ -260,6 +261,16 @@ func (r *request) serve() int {
 	return exitOK
 }
 
+// hardMount says whether the share's calls wait for a server that does not
+// answer for as long as it takes, as the kernel's hard mounts do (its
+// default): with NFSMOUNT_HARD set in the environment, unless the options
+// say soft. Without it every call has a deadline, CallTimeout, whatever
+// the options say: most tests want a server that went away to fail calls,
+// not to hang them.
+func (r *request) hardMount() bool {
+	return os.Getenv(hardEnv) != "" && !r.soft
+}
+
 // mountFUSE mounts the share's root on r.dir and starts serving it.
 func (r *request) mountFUSE(s *session) (*fuse.Server, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
@@ -294,5 +305,35 @@ func (r *request) mountFUSE(s *session) (*fuse.Server, error) {
 	if id := (fs.StableAttr{Ino: root.Fileid}); !id.Reserved() {
 		opts.RootStableAttr = &id
 	}
-	return fs.Mount(r.dir, &node{s: s}, opts)
+	s.hard.Store(r.hardMount()) // the mount itself was bounded, its calls may not be
+	server, err := fs.Mount(r.dir, &node{s: s}, opts)
+	if err == nil {
+		if fd := fuseFD(); fd >= 0 {
+			gone := func() bool { return fuseAborted(fd) }
+			s.fuseGone.Store(&gone)
+		}
+	}
+	return server, err
+}
+
+// fuseFD is this daemon's descriptor of /dev/fuse (it serves one mount),
+// -1 if none is found.
+func fuseFD() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == "/dev/fuse" {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				return fd
+			}
+		}
+	}
+	return -1
+}
+
+// fuseAborted says whether the kernel ended the FUSE connection on fd: it
+// then polls as an error (a live one never does).
+func fuseAborted(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd)}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n > 0 && p[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0
 }

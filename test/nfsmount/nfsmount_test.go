@@ -557,6 +557,90 @@ func TestServerGone(t *testing.T) {
 	})
 }
 
+// TestHardMount: with NFSMOUNT_HARD set, a share mounted hard behaves as a
+// kernel hard mount whose server stopped answering: a call waits, past
+// every per-call deadline, until the server is back, and then succeeds; a
+// signal does not end it; a forced unmount (MNT_FORCE, which aborts the
+// FUSE connection as it aborts the RPCs of a kernel NFS mount) does, and
+// then the daemon goes. soft in the options keeps the deadline.
+func TestHardMount(t *testing.T) {
+	needMounts(t)
+	const deadline = time.Second
+	env := []string{"NFSMOUNT_TIMEOUT=" + deadline.String(), "NFSMOUNT_HARD=1"}
+	srv := startServer(t)
+	dir := mountShare(t, srv, "", env...)
+	t.Cleanup(func() { srv.gate.setPaused(false) }) // before the unmount of cleanup
+	pids := daemons(dir)
+	p := filepath.Join(dir, "f")
+	writeFile(t, p, "x")
+
+	// stat runs a stat of p in the background.
+	stat := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := os.Stat(p)
+			done <- err
+		}()
+		return done
+	}
+	srv.gate.setPaused(true)
+	first := stat()
+	// Several deadlines pass: a soft mount would have failed the call
+	// with EIO by now (TestServerGone), a hard one still waits.
+	select {
+	case err := <-first:
+		t.Fatalf("stat with the server paused returned %v: a hard mount waits for the server", err)
+	case <-time.After(4*deadline + 3*time.Second):
+	}
+	srv.gate.setPaused(false)
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Errorf("stat after the server came back: %v", err)
+		}
+	case <-time.After(60 * time.Second): // a hang guard
+		t.Fatal("stat still waiting 60s after the server came back")
+	}
+	if got := readFile(t, p); got != "x" {
+		t.Errorf("read after the server came back: %q", got)
+	}
+
+	srv.gate.setPaused(true)
+	second := stat()
+	select {
+	case err := <-second:
+		t.Fatalf("stat with the server paused again returned %v", err)
+	case <-time.After(2*deadline + time.Second):
+	}
+	// A forced unmount ends the call (ENOTCONN: the connection is
+	// aborted) and the mount; nothing asks the server.
+	if err := syscall.Unmount(dir, syscall.MNT_FORCE); err != nil {
+		t.Logf("umount -f: %v; lazily then", err)
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Fatalf("umount -l: %v", err)
+		}
+	}
+	select {
+	case err := <-second:
+		if err == nil {
+			t.Error("stat through a forced unmount succeeded; want an error")
+		}
+		t.Logf("stat through the forced unmount: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("stat still waiting 60s after a forced unmount")
+	}
+	checkGone(t, dir, pids)
+
+	// soft: the deadline holds, as without NFSMOUNT_HARD.
+	srv.gate.setPaused(false)
+	soft := mountShare(t, srv, ",soft", env...)
+	srv.gate.setPaused(true)
+	if _, err := os.Stat(filepath.Join(soft, "f")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("stat of a soft mount with the server paused: %v, want EIO", err)
+	}
+	srv.gate.setPaused(false)
+}
+
 // (f) mount returns at once, its output closed: the daemon keeps none of
 // mount's descriptors (CombinedOutput waits for them all to close).
 func TestMountReturnsPromptly(t *testing.T) {

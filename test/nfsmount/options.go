@@ -32,6 +32,7 @@ type request struct {
 	mountPort int     // of the MOUNT program (default: port)
 
 	remount, fake, verbose, sloppy bool
+	soft                           bool     // soft or softerr given (after any hard)
 	warnings                       []string // about options ignored
 }
 
@@ -180,6 +181,8 @@ func (r *request) parseOptions() error {
 			} else if val == "3" || val == "2" {
 				r.fstype = "nfs"
 			}
+		case (key == "hard" || key == "soft" || key == "softerr") && !hasVal:
+			r.soft = key != "hard"
 		case nfsOptions[key] || strings.HasPrefix(key, "x-"):
 		case !r.sloppy:
 			r.warnings = append(r.warnings, fmt.Sprintf("ignoring unknown option %q", o))
