@@ -182,6 +182,12 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if offset > 0 && len(snaps) == 0 {
+		// A token past the end is not one we gave out (as in ListVolumes).
+		if all, _, err := d.vc.Snapshots(ctx, f, 0, 0); err == nil && int64(len(all)) < offset {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q is past the last snapshot", req.GetStartingToken())
+		}
+	}
 	resp := &csi.ListSnapshotsResponse{}
 	for _, s := range snaps {
 		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(s)})

@@ -378,8 +378,9 @@ func (f *Fake) DeleteSnapshot(_ context.Context, id, snapID string) error {
 	return nil
 }
 
-// Snapshots lists the selected snapshots (no paging: all of them).
-func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, _, _ int64) ([]vcenter.Snapshot, int64, error) {
+// Snapshots pages through the selected snapshots in ID order, as
+// ListVolumes does (limit <= 0: all from offset).
+func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, offset, limit int64) ([]vcenter.Snapshot, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.called("Snapshots")
@@ -395,7 +396,22 @@ func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, _, _ int
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, 0, nil
+	n := int64(len(out))
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("%w: offset %d", vcenter.ErrInvalidArgument, offset)
+	}
+	if offset >= n {
+		return nil, 0, nil
+	}
+	end := n
+	if limit > 0 {
+		end = min(n, offset+limit)
+	}
+	next := end
+	if end >= n {
+		next = 0
+	}
+	return out[offset:end], next, nil
 }
 
 // NodeVM finds a node VM.
