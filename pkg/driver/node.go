@@ -419,7 +419,8 @@ func publishedDiskUUID(publishContext map[string]string) (string, error) {
 
 // nodeExpandBytes is the size a NodeExpandVolume asks the device to have
 // (0: whatever the controller made it); the range is optional, but a
-// negative or empty one is refused (a file volume answers this size).
+// negative one, or one whose limit is below its requirement, is refused
+// (OutOfRange, as the controller does): a file volume answers this size.
 func nodeExpandBytes(r *csi.CapacityRange) (int64, error) {
 	req, limit := r.GetRequiredBytes(), r.GetLimitBytes()
 	switch {
