@@ -407,12 +407,16 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 }
 
 // publishedDiskUUID is the UUID of the attached disk in a block volume's
-// publish context (ControllerPublishVolume put it there).
+// publish context (ControllerPublishVolume put it there), refused up front
+// when the node could not look it up.
 func publishedDiskUUID(publishContext map[string]string) (string, error) {
 	diskUUID := publishContext[PublishContextDiskUUID]
 	if diskUUID == "" {
 		return "", status.Errorf(codes.InvalidArgument,
 			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	}
+	if _, err := node.NormalizeDiskUUID(diskUUID); err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "publish_context %s: %v", PublishContextDiskUUID, err)
 	}
 	return diskUUID, nil
 }
