@@ -83,13 +83,22 @@ image:
 	docker build --build-arg VERSION=$(VERSION) -t vsphere-csi:$(VERSION) .
 
 # fuzz: each fuzz target for FUZZTIME (make test runs their seed corpora):
-# csi-vsphere.conf, StorageClass parameters, snapshot IDs, disk UUIDs.
+# csi-vsphere.conf, the vCenter thumbprint, StorageClass parameters, snapshot
+# IDs, capacity ranges, volume capabilities, topology requirements, publish
+# contexts, ListVolumes/ListSnapshots paging, disk UUIDs, NFS mount options.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/config
+	$(GO) test -run '^$$' -fuzz '^FuzzThumbprint$$' -fuzztime $(FUZZTIME) ./pkg/config
 	$(GO) test -run '^$$' -fuzz '^FuzzVolumeParams$$' -fuzztime $(FUZZTIME) ./pkg/driver
 	$(GO) test -run '^$$' -fuzz '^FuzzSnapshotID$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzCapacityRange$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzVolumeCapability$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzTopologyRequirement$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzPublishContext$$' -fuzztime $(FUZZTIME) ./pkg/driver
+	$(GO) test -run '^$$' -fuzz '^FuzzListPaging$$' -fuzztime $(FUZZTIME) ./pkg/driver
 	$(GO) test -run '^$$' -fuzz '^FuzzDiskUUID$$' -fuzztime $(FUZZTIME) ./pkg/node
+	$(GO) test -run '^$$' -fuzz '^FuzzNFSMountOptions$$' -fuzztime $(FUZZTIME) ./pkg/node
 
 # bench: the Go benchmarks (round trips per call, NodeStage, memory), then
 # vsphere-bench: bursts of CreateVolume, publish, unpublish and a drain under

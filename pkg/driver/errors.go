@@ -59,7 +59,7 @@ func codeFor(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, vcenter.ErrPermissionDenied):
 		return codes.PermissionDenied
-	case errors.Is(err, node.ErrInvalidDiskUUID), errors.Is(err, node.ErrUnsupportedFilesystem):
+	case errors.Is(err, node.ErrInvalidDiskUUID), errors.Is(err, node.ErrUnsupportedFilesystem), errors.Is(err, node.ErrInvalidNFSExport):
 		return codes.InvalidArgument
 	case errors.Is(err, node.ErrDeviceNotFound), errors.Is(err, node.ErrPathNotFound):
 		return codes.NotFound

@@ -24,15 +24,12 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	if req.GetCapacityRange() == nil || (req.GetCapacityRange().GetRequiredBytes() == 0 && req.GetCapacityRange().GetLimitBytes() == 0) {
-		return nil, status.Error(codes.InvalidArgument, "capacity_range is required")
-	}
 	if c := req.GetVolumeCapability(); c != nil {
 		if err := validateCapability(c); err != nil {
 			return nil, err
 		}
 	}
-	size, err := capacityBytes(req.GetCapacityRange())
+	size, err := expandBytes(req.GetCapacityRange())
 	if err != nil {
 		return nil, err
 	}
@@ -72,4 +69,13 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	klog.InfoS("Expanded volume", "volumeID", id, "from", describeSize(vol.CapacityBytes), "to", describeSize(size),
 		"nodeExpansionRequired", nodeExpansion)
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: nodeExpansion}, nil
+}
+
+// expandBytes is the size a ControllerExpandVolume asks for: a capacity
+// range is required, then it is read as CreateVolume reads one.
+func expandBytes(r *csi.CapacityRange) (int64, error) {
+	if r.GetRequiredBytes() == 0 && r.GetLimitBytes() == 0 {
+		return 0, status.Error(codes.InvalidArgument, "capacity_range is required")
+	}
+	return capacityBytes(r)
 }

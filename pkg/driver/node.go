@@ -39,10 +39,9 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	if err := blockOnly(volID, c); err != nil {
 		return nil, err
 	}
-	diskUUID := req.GetPublishContext()[PublishContextDiskUUID]
-	if diskUUID == "" {
-		return nil, status.Errorf(codes.InvalidArgument,
-			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	diskUUID, err := publishedDiskUUID(req.GetPublishContext())
+	if err != nil {
+		return nil, err
 	}
 	release, err := d.inflight.acquire(nodeKey(volID))
 	if err != nil {
@@ -221,10 +220,9 @@ func (d *Driver) publishMount(ctx context.Context, req *csi.NodePublishVolumeReq
 
 func (d *Driver) publishBlock(ctx context.Context, req *csi.NodePublishVolumeRequest, readOnly bool) error {
 	volID, target := req.GetVolumeId(), req.GetTargetPath()
-	diskUUID := req.GetPublishContext()[PublishContextDiskUUID]
-	if diskUUID == "" {
-		return status.Errorf(codes.InvalidArgument,
-			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	diskUUID, err := publishedDiskUUID(req.GetPublishContext())
+	if err != nil {
+		return err
 	}
 	dev, err := d.mounter.FindDevice(ctx, d.byIDDir(), diskUUID)
 	if err != nil {
@@ -375,9 +373,13 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 			return nil, err
 		}
 	}
+	want, err := nodeExpandBytes(req.GetCapacityRange())
+	if err != nil {
+		return nil, err
+	}
 	if isFileVolume(volID) {
 		// The share's quota grew on the server; there is nothing to grow here.
-		return &csi.NodeExpandVolumeResponse{CapacityBytes: req.GetCapacityRange().GetRequiredBytes()}, nil
+		return &csi.NodeExpandVolumeResponse{CapacityBytes: want}, nil
 	}
 	info, err := d.mounter.Inspect(path)
 	if err != nil {
@@ -399,7 +401,7 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if want := req.GetCapacityRange().GetRequiredBytes(); want > 0 && size < want {
+	if want > 0 && size < want {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"the device of volume %s is %d bytes, less than the %d asked: the disk has not grown on this node yet", volID, size, want)
 	}
@@ -410,6 +412,36 @@ func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolume
 	}
 	klog.FromContext(ctx).Info("Volume expanded", "volumeID", volID, "path", path, "bytes", size)
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
+}
+
+// publishedDiskUUID is the UUID of the attached disk in a block volume's
+// publish context (ControllerPublishVolume put it there), refused up front
+// when the node could not look it up.
+func publishedDiskUUID(publishContext map[string]string) (string, error) {
+	diskUUID := publishContext[PublishContextDiskUUID]
+	if diskUUID == "" {
+		return "", status.Errorf(codes.InvalidArgument,
+			"publish_context has no %s: the volume must be attached by ControllerPublishVolume first", PublishContextDiskUUID)
+	}
+	if _, err := node.NormalizeDiskUUID(diskUUID); err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "publish_context %s: %v", PublishContextDiskUUID, err)
+	}
+	return diskUUID, nil
+}
+
+// nodeExpandBytes is the size a NodeExpandVolume asks the device to have
+// (0: whatever the controller made it); the range is optional, but a
+// negative one, or one whose limit is below its requirement, is refused
+// (OutOfRange, as the controller does): a file volume answers this size.
+func nodeExpandBytes(r *csi.CapacityRange) (int64, error) {
+	req, limit := r.GetRequiredBytes(), r.GetLimitBytes()
+	switch {
+	case req < 0 || limit < 0:
+		return 0, status.Error(codes.OutOfRange, "capacity range must not be negative")
+	case limit > 0 && req > limit:
+		return 0, status.Errorf(codes.OutOfRange, "required_bytes %d exceeds limit_bytes %d", req, limit)
+	}
+	return req, nil
 }
 
 // NodeGetCapabilities lists NodeCapabilities.

@@ -65,13 +65,9 @@ func (d *Driver) publishNFS(ctx context.Context, req *csi.NodePublishVolumeReque
 		return nil, status.Errorf(codes.InvalidArgument,
 			"volume %s is a file volume (a vSAN file share): it is mounted over NFS, never published as a raw block device", volID)
 	}
-	source := req.GetPublishContext()[PublishContextNFSv4AccessPoint]
-	if source == "" {
-		return nil, status.Errorf(codes.InvalidArgument,
-			"publish_context has no %s: the file volume must be published by ControllerPublishVolume first", PublishContextNFSv4AccessPoint)
-	}
-	if !isNFSExport(source) {
-		return nil, status.Errorf(codes.InvalidArgument, "%s %q is not an NFS export (server:/path)", PublishContextNFSv4AccessPoint, source)
+	source, err := publishedNFSExport(req.GetPublishContext())
+	if err != nil {
+		return nil, err
 	}
 	mode := c.GetAccessMode().GetMode()
 	readOnly := req.GetReadonly() || mode == csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY ||
@@ -101,6 +97,20 @@ func (d *Driver) publishNFS(ctx context.Context, req *csi.NodePublishVolumeReque
 	}
 	klog.FromContext(ctx).Info("File volume published", "volumeID", volID, "path", target, "source", source, "fsType", fsType, "readOnly", readOnly)
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// publishedNFSExport is the NFS export (server:/path) in a file volume's
+// publish context (ControllerPublishVolume put it there).
+func publishedNFSExport(publishContext map[string]string) (string, error) {
+	source := publishContext[PublishContextNFSv4AccessPoint]
+	if source == "" {
+		return "", status.Errorf(codes.InvalidArgument,
+			"publish_context has no %s: the file volume must be published by ControllerPublishVolume first", PublishContextNFSv4AccessPoint)
+	}
+	if err := node.CheckNFSExport(source); err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "%s: %v", PublishContextNFSv4AccessPoint, err)
+	}
+	return source, nil
 }
 
 // nfsMountError says what a failed NFS mount means for the person looking
@@ -166,16 +176,4 @@ func (d *Driver) nfsStats(ctx context.Context, volID, path string) (*csi.NodeGet
 		},
 		VolumeCondition: &csi.VolumeCondition{Message: "mounted from " + e.Source + " (" + e.FSType + ")"},
 	}, nil
-}
-
-// isNFSExport says whether source is server:/path as mount(8) takes it: a
-// server that does not start with '-' (mount would read it as an option),
-// an absolute path, and no control characters (the mount table would not
-// show it as it is).
-func isNFSExport(source string) bool {
-	i := strings.Index(source, ":/")
-	if i <= 0 || strings.HasPrefix(source, "-") {
-		return false
-	}
-	return !strings.ContainsFunc(source, func(r rune) bool { return r < ' ' || r == 0x7f })
 }

@@ -600,7 +600,7 @@ func TestNodeExpandVolume(t *testing.T) {
 	_, err = e.d.NodeExpandVolume(ctx, req)
 	wantCode(t, err, codes.FailedPrecondition, "has not grown")
 
-	_, err = e.d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "vol-1", VolumePath: "some/path"})
+	_, err = e.d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "vol-1", VolumePath: filepath.Join(e.dir, "no-such-path")})
 	wantCode(t, err, codes.NotFound)
 	_, err = e.d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "vol-1"})
 	wantCode(t, err, codes.InvalidArgument, "volume_path")
@@ -663,7 +663,7 @@ func TestNodeInputEdges(t *testing.T) {
 		_, err := e.d.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
 			VolumeId: "file:vol-2", TargetPath: e.target(), VolumeCapability: rwx,
 			PublishContext: map[string]string{PublishContextNFSv4AccessPoint: source}})
-		wantCode(t, err, codes.InvalidArgument, "is not an NFS export")
+		wantCode(t, err, codes.InvalidArgument, "invalid NFS export")
 	}
 	if m := e.mountsAt(e.target()); len(m) != 0 {
 		t.Errorf("mounted at the target: %v", m)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -52,6 +54,17 @@ func describeSegment(seg map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
+// segmentKey tells segments apart: unlike describeSegment, it gives two
+// different segments two different keys even when a value holds "," or
+// "=" (keys and values quoted).
+func segmentKey(seg map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(seg)) {
+		b.WriteString(strconv.Quote(k) + "=" + strconv.Quote(seg[k]) + ",")
+	}
+	return b.String()
+}
+
 // matches says whether a datastore or node segment (categories) is in the
 // requested segment (topology keys): every requested key must be one of
 // ours and have the same value.
@@ -71,7 +84,7 @@ func requestedSegments(r *csi.TopologyRequirement) []map[string]string {
 	var out []map[string]string
 	seen := map[string]bool{}
 	for _, t := range append(append([]*csi.Topology(nil), r.GetPreferred()...), r.GetRequisite()...) {
-		k := describeSegment(t.GetSegments())
+		k := segmentKey(t.GetSegments())
 		if len(t.GetSegments()) == 0 || seen[k] {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
@@ -42,6 +43,7 @@ func IsNFS(fsType string) bool {
 // capability's mount flags may add to them or override the version), the
 // flags alone for nfs, and ro when read-only.
 func nfsMountOptions(fsType string, readOnly bool, mountFlags []string) []string {
+	mountFlags = splitOptions(mountFlags)
 	var opts []string
 	if fsType == FSTypeNFS4 {
 		for _, o := range NFSv41Options {
@@ -66,12 +68,29 @@ func nfsMountOptions(fsType string, readOnly bool, mountFlags []string) []string
 	return opts
 }
 
+// splitOptions reads mount flags as mount(8) does: a flag may hold several
+// options separated by commas ("nolock,vers=3"); empty ones go.
+func splitOptions(flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		for _, o := range strings.Split(f, ",") {
+			if o != "" {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
 // MountNFS mounts the NFS export source ("server:/path") at target (a
 // directory, created when missing) as fsType (nfs4 or nfs), read-only if
 // asked, with the capability's mount flags.
 func (m *mounter) MountNFS(source, target, fsType string, readOnly bool, mountFlags []string) error {
 	if fsType != FSTypeNFS4 && fsType != FSTypeNFS {
 		return fmt.Errorf("%w: %q is not nfs4 or nfs", ErrUnsupportedFilesystem, fsType)
+	}
+	if err := CheckNFSExport(source); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("creating mount point %s: %w", target, err)
@@ -157,4 +176,25 @@ func (m *mounter) unmountNetwork(ctx context.Context, target string) error {
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("unmounting %s: %w", target, errors.Join(errs...))
+}
+
+// ErrInvalidNFSExport: an NFS export that is not server:/path.
+var ErrInvalidNFSExport = errors.New("invalid NFS export")
+
+// CheckNFSExport checks an NFS export as a file volume's publish context
+// names it: server:/path, with a server, and nothing mount(8) would read
+// as an option (a leading '-': it is an operand of the command) or that no
+// export has (control characters, spaces: the mount table would show the
+// source escaped, and a publish would never find itself already done).
+func CheckNFSExport(source string) error {
+	server, _, ok := strings.Cut(source, ":/")
+	switch {
+	case !ok || server == "":
+		return fmt.Errorf("%w %q: want server:/path", ErrInvalidNFSExport, source)
+	case strings.HasPrefix(source, "-"):
+		return fmt.Errorf("%w %q: it begins with '-', which mount(8) would read as an option", ErrInvalidNFSExport, source)
+	case strings.ContainsFunc(source, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }):
+		return fmt.Errorf("%w %q: it holds spaces or control characters", ErrInvalidNFSExport, source)
+	}
+	return nil
 }

@@ -388,8 +388,8 @@ func (f *Fake) DeleteSnapshot(_ context.Context, id, snapID string) error {
 	return nil
 }
 
-// Snapshots lists the selected snapshots, paged as the client pages them:
-// from offset, at most limit (0: all), and the next offset (0: the end).
+// Snapshots pages through the selected snapshots in ID order, as
+// ListVolumes does (limit <= 0: all from offset).
 func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, offset, limit int64) ([]vcenter.Snapshot, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -406,14 +406,22 @@ func (f *Fake) Snapshots(_ context.Context, flt vcenter.SnapshotFilter, offset, 
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	if offset >= int64(len(out)) {
+	n := int64(len(out))
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("%w: offset %d", vcenter.ErrInvalidArgument, offset)
+	}
+	if offset >= n {
 		return nil, 0, nil
 	}
-	out = out[offset:]
-	if limit > 0 && int64(len(out)) > limit {
-		return out[:limit], offset + limit, nil
+	end := n
+	if limit > 0 {
+		end = min(n, offset+limit)
 	}
-	return out, 0, nil
+	next := end
+	if end >= n {
+		next = 0
+	}
+	return out[offset:end], next, nil
 }
 
 // NodeVM finds a node VM.
