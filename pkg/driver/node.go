@@ -66,6 +66,20 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	case err != nil:
 		return nil, toStatus(err)
 	case info.Mounted:
+		gone, err := d.deviceGone(info)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if gone {
+			// The disk was hot-removed and came back as dev: the staging
+			// mount is of a dead device. Stage again from the new one.
+			log.Info("The staging mount is of a device no disk is any more; unmounting it to stage the disk's device again",
+				"path", staging, "stale", info.Source)
+			if err := d.mounter.Unmount(staging, false); err != nil {
+				return nil, toStatus(err)
+			}
+			break
+		}
 		if !d.sameDevice(info.Source, dev.Path) {
 			return nil, status.Errorf(codes.AlreadyExists,
 				"staging_target_path %s already has %s mounted, not volume %s's device %s", staging, info.Source, volID, dev.Path)
@@ -199,6 +213,21 @@ func (d *Driver) publishMount(ctx context.Context, req *csi.NodePublishVolumeReq
 	case errors.Is(err, node.ErrPathNotFound):
 	case err != nil:
 		return toStatus(err)
+	case tg.Mounted && tg.MountedDevice != st.MountedDevice:
+		// A bind of a staging mount whose disk was hot-removed since (and
+		// staged again from its new device): bind the live one instead.
+		if gone, err := d.deviceGone(tg); err != nil || !gone {
+			if err != nil {
+				return toStatus(err)
+			}
+			return status.Errorf(codes.AlreadyExists,
+				"target_path %s already has %s mounted, not volume %s", target, tg.Source, volID)
+		}
+		klog.FromContext(ctx).Info("The target is bound to a device no disk is any more; binding the staged volume again",
+			"volumeID", volID, "path", target, "stale", tg.Source)
+		if err := d.mounter.Unmount(target, false); err != nil {
+			return toStatus(err)
+		}
 	case tg.Mounted:
 		if !d.sameDevice(tg.Source, st.Source) {
 			return status.Errorf(codes.AlreadyExists,
@@ -480,6 +509,23 @@ func absolutePath(pathName, path string) error {
 		return status.Errorf(codes.InvalidArgument, "%s %q is not an absolute path", pathName, path)
 	}
 	return nil
+}
+
+// deviceGone says whether a mount's filesystem is on a block device that
+// no attached disk is now: a disk hot-removed (its device node gone, or
+// its name given to another) that came back as another device. Such a
+// mount answers I/O errors and is in the way of staging the disk again.
+// A filesystem on no block device (tmpfs, NFS) is never gone.
+func (d *Driver) deviceGone(info node.PathInfo) (bool, error) {
+	if info.MountedDevice == 0 {
+		return false, nil
+	}
+	disks, err := d.mounter.DiskDevices(d.byIDDir())
+	if err != nil {
+		return false, err
+	}
+	_, attached := disks[info.MountedDevice]
+	return !attached, nil
 }
 
 // nodeKey is the in-flight key of a volume's node operations.

@@ -127,3 +127,80 @@ func TestNodeRealLoopDevice(t *testing.T) {
 	d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: other})
 	d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: staging})
 }
+
+// TestNodeRealDeviceComesBack: real loop devices and mounts. A staged disk
+// comes back under a new device (its link moved to a second loop device
+// over the same image, as a hot-removed SCSI disk reappears as /dev/sdX
+// under another name): NodeStage notices that the staging mount's device
+// is no attached disk's, unmounts it and stages the new device, not
+// formatting it; the data is there. Before, it answered AlreadyExists.
+func TestNodeRealDeviceComesBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mounts")
+	}
+	if testing.Short() {
+		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
+	}
+	dir := t.TempDir()
+	byID := filepath.Join(dir, "by-id")
+	os.Mkdir(byID, 0o755)
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, nil, 0o600)
+	os.Truncate(img, 1*gi)
+	loop := func() string {
+		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup: %v: %s", err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		return dev
+	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	uuid := hex.EncodeToString(b)
+	link := filepath.Join(byID, "wwn-0x"+uuid)
+	first := loop()
+	os.Symlink(first, link)
+	staging := filepath.Join(dir, "staging")
+	os.Mkdir(staging, 0o750)
+	t.Cleanup(func() {
+		for unix.Unmount(staging, 0) == nil {
+		}
+	})
+	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stage := &csi.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: staging, VolumeCapability: mountCap("ext4"),
+		PublishContext: map[string]string{PublishContextDiskUUID: uuid}}
+	if _, err := d.NodeStageVolume(ctx, stage); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "data"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unix.Sync()
+
+	// The disk comes back as another device; the old one stays mounted.
+	second := loop()
+	os.Remove(link)
+	os.Symlink(second, link)
+	if _, err := d.NodeStageVolume(ctx, stage); err != nil {
+		t.Fatalf("stage after the device changed: %v", err)
+	}
+	info, err := d.mounter.Inspect(staging)
+	if err != nil || !info.Mounted || info.Source != second {
+		t.Fatalf("staging mount %+v, %v; want %s", info, err, second)
+	}
+	if b, err := os.ReadFile(filepath.Join(staging, "data")); err != nil || string(b) != "kept" {
+		t.Errorf("data after staging the new device: %q, %v", b, err)
+	}
+	if refs, _ := d.mounter.MountRefs(staging); len(refs) != 0 {
+		t.Errorf("other mounts of the staged filesystem: %v", refs)
+	}
+	if _, err := d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+}

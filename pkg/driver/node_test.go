@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -671,4 +672,60 @@ func TestNodeInputEdges(t *testing.T) {
 	if m := e.mountsAt(e.staging()); len(m) != 0 {
 		t.Errorf("mounted at the staging path: %v", m)
 	}
+}
+
+// TestNodeStageAfterDeviceChange: the disk was hot-removed and came back
+// as another device (a new name and number; its link moved). The staging
+// mount and the pod's bind of it are of the dead device: NodeStage
+// unmounts the stale staging mount and stages the new device (not
+// formatted: it holds the filesystem), NodePublish binds the live staging
+// mount again. Before, both answered AlreadyExists forever.
+func TestNodeStageAfterDeviceChange(t *testing.T) {
+	e := newNodeEnv(t)
+	ctx := context.Background()
+	e.fake.AddDisk(testUUID, 1<<30)
+	c := mountCap("ext4")
+	if _, err := e.d.NodeStageVolume(ctx, e.stageReq(c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.NodePublishVolume(ctx, e.publishReq(c, false)); err != nil {
+		t.Fatal(err)
+	}
+	moved := e.fake.ReplaceDevice(testUUID)
+
+	if _, err := e.d.NodeStageVolume(ctx, e.stageReq(c)); err != nil {
+		t.Fatalf("stage after the device changed: %v", err)
+	}
+	if m := e.mountsAt(e.staging()); len(m) != 1 || !strings.HasPrefix(m[0], moved.Path+" ") {
+		t.Errorf("staging mounts %v, want only the new device %s", m, moved.Path)
+	}
+	if d := e.fake.Disk(testUUID); d.Formats != 1 {
+		t.Errorf("the disk was formatted %d times, want once (at the first stage)", d.Formats)
+	}
+	if _, err := e.d.NodePublishVolume(ctx, e.publishReq(c, false)); err != nil {
+		t.Fatalf("publish after the device changed: %v", err)
+	}
+	if m := e.mountsAt(e.target()); len(m) != 1 || !strings.HasPrefix(m[0], moved.Path+" ") {
+		t.Errorf("target mounts %v, want one bind of the staged filesystem on %s", m, moved.Path)
+	}
+	// Staged and published as they are now: both calls are no-ops.
+	if _, err := e.d.NodeStageVolume(ctx, e.stageReq(c)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.NodePublishVolume(ctx, e.publishReq(c, false)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another disk's filesystem at the staging path is not stale: refused.
+	other := e.fake.AddDisk("6000c298-aaaa-bbbb-cccc-ddddeeeeffff", 1<<30)
+	e.fake.UpdateDisk(other.UUID, func(d *node.FakeDisk) { d.FSType, d.FSSize = "ext4", d.Size })
+	dir := filepath.Join(e.dir, "staging-2")
+	if err := e.fake.Mounts.Mount(other.Path, dir, "ext4", nil); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(dir, 0o750)
+	req := e.stageReq(c)
+	req.StagingTargetPath = dir
+	_, err := e.d.NodeStageVolume(ctx, req)
+	wantCode(t, err, codes.AlreadyExists, "already has "+other.Path+" mounted")
 }

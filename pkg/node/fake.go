@@ -29,8 +29,10 @@ type Fake struct {
 
 	root string
 	mu   sync.Mutex
-	// disks by device path.
+	// disks by device path; gone: the device numbers of device nodes
+	// removed (ReplaceDevice).
 	disks map[string]*FakeDisk
+	gone  map[string]uint64
 	cmds  []string
 	// DenyOnlineResize makes resize2fs of a mounted ext filesystem fail as
 	// it does without CAP_SYS_RESOURCE.
@@ -59,7 +61,7 @@ type FakeDisk struct {
 // NewFake makes a Fake whose devices, links and sysfs live under root
 // (give it t.TempDir()). It waits 200 ms for a missing device.
 func NewFake(root string) *Fake {
-	f := &Fake{root: root, disks: map[string]*FakeDisk{}, Mounts: mount.NewFakeMounter(nil)}
+	f := &Fake{root: root, disks: map[string]*FakeDisk{}, gone: map[string]uint64{}, Mounts: mount.NewFakeMounter(nil)}
 	for _, d := range []string{"dev", "by-id", "sys"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			panic(err)
@@ -82,7 +84,7 @@ func (f *Fake) AddDisk(uuid string, size int64) FakeDisk {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := len(f.disks)
+	n := len(f.disks) + len(f.gone) // device names and numbers are never reused
 	path := filepath.Join(f.root, "dev", fmt.Sprintf("sd%c%d", 'b'+n%24, n))
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		panic(err)
@@ -147,6 +149,11 @@ func (f *Fake) diskAt(path string) *FakeDisk {
 	if d, ok := f.disks[path]; ok {
 		return d
 	}
+	if p, err := filepath.EvalSymlinks(path); err == nil && p != path {
+		if d, ok := f.disks[p]; ok {
+			return d // a by-id link
+		}
+	}
 	if mp, ok := f.mountOf(path); ok {
 		return f.disks[mp.Device]
 	}
@@ -167,6 +174,54 @@ func (f *Fake) diskUnder(path string) *FakeDisk {
 		}
 	}
 	return f.disks[best.Device]
+}
+
+// devOf is the device number of a mount's filesystem: its disk's, as when
+// it was mounted (a disk moved to a new device node since keeps its old
+// number in the mounts made before), or for a bind mount its source's.
+func (f *Fake) devOf(mp mount.MountPoint) uint64 {
+	for range 8 {
+		if d := f.disks[mp.Device]; d != nil {
+			return d.rdev
+		}
+		if dev, ok := f.gone[mp.Device]; ok {
+			return dev
+		}
+		src, ok := f.mountOf(mp.Device)
+		if !ok {
+			return 0
+		}
+		mp = src
+	}
+	return 0
+}
+
+// ReplaceDevice hot-removes the disk's device node and brings the disk
+// back under a new one (a new name, a new device number, the link moved),
+// as a SCSI disk that went away and came back does. Mounts made before
+// keep the old device, now gone.
+func (f *Fake) ReplaceDevice(uuid string) FakeDisk {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.diskByUUID(uuid)
+	old := d.Path
+	n := len(f.disks) + len(f.gone)
+	d.Path = filepath.Join(f.root, "dev", fmt.Sprintf("sd%c%d", 'b'+n%24, n))
+	if err := os.Rename(old, d.Path); err != nil {
+		panic(err)
+	}
+	link := DeviceLink(f.ByIDDir(), d.UUID)
+	if err := os.Remove(link); err != nil {
+		panic(err)
+	}
+	if err := os.Symlink(d.Path, link); err != nil {
+		panic(err)
+	}
+	delete(f.disks, old)
+	f.gone[old] = d.rdev
+	d.rdev = uint64(8<<8 | 16 + n)
+	f.disks[d.Path] = d
+	return *d
 }
 
 func (f *Fake) mountedDisk(d *FakeDisk) bool {
@@ -233,7 +288,7 @@ func (s fakeSystem) mountAt(path string) (mountEntry, bool, error) {
 	if !ok {
 		return mountEntry{}, false, nil
 	}
-	e := mountEntry{source: mp.Device, fsType: mp.Type, readOnly: slices.Contains(mp.Opts, "ro")}
+	e := mountEntry{source: mp.Device, fsType: mp.Type, readOnly: slices.Contains(mp.Opts, "ro"), dev: s.f.devOf(mp)}
 	if d := s.f.disks[mp.Device]; d != nil {
 		// As in mountinfo: a filesystem gone read-only shows in the
 		// superblock options, the mount's own options stay as they were.

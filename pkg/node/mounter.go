@@ -332,10 +332,28 @@ func (m *mounter) Inspect(path string) (PathInfo, error) {
 	}
 	if ok {
 		info.Mounted = true
-		info.Source, info.FSType = e.source, e.fsType
+		info.Source, info.FSType, info.MountedDevice = e.source, e.fsType, e.dev
 		info.ReadOnly, info.FSReadOnly = e.readOnly, e.fsReadOnly
 	}
 	return info, nil
+}
+
+func (m *mounter) DiskDevices(byIDDir string) (map[uint64]string, error) {
+	entries, err := os.ReadDir(byIDDir)
+	if err != nil {
+		return nil, fmt.Errorf("listing the attached disks in %s: %w", byIDDir, err)
+	}
+	out := map[uint64]string{}
+	for _, e := range entries {
+		uuid, ok := strings.CutPrefix(e.Name(), "wwn-0x")
+		if !ok {
+			continue
+		}
+		if st, err := m.sys.stat(filepath.Join(byIDDir, e.Name())); err == nil && st.isBlock {
+			out[st.rdev] = uuid
+		}
+	}
+	return out, nil
 }
 
 func (m *mounter) MountRefs(path string) ([]string, error) {

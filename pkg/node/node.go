@@ -61,6 +61,9 @@ type Mounter interface {
 
 	// Inspect says what is at path: ErrPathNotFound when nothing.
 	Inspect(path string) (PathInfo, error)
+	// DiskDevices maps the device number of each disk with a link in
+	// byIDDir (wwn-0x<uuid>) to its UUID: the disks attached now.
+	DiskDevices(byIDDir string) (map[uint64]string, error)
 	// MountRefs lists the other mount points of what path is: for a mount
 	// point (a staging path), the bind mounts of its filesystem; for a
 	// device node, the files it is bound onto. That is where a volume is
@@ -109,6 +112,10 @@ type PathInfo struct {
 	Mounted bool
 	Source  string
 	FSType  string
+	// MountedDevice is the device number of the block device the mounted
+	// filesystem is on, as when it was mounted (a disk hot-removed since
+	// keeps its old number here); 0 when it is on none (tmpfs, NFS).
+	MountedDevice uint64
 	// ReadOnly: this mount is read-only (a ro bind mount, or "ro" given).
 	ReadOnly bool
 	// FSReadOnly: the filesystem itself is read-only (e.g. ext4 remounted

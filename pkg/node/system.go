@@ -40,6 +40,18 @@ type statInfo struct {
 type mountEntry struct {
 	source, fsType       string
 	readOnly, fsReadOnly bool
+	// dev is the device number of the mounted filesystem (mountinfo's
+	// major:minor) when it is on a block device, as it was when mounted,
+	// even if that device is gone since; 0 for the others (tmpfs, NFS,
+	// overlay: major 0, anonymous devices).
+	dev uint64
+}
+
+func blockDev(major, minor int) uint64 {
+	if major == 0 {
+		return 0
+	}
+	return unix.Mkdev(uint32(major), uint32(minor))
 }
 
 type realSystem struct{}
@@ -91,6 +103,7 @@ func (realSystem) mountAt(path string) (mountEntry, bool, error) {
 				fsType:     mi.FsType,
 				readOnly:   slices.Contains(mi.MountOptions, "ro"),
 				fsReadOnly: slices.Contains(mi.SuperOptions, "ro"),
+				dev:        blockDev(mi.Major, mi.Minor),
 			}, true, nil
 		}
 	}
