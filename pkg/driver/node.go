@@ -55,7 +55,11 @@ func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRe
 	}
 	log := klog.FromContext(ctx).WithValues("volumeID", volID, "device", dev.Path)
 	if c.GetBlock() != nil {
-		// Raw block: the device is there; publish binds it. Nothing to touch.
+		// Raw block: the device is there; publish binds it. Nothing to
+		// mount: the disk is noted for NodeUnstage (notPublished).
+		if err := node.RecordStagedDisk(staging, diskUUID); err != nil {
+			return nil, toStatus(err)
+		}
 		log.V(2).Info("Block volume staged")
 		return &csi.NodeStageVolumeResponse{}, nil
 	}
@@ -107,16 +111,27 @@ func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolu
 	if err := d.unmount(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), false, d.notPublished); err != nil {
 		return nil, err
 	}
+	if err := node.ForgetStagedDisk(req.GetStagingTargetPath()); err != nil {
+		return nil, toStatus(err)
+	}
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
 // notPublished fails with FailedPrecondition when the filesystem mounted at
-// staging is also mounted elsewhere (the bind mounts of NodePublish).
+// staging is also mounted elsewhere (the bind mounts of NodePublish), or,
+// for a raw block volume, when its device is still bound at a target.
 func (d *Driver) notPublished(volID, staging string) error {
+	of := staging
 	if e, err := d.mounter.MountEntry(staging); err != nil || !e.Mounted {
-		return nil // nothing staged here: nothing to protect
+		disk, err := node.StagedDisk(staging)
+		if err != nil || disk == "" {
+			return nil // nothing staged here: nothing to protect
+		}
+		if of, err = node.AttachedDevice(d.byIDDir(), disk); err != nil || of == "" {
+			return nil // the disk is gone already
+		}
 	}
-	refs, err := d.mounter.MountRefs(staging)
+	refs, err := d.mounter.MountRefs(of)
 	if err != nil {
 		return toStatus(err)
 	}

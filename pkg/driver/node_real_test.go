@@ -204,3 +204,58 @@ func TestNodeRealDeviceComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNodeRealBlockUnstageWhilePublished: a raw block volume on a real
+// loop device: its unstage is refused while the device is bound at the
+// pod's target, and goes once unpublished.
+func TestNodeRealBlockUnstageWhilePublished(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mounts")
+	}
+	if testing.Short() {
+		t.Skip("real loop devices: not in -short (make unit); make test runs it")
+	}
+	dir := t.TempDir()
+	byID := filepath.Join(dir, "by-id")
+	os.Mkdir(byID, 0o755)
+	img := filepath.Join(dir, "disk.img")
+	os.WriteFile(img, nil, 0o600)
+	os.Truncate(img, 64<<20)
+	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	b := make([]byte, 16)
+	rand.Read(b)
+	uuid := hex.EncodeToString(b)
+	os.Symlink(dev, filepath.Join(byID, "wwn-0x"+uuid))
+	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "pods", "dev")
+	os.Mkdir(staging, 0o750)
+	t.Cleanup(func() {
+		for unix.Unmount(target, 0) == nil {
+		}
+	})
+	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pc := map[string]string{PublishContextDiskUUID: uuid}
+	if _, err := d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: staging, VolumeCapability: blockCap(), PublishContext: pc}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "v", StagingTargetPath: staging, TargetPath: target, VolumeCapability: blockCap(), PublishContext: pc}); err != nil {
+		t.Fatal(err)
+	}
+	unstage := &csi.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: staging}
+	_, err = d.NodeUnstageVolume(ctx, unstage)
+	wantCode(t, err, codes.FailedPrecondition, "still published at "+target)
+	if _, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.NodeUnstageVolume(ctx, unstage); err != nil {
+		t.Fatalf("unstage once unpublished: %v", err)
+	}
+}

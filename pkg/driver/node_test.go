@@ -729,3 +729,35 @@ func TestNodeStageAfterDeviceChange(t *testing.T) {
 	_, err := e.d.NodeStageVolume(ctx, req)
 	wantCode(t, err, codes.AlreadyExists, "already has "+other.Path+" mounted")
 }
+
+// TestNodeUnstageBlockWhilePublished: a raw block volume leaves nothing
+// mounted at its staging path; its unstage is refused all the same while
+// the device is bound at a pod's target (the staging records the disk),
+// and goes once unpublished, forgetting the record.
+func TestNodeUnstageBlockWhilePublished(t *testing.T) {
+	e := newNodeEnv(t)
+	ctx := context.Background()
+	e.fake.AddDisk(testUUID, 1<<30)
+	os.MkdirAll(e.staging(), 0o750)
+	if _, err := e.d.NodeStageVolume(ctx, e.stageReq(blockCap())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.NodePublishVolume(ctx, e.publishReq(blockCap(), false)); err != nil {
+		t.Fatal(err)
+	}
+	unstage := &csi.NodeUnstageVolumeRequest{VolumeId: "vol-1", StagingTargetPath: e.staging()}
+	_, err := e.d.NodeUnstageVolume(ctx, unstage)
+	wantCode(t, err, codes.FailedPrecondition, "still published at "+e.target())
+	if _, err := e.d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "vol-1", TargetPath: e.target()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.NodeUnstageVolume(ctx, unstage); err != nil {
+		t.Fatalf("unstage once unpublished: %v", err)
+	}
+	if entries, _ := os.ReadDir(e.staging()); len(entries) != 0 {
+		t.Errorf("staging directory after unstage holds %v, want nothing", entries)
+	}
+	if _, err := e.d.NodeUnstageVolume(ctx, unstage); err != nil {
+		t.Fatalf("unstage again: %v", err)
+	}
+}
