@@ -518,12 +518,19 @@ func requireFields(volID, pathName, path string) error {
 }
 
 // absolutePath refuses a relative node path: it would be taken from the
-// plugin's working directory, not where kubelet meant.
+// plugin's working directory, not where kubelet meant. A volume_path (of
+// stats and expand) names where a volume is: a relative one is nowhere,
+// NotFound as the spec has it for a path with no volume (csi-sanity
+// checks it).
 func absolutePath(pathName, path string) error {
-	if !filepath.IsAbs(path) {
-		return status.Errorf(codes.InvalidArgument, "%s %q is not an absolute path", pathName, path)
+	if filepath.IsAbs(path) {
+		return nil
 	}
-	return nil
+	code := codes.InvalidArgument
+	if pathName == "volume_path" {
+		code = codes.NotFound
+	}
+	return status.Errorf(code, "%s %q is not an absolute path", pathName, path)
 }
 
 // deviceGone says whether a mount's filesystem is on a block device that

@@ -656,7 +656,7 @@ func TestNodeInputEdges(t *testing.T) {
 	_, err = e.d.NodePublishVolume(ctx, pub)
 	wantCode(t, err, codes.InvalidArgument, "staging_target_path", "not an absolute path")
 	_, err = e.d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "vol-1", VolumePath: "target"})
-	wantCode(t, err, codes.InvalidArgument, "volume_path", "not an absolute path")
+	wantCode(t, err, codes.NotFound, "volume_path", "not an absolute path")
 
 	rwx := mountCap("nfs4")
 	rwx.AccessMode.Mode = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
