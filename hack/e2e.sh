@@ -98,6 +98,7 @@ deps() {
 		echo "    missing:$missing; installing"
 		[ "$(id -u)" = 0 ] || die "run as root (apt-get)"
 		apt-get update -qq
+		# shellcheck disable=SC2086 # a list of packages
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEB_PACKAGES curl >/dev/null
 	fi
 	took
@@ -113,7 +114,8 @@ build_module() {
 	fi
 	echo "    $name: building $* (cold: minutes)"
 	mkdir -p "$out"
-	local s=$(date +%s)
+	local s
+	s=$(date +%s)
 	(cd "$ROOT/test/e2e/tools/$name" && CGO_ENABLED=0 $GO build -trimpath -ldflags "${LDFLAGS_EXTRA:--s -w}" -o "$out/" "$@")
 	touch "$out/.complete"
 	echo "    $name: built in $(( $(date +%s) - s ))s"
@@ -131,8 +133,10 @@ tools() {
 	local kube_pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet
 		k8s.io/kubernetes/cmd/kube-proxy helm.sh/helm/v3/cmd/helm"
-	local kube_out=$E2E_CACHE/kube-$K8S_VERSION-$( (cat "$ROOT/test/e2e/tools/kube/go.mod" "$ROOT/test/e2e/tools/kube/go.sum"; echo $kube_pkgs) | sha256sum | cut -c1-12)
-	local sidecars_out=$E2E_CACHE/sidecars-$(modkey "$ROOT/test/e2e/tools/sidecars")
+	local kube_out sidecars_out
+	# shellcheck disable=SC2086 # the packages joined by spaces: the cache key
+	kube_out=$E2E_CACHE/kube-$K8S_VERSION-$( (cat "$ROOT/test/e2e/tools/kube/go.mod" "$ROOT/test/e2e/tools/kube/go.sum"; echo $kube_pkgs) | sha256sum | cut -c1-12)
+	sidecars_out=$E2E_CACHE/sidecars-$(modkey "$ROOT/test/e2e/tools/sidecars")
 	mkdir -p "$E2E_CACHE/logs"
 	local pids=() names=(kube sidecars) i rc=0
 	# shellcheck disable=SC2086
@@ -659,7 +663,7 @@ spare_nodes_down() {
 		done
 		if ip netns list 2>/dev/null | grep -qw "e2e-n$n"; then ip netns del "e2e-n$n" && echo "    deleted network namespace e2e-n$n"; fi
 		for cg in $(cgroup_dirs "e2e-$name"); do
-			[ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+			if [ -d "$cg" ]; then find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
 		done
 	done
 	return 0
