@@ -62,8 +62,9 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.byIDDir, "by-id-dir", "/dev/disk/by-id", "directory of the wwn-0x<disk UUID> device links (node)")
 	fs.Int64Var(&o.maxVolumesPerNode, "max-volumes-per-node", driver.DefaultMaxVolumesPerNode,
 		"volumes one node VM can attach: 59 = 4 PVSCSI controllers x 15 - the OS disk; up to 255 on vSphere 8 (node)")
-	fs.IntVar(&o.maxSnapshotsPerVolume, "max-snapshots-per-volume", driver.DefaultMaxSnapshotsPerVolume,
-		"snapshots one volume may have; more make every read and write go through a longer chain of delta disks (vSphere allows up to 32) (controller)")
+	fs.IntVar(&o.maxSnapshotsPerVolume, "max-snapshots-per-volume", 0,
+		fmt.Sprintf("snapshots one volume may have; more make every read and write go through a longer chain of delta disks (vSphere allows up to 32); "+
+			"0: csi-vsphere.conf's [Snapshot] global-max-snapshots-per-block-volume, else %d (controller)", driver.DefaultMaxSnapshotsPerVolume))
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "address to serve Prometheus metrics on, e.g. :9809 (empty: off)")
 	fs.StringVar(&o.healthzAddress, "healthz-address", "", "address to serve /healthz on, backed by Probe, e.g. :9808 (empty: off; replaces the livenessprobe sidecar)")
 	fs.StringVar(&o.kubeletRegistrationPath, "kubelet-registration-path", "",
@@ -121,8 +122,8 @@ func parseFlags(args []string) (options, error) {
 			return o, fmt.Errorf("--kubelet-registration-path %q: want an absolute path", o.kubeletRegistrationPath)
 		}
 	}
-	if o.maxSnapshotsPerVolume < 1 || o.maxSnapshotsPerVolume > driver.MaxSnapshotsLimit {
-		return o, fmt.Errorf("--max-snapshots-per-volume %d: want 1 to %d (vSphere's limit per disk)", o.maxSnapshotsPerVolume, driver.MaxSnapshotsLimit)
+	if o.maxSnapshotsPerVolume < 0 || o.maxSnapshotsPerVolume > driver.MaxSnapshotsLimit {
+		return o, fmt.Errorf("--max-snapshots-per-volume %d: want 1 to %d (vSphere's limit per disk), or 0 for csi-vsphere.conf's", o.maxSnapshotsPerVolume, driver.MaxSnapshotsLimit)
 	}
 	if !(o.leaseDuration > o.renewDeadline && o.renewDeadline > o.retryPeriod && o.retryPeriod > 0) {
 		return o, fmt.Errorf("--leader-election-lease-duration %s, --leader-election-renew-deadline %s, --leader-election-retry-period %s: want lease duration > renew deadline > retry period > 0",

@@ -265,7 +265,9 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 	}
 	d, err := driver.NewDriver(driver.Options{
 		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
-		MaxVolumesPerNode: c.MaxVolumesPerNode, MaxSnapshotsPerVolume: c.MaxSnapshotsPerVolume,
+		MaxVolumesPerNode:     c.MaxVolumesPerNode,
+		MaxSnapshotsPerVolume: snapshotLimit(c.MaxSnapshotsPerVolume, vcCfg), MaxSnapshotsVSAN: snapshotLimits(vcCfg).VSAN,
+		MaxSnapshotsVVOL:   snapshotLimits(vcCfg).VVOL,
 		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo,
 		NetPermissions: netPermissions(vcCfg),
 	}, vc, mounter)

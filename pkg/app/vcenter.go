@@ -19,7 +19,10 @@ func VCenterOptions(c *config.Config) vcenter.Options {
 		Datacenters: vc.Datacenters,
 		ClusterID:   c.ClusterID,
 
-		TopologyCategories: c.TopologyCategories,
+		ClusterDistribution:    c.ClusterDistribution,
+		FileShareClusters:      vc.FileShareClusters,
+		FileShareDatastoreURLs: vc.FileShareDatastoreURLs,
+		TopologyCategories:     c.TopologyCategories,
 	}
 }
 
@@ -34,4 +37,22 @@ func netPermissions(c *config.Config) []vcenter.NetPermission {
 		out = append(out, vcenter.NetPermission{IPs: p.IPs, Access: p.Permissions, RootSquash: p.RootSquash})
 	}
 	return out
+}
+
+// snapshotLimits are csi-vsphere.conf's [Snapshot] limits (none without a
+// configuration: node mode).
+func snapshotLimits(c *config.Config) config.SnapshotLimits {
+	if c == nil {
+		return config.SnapshotLimits{}
+	}
+	return c.Snapshots
+}
+
+// snapshotLimit is the per-volume snapshot limit: the flag's when given
+// (non-zero), else the file's global-max-snapshots-per-block-volume.
+func snapshotLimit(flag int, c *config.Config) int {
+	if flag > 0 {
+		return flag
+	}
+	return snapshotLimits(c).Global
 }

@@ -23,6 +23,14 @@
 //	[Labels]
 //	topology-categories = "k8s-region, k8s-zone"
 //
+//	[Snapshot]
+//	global-max-snapshots-per-block-volume = 3
+//
+// Every key of the upstream driver's file is read with the same meaning,
+// accepted where it tunes something this driver does not have (and the
+// outcome is the same), or refused at start saying what to do
+// (upstreamKeys below; docs/SWITCHING.md has the table).
+//
 // Values may be quoted or not; key names are case-insensitive. The password
 // never appears in what a Config prints or logs. vCenter's TLS certificate
 // is verified unless insecure-flag is true: against ca-file, else against
@@ -61,7 +69,23 @@ type Config struct {
 	// the file's order; without sections, every address read-write with
 	// no root squash (upstream's default).
 	NetPermissions []NetPermission
+	// ClusterDistribution is the Kubernetes distribution CNS records for
+	// the cluster (cluster-distribution: "OpenShift", "TKGI", ...), shown
+	// in the vSphere Client; "" when not given.
+	ClusterDistribution string
+	// Snapshots are the [Snapshot] limits per volume; 0 when not given.
+	Snapshots SnapshotLimits
 }
+
+// SnapshotLimits are the most snapshots a block volume may have: Global
+// for every volume, VSAN and VVOL for volumes on datastores of that type
+// (0: Global applies).
+type SnapshotLimits struct {
+	Global, VSAN, VVOL int
+}
+
+// MaxSnapshotsLimit is vSphere's limit of snapshots per first-class disk.
+const MaxSnapshotsLimit = 32
 
 // NetPermission is one [NetPermissions "name"] section: the NFS access of
 // the client addresses ips to the file shares of file volumes.
@@ -88,6 +112,12 @@ type VirtualCenter struct {
 	CAFile      string
 	Thumbprint  string
 	Datacenters []string
+	// FileShareClusters are the vSAN clusters file volumes' shares may go
+	// to (targetvSANFileShareClusters), FileShareDatastoreURLs the
+	// datastores (targetvSANFileShareDatastoreURLs); empty: any with vSAN
+	// File Service.
+	FileShareClusters      []string
+	FileShareDatastoreURLs []string
 }
 
 // DefaultPort is vCenter's HTTPS port.
@@ -140,6 +170,7 @@ const (
 	sectionVirtualCenter = "VirtualCenter"
 	sectionLabels        = "Labels"
 	sectionNetPerm       = "NetPermissions"
+	sectionSnapshot      = "Snapshot"
 
 	keyClusterID          = "cluster-id"
 	keyInsecure           = "insecure-flag"
@@ -150,29 +181,71 @@ const (
 	keyPort               = "port"
 	keyDatacenters        = "datacenters"
 	keyTopologyCategories = "topology-categories"
+	keyClusterDistrib     = "cluster-distribution"
+	keyFileShareClusters  = "targetvsanfileshareclusters"      // upstream: targetvSANFileShareClusters
+	keyFileShareDSURLs    = "targetvsanfilesharedatastoreurls" // upstream: targetvSANFileShareDatastoreURLs
+	keySnapGlobal         = "global-max-snapshots-per-block-volume"
+	keySnapVSAN           = "granular-max-snapshots-per-block-volume-vsan"
+	keySnapVVOL           = "granular-max-snapshots-per-block-volume-vvol"
 )
 
 // The keys each section accepts.
 var (
-	vcKeys     = []string{keyUser, keyPassword, keyPort, keyDatacenters, keyInsecure, keyCAFile, keyThumbprint}
-	globalKeys = append([]string{keyClusterID}, vcKeys...)
-	labelKeys  = []string{keyTopologyCategories}
-	netKeys    = []string{"ips", "permissions", "rootsquash"}
+	connKeys     = []string{keyUser, keyPassword, keyPort, keyDatacenters, keyInsecure, keyCAFile, keyThumbprint}
+	vcKeys       = append([]string{keyFileShareClusters, keyFileShareDSURLs}, connKeys...)
+	globalKeys   = append([]string{keyClusterID, keyClusterDistrib}, connKeys...)
+	labelKeys    = []string{keyTopologyCategories}
+	netKeys      = []string{"ips", "permissions", "rootsquash"}
+	snapshotKeys = []string{keySnapGlobal, keySnapVSAN, keySnapVVOL}
 )
 
-// Keys and sections the upstream driver knows and this one does not use:
-// a file written for it still loads, and they are logged as ignored.
-var (
-	ignoredKeys = map[string][]string{
-		sectionGlobal: {"cluster-distribution", "query-limit", "list-volume-threshold",
-			"cnsregistervolumes-cleanup-intervalinmin", "csi-fetch-preferred-datastores-intervalinmin",
-			"csi-auth-check-intervalinmin", "supervisor-id", "cluster-name"},
-		sectionVirtualCenter: {"targetvsanfilesharedatastoreurls", "targetvsanfileshareclusters",
-			"migration-datastore-url", "vcenter-port"},
-		sectionLabels: {"zone", "region"},
-	}
-	ignoredSections = []string{"Snapshot", "TopologyCategory"}
+// upstreamKey is what this driver does with a key (or section) of the
+// upstream driver's csi-vsphere.conf that it does not read as its own
+// (pkg/common/config/types.go upstream). One of the two is set.
+type upstreamKey struct {
+	// refuse: the file is refused at start; this says why and what to do
+	// (the key asks for something this driver does not do, and ignoring
+	// it would change the outcome without a word).
+	refuse string
+	// inert: accepted with no effect; this says why the outcome is the
+	// same (what it tunes does not exist here).
+	inert string
+}
+
+const (
+	inertCRD = "it tunes the cleanup of a custom resource of the upstream driver that this driver does not create"
+	tanzu    = "it is a setting of vSphere with Tanzu (Supervisor or TKG guest clusters); this driver serves vanilla Kubernetes clusters: remove it"
 )
+
+var upstreamKeys = map[string]map[string]upstreamKey{
+	sectionGlobal: {
+		"supervisor-id": {refuse: tanzu},
+		"cnsregistervolumes-cleanup-intervalinmin":        {inert: inertCRD + " (CnsRegisterVolume: static volumes are PVs naming the volume, docs/SWITCHING.md)"},
+		"cnspvcprotection-cleanup-intervalinmin":          {inert: inertCRD + " (CnsPVCProtection, a Supervisor resource)"},
+		"volumemigration-cr-cleanup-intervalinmin":        {inert: inertCRD + " (CnsVSphereVolumeMigration, of in-tree volume migration)"},
+		"cnsvolumeoperationrequest-cleanup-intervalinmin": {inert: inertCRD + " (CnsVolumeOperationRequest: this driver settles interrupted operations from vCenter's tasks, docs/RELIABILITY.md)"},
+		"query-limit":           {inert: "it sizes the upstream driver's CNS queries for ListVolumes; this driver pages its queries itself (500 volumes) and ListVolumes by max_entries"},
+		"list-volume-threshold": {inert: "it is a heuristic of the upstream driver's ListVolumes cache; this driver's ListVolumes reads CNS at each call"},
+		"csi-auth-check-intervalinmin": {refuse: "the upstream driver leaves out of placement the datastores its user lacks privileges on, re-read at this interval; " +
+			"this driver does not pre-check privileges (vCenter answers NoPermission, reported as PermissionDenied naming the privilege): " +
+			"grant the driver's user the documented privileges on every datastore compatible with your storage policies, then remove this key"},
+		"csi-fetch-preferred-datastores-intervalinmin": {refuse: "preferred datastores per zone (the cns.vmware.topology-preferred-datastores tag) are not supported: " +
+			"placement takes the policy's compatible datastores reachable from the zone's nodes, most free space first; remove this key"},
+	},
+	sectionVirtualCenter: {
+		"migration-datastore-url": {refuse: "migrating in-tree vSphere volumes (vsphereVolume PVs) is not supported yet: remove this key; docs/SWITCHING.md"},
+	},
+	sectionLabels: {
+		"zone":   {refuse: "zone and region are the upstream driver's deprecated topology settings: write topology-categories = \"<region category>, <zone category>\" instead; docs/SWITCHING.md"},
+		"region": {refuse: "zone and region are the upstream driver's deprecated topology settings: write topology-categories = \"<region category>, <zone category>\" instead; docs/SWITCHING.md"},
+	},
+}
+
+var upstreamSections = map[string]upstreamKey{
+	"GC": {refuse: tanzu},
+	"TopologyCategory": {refuse: "custom topology labels per tag category are not supported: nodes and volumes are labelled " +
+		"topology.csi.vmware.com/<category> for each of topology-categories; remove the section"},
+}
 
 // Load reads and checks the configuration file at path.
 func Load(path string) (*Config, error) {
@@ -237,7 +310,7 @@ func (p parser) errorf(section, key, format string, args ...any) error {
 }
 
 func (p parser) parse(file *ini.File) (*Config, error) {
-	var global, labels *ini.Section
+	var global, labels, snap *ini.Section
 	var vcs, nets []*ini.Section
 	var vcHosts []string
 	for _, s := range file.Sections() {
@@ -263,10 +336,15 @@ func (p parser) parse(file *ini.File) (*Config, error) {
 				return nil, p.errorf(name, "", "names no permission set: write [NetPermissions \"name\"]")
 			}
 			nets = append(nets, s)
-		case slices.ContainsFunc(ignoredSections, func(k string) bool { return strings.EqualFold(k, kind) }):
-			klog.InfoS("Ignoring a section this driver does not use", "file", p.name, "section", name)
+		case strings.EqualFold(kind, sectionSnapshot) && arg == "":
+			snap = s
 		default:
-			return nil, p.errorf(name, "", "unknown section: the sections are [Global], [VirtualCenter \"host\"], [Labels] and [NetPermissions \"name\"]")
+			for k, u := range upstreamSections {
+				if strings.EqualFold(k, kind) {
+					return nil, p.errorf(name, "", "%s", u.refuse)
+				}
+			}
+			return nil, p.errorf(name, "", "unknown section: the sections are [Global], [VirtualCenter \"host\"], [Labels], [Snapshot] and [NetPermissions \"name\"]")
 		}
 	}
 	if global == nil {
@@ -284,7 +362,7 @@ func (p parser) parse(file *ini.File) (*Config, error) {
 		sec  *ini.Section
 		kind string
 		keys []string
-	}{{global, sectionGlobal, globalKeys}, {vcs[0], sectionVirtualCenter, vcKeys}, {labels, sectionLabels, labelKeys}} {
+	}{{global, sectionGlobal, globalKeys}, {vcs[0], sectionVirtualCenter, vcKeys}, {labels, sectionLabels, labelKeys}, {snap, sectionSnapshot, snapshotKeys}} {
 		if err := p.checkKeys(s.sec, s.kind, s.keys); err != nil {
 			return nil, err
 		}
@@ -302,6 +380,10 @@ func (p parser) parse(file *ini.File) (*Config, error) {
 	c.VirtualCenter = vc
 	if labels != nil {
 		c.TopologyCategories = list(value(labels, keyTopologyCategories))
+	}
+	c.ClusterDistribution = value(global, keyClusterDistrib)
+	if c.Snapshots, err = p.snapshotLimits(snap); err != nil {
+		return nil, err
 	}
 	if c.NetPermissions, err = p.netPermissions(nets); err != nil {
 		return nil, err
@@ -368,8 +450,11 @@ func (p parser) checkKeys(s *ini.Section, kind string, accepted []string) error 
 		name := k.Name()
 		switch {
 		case slices.Contains(accepted, name):
-		case slices.Contains(ignoredKeys[kind], name):
-			klog.InfoS("Ignoring a key this driver does not use", "file", p.name, "section", s.Name(), "key", name)
+		case upstreamKeys[kind][name].refuse != "":
+			return p.errorf(s.Name(), name, "%s", upstreamKeys[kind][name].refuse)
+		case upstreamKeys[kind][name].inert != "":
+			klog.InfoS("A key of the upstream driver's file that has no effect here", "file", p.name, "section", s.Name(), "key", name,
+				"why", upstreamKeys[kind][name].inert)
 		default:
 			return p.errorf(s.Name(), name, "unknown key: [%s] accepts %s", kind, strings.Join(accepted, ", "))
 		}
@@ -449,7 +534,29 @@ func (p parser) virtualCenter(global, s *ini.Section, host string) (VirtualCente
 	}
 	v, _ := inherited(global, s, keyDatacenters)
 	vc.Datacenters = list(v)
+	vc.FileShareClusters = list(value(s, keyFileShareClusters))
+	vc.FileShareDatastoreURLs = list(value(s, keyFileShareDSURLs))
 	return vc, nil
+}
+
+// snapshotLimits reads [Snapshot]: each limit 1 to MaxSnapshotsLimit.
+func (p parser) snapshotLimits(s *ini.Section) (SnapshotLimits, error) {
+	var l SnapshotLimits
+	for _, k := range []struct {
+		key string
+		to  *int
+	}{{keySnapGlobal, &l.Global}, {keySnapVSAN, &l.VSAN}, {keySnapVVOL, &l.VVOL}} {
+		v := value(s, k.key)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxSnapshotsLimit {
+			return l, p.errorf(s.Name(), k.key, "%q is not a number of snapshots from 1 to %d (vSphere's limit per disk)", v, MaxSnapshotsLimit)
+		}
+		*k.to = n
+	}
+	return l, nil
 }
 
 func parseBool(v string) (bool, error) {

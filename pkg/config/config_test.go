@@ -105,10 +105,56 @@ insecure-flag = 0
 				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true}},
 		},
 		{
-			name: "upstream keys this driver does not use are ignored",
-			ini:  "[Global]\ncluster-id = c\ncluster-distribution = \"OpenShift\"\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n[NetPermissions \"A\"]\nips = \"*\"\n",
+			name: "upstream keys honoured: cluster-distribution, file share targets, snapshot limits",
+			ini: "[Global]\ncluster-id = c\ncluster-distribution = \"OpenShift\"\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n" +
+				"targetvSANFileShareClusters = \"vsan-a, vsan-b\"\ntargetvSANFileShareDatastoreURLs = \"ds:///vmfs/volumes/vsan:1/\"\n" +
+				"[NetPermissions \"A\"]\nips = \"*\"\n[Snapshot]\nglobal-max-snapshots-per-block-volume = 5\ngranular-max-snapshots-per-block-volume-vsan = 7\ngranular-max-snapshots-per-block-volume-vvol = 2\n",
 			want: &Config{NetPermissions: []NetPermission{{Name: "A", IPs: "*", Permissions: "READ_WRITE"}}, Source: "csi-vsphere.conf", ClusterID: "c",
+				ClusterDistribution: "OpenShift", Snapshots: SnapshotLimits{Global: 5, VSAN: 7, VVOL: 2},
+				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true,
+					FileShareClusters: []string{"vsan-a", "vsan-b"}, FileShareDatastoreURLs: []string{"ds:///vmfs/volumes/vsan:1/"}}},
+		},
+		{
+			name: "upstream keys that tune what this driver does not have are accepted",
+			ini: "[Global]\ncluster-id = c\nquery-limit = 100\nlist-volume-threshold = 50\ncnsregistervolumes-cleanup-intervalinmin = 120\n" +
+				"cnsvolumeoperationrequest-cleanup-intervalinmin = 1440\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n",
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c",
 				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true}},
+		},
+		{
+			name:    "supervisor-id refused",
+			ini:     "[Global]\ncluster-id = c\nsupervisor-id = s\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
+			wantErr: []string{"[Global] supervisor-id: it is a setting of vSphere with Tanzu", "remove it"},
+		},
+		{
+			name:    "legacy zone and region refused with what to write instead",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n[Labels]\nzone = k8s-zone\n",
+			wantErr: []string{"[Labels] zone:", "topology-categories"},
+		},
+		{
+			name:    "migration-datastore-url refused",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nmigration-datastore-url = ds:///x\n",
+			wantErr: []string{"migration-datastore-url: migrating in-tree vSphere volumes"},
+		},
+		{
+			name:    "auth check interval refused",
+			ini:     "[Global]\ncluster-id = c\ncsi-auth-check-intervalinmin = 5\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n",
+			wantErr: []string{"csi-auth-check-intervalinmin:", "grant the driver's user"},
+		},
+		{
+			name:    "TopologyCategory section refused",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n[TopologyCategory \"k8s-zone\"]\nlabel = topology.kubernetes.io/zone\n",
+			wantErr: []string{"[TopologyCategory \"k8s-zone\"]: custom topology labels"},
+		},
+		{
+			name:    "GC section refused",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n[GC]\nendpoint = x\n",
+			wantErr: []string{"[GC]: it is a setting of vSphere with Tanzu"},
+		},
+		{
+			name:    "snapshot limit beyond vSphere's",
+			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\n[Snapshot]\nglobal-max-snapshots-per-block-volume = 33\n",
+			wantErr: []string{"[Snapshot] global-max-snapshots-per-block-volume: \"33\" is not a number of snapshots from 1 to 32"},
 		},
 		{
 			name:    "missing cluster-id",
@@ -362,6 +408,47 @@ permissions = "no_access"
 	} {
 		if _, err := Parse(strings.NewReader(head+tc.body), "t.conf"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+// upstreamKeyList is every key of the upstream driver's csi-vsphere.conf
+// (kubernetes-sigs/vsphere-csi-driver pkg/common/config/types.go, the gcfg
+// tags of Global, VirtualCenter, Labels, NetPermissions and Snapshot, and
+// targetvSANFileShareDatastoreURLs, which it read until #2653), with a
+// value of the right kind.
+var upstreamKeyList = map[string][]string{
+	"Global": {"cluster-id = c", "supervisor-id = s", "user = u", "password = p", "port = 443", "insecure-flag = true",
+		"ca-file = /nonexistent", "thumbprint = x", "datacenters = dc", "cnsregistervolumes-cleanup-intervalinmin = 1",
+		"cnspvcprotection-cleanup-intervalinmin = 1", "volumemigration-cr-cleanup-intervalinmin = 1", "cluster-distribution = d",
+		"csi-auth-check-intervalinmin = 1", "cnsvolumeoperationrequest-cleanup-intervalinmin = 1",
+		"csi-fetch-preferred-datastores-intervalinmin = 1", "query-limit = 1", "list-volume-threshold = 1"},
+	"VirtualCenter \"vc\"": {"user = u", "password = p", "port = 443", "ca-file = /nonexistent", "thumbprint = x", "datacenters = dc",
+		"targetvSANFileShareClusters = c", "targetvSANFileShareDatastoreURLs = ds:///x/", "migration-datastore-url = ds:///x/", "insecure-flag = true"},
+	"Labels":                 {"zone = z", "region = r", "topology-categories = k8s-zone"},
+	"NetPermissions \"A\"":   {"ips = *", "permissions = READ_WRITE", "rootsquash = false"},
+	"Snapshot":               {"global-max-snapshots-per-block-volume = 3", "granular-max-snapshots-per-block-volume-vsan = 3", "granular-max-snapshots-per-block-volume-vvol = 3"},
+	"GC":                     {"endpoint = e"},
+	"TopologyCategory \"z\"": {"label = l"},
+}
+
+// TestEveryUpstreamKeyHasADecision: each key of the upstream driver's file
+// is read, accepted as inert, or refused saying what to do: never "unknown
+// key", which would leave an admin switching drivers with no advice.
+func TestEveryUpstreamKeyHasADecision(t *testing.T) {
+	base := "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\n"
+	for section, lines := range upstreamKeyList {
+		for _, line := range lines {
+			ini := base + "[" + section + "]\n" + line + "\n"
+			if strings.HasPrefix(section, "Global") || strings.HasPrefix(section, "VirtualCenter") {
+				// Into the existing section (a second one would be a
+				// second vCenter, or merged by the INI library).
+				ini = strings.Replace(base, "["+section+"]\n", "["+section+"]\n"+line+"\n", 1)
+			}
+			_, err := Parse(strings.NewReader(ini), "csi-vsphere.conf")
+			if err != nil && (strings.Contains(err.Error(), "unknown key") || strings.Contains(err.Error(), "unknown section")) {
+				t.Errorf("[%s] %s: %v; want it read, accepted or refused with advice", section, line, err)
+			}
 		}
 	}
 }

@@ -43,8 +43,13 @@ type Options struct {
 	// start; node mode. Empty: the node reports no topology.
 	NodeTopology map[string]string
 	// MaxSnapshotsPerVolume caps CreateSnapshot per volume
-	// (--max-snapshots-per-volume); 0 means DefaultMaxSnapshotsPerVolume.
-	MaxSnapshotsPerVolume int
+	// (--max-snapshots-per-volume, else csi-vsphere.conf [Snapshot]
+	// global-max-snapshots-per-block-volume); 0 means
+	// DefaultMaxSnapshotsPerVolume. MaxSnapshotsVSAN and MaxSnapshotsVVOL
+	// ([Snapshot] granular-max-...) cap volumes on vSAN and vVols
+	// datastores instead, where set.
+	MaxSnapshotsPerVolume              int
+	MaxSnapshotsVSAN, MaxSnapshotsVVOL int
 	// NetPermissions say which NFS clients may mount the file volumes'
 	// shares, in order ([NetPermissions] sections); controller mode.
 	NetPermissions []vcenter.NetPermission

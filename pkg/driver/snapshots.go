@@ -39,11 +39,21 @@ func parseSnapshotID(id string) (volumeID, cnsSnapshotID string, ok bool) {
 	return volumeID, cnsSnapshotID, ok && volumeID != "" && cnsSnapshotID != ""
 }
 
-func (d *Driver) maxSnapshots() int {
-	if d.opts.MaxSnapshotsPerVolume > 0 {
-		return d.opts.MaxSnapshotsPerVolume
+// maxSnapshots is the most snapshots a volume on the datastore of that URL
+// may have, and what sets it: the limit for its datastore's type (vSAN,
+// vVols: csi-vsphere.conf [Snapshot] granular-max-...) where one is set,
+// else the driver's (--max-snapshots-per-volume, else [Snapshot]
+// global-max-snapshots-per-block-volume, else 3).
+func (d *Driver) maxSnapshots(datastoreURL string) (int, string) {
+	switch {
+	case d.opts.MaxSnapshotsVSAN > 0 && strings.HasPrefix(datastoreURL, "ds:///vmfs/volumes/vsan:"):
+		return d.opts.MaxSnapshotsVSAN, "granular-max-snapshots-per-block-volume-vsan"
+	case d.opts.MaxSnapshotsVVOL > 0 && strings.HasPrefix(datastoreURL, "ds:///vmfs/volumes/vvol:"):
+		return d.opts.MaxSnapshotsVVOL, "granular-max-snapshots-per-block-volume-vvol"
+	case d.opts.MaxSnapshotsPerVolume > 0:
+		return d.opts.MaxSnapshotsPerVolume, "--max-snapshots-per-volume or global-max-snapshots-per-block-volume"
 	}
-	return DefaultMaxSnapshotsPerVolume
+	return DefaultMaxSnapshotsPerVolume, "the default"
 }
 
 // CreateSnapshot takes a CNS snapshot of the source volume. The CSI name
@@ -101,10 +111,10 @@ func (d *Driver) createSnapshot(ctx context.Context, name, src string) (*csi.Cre
 			"snapshot %q exists already, of volume %s, not of volume %s", name, other, src)
 	}
 	count := len(own)
-	if limit := d.maxSnapshots(); count >= limit {
+	if limit, by := d.maxSnapshots(vol.DatastoreURL); count >= limit {
 		return nil, status.Errorf(codes.FailedPrecondition,
-			"volume %s has %d snapshots, the most this driver allows per volume (--max-snapshots-per-volume=%d): delete one of its VolumeSnapshots first",
-			src, count, limit)
+			"volume %s has %d snapshots, the most this driver allows per volume (%d, %s): delete one of its VolumeSnapshots first",
+			src, count, limit, by)
 	}
 	s, err := d.vc.CreateSnapshot(ctx, src, name)
 	if err != nil {

@@ -164,3 +164,43 @@ func TestUnitListSnapshotsTokenPastTheEnd(t *testing.T) {
 	_, err = d.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: "7"})
 	wantCode(t, err, codes.Aborted, "past the last volume")
 }
+
+// TestUnitSnapshotLimitsByDatastoreType: csi-vsphere.conf's [Snapshot]
+// limits as the upstream driver reads them: a volume on a vSAN datastore
+// takes granular-max-snapshots-per-block-volume-vsan, others the global
+// limit.
+func TestUnitSnapshotLimitsByDatastoreType(t *testing.T) {
+	t.Parallel()
+	f := vcentertest.NewFake()
+	f.Stores = append(f.Stores, vcenter.Datastore{ID: "ds-vsan", Name: "vsanDatastore", URL: "ds:///vmfs/volumes/vsan:52aa/",
+		CapacityBytes: 1 << 42, FreeBytes: 1 << 41, Reachable: true})
+	f.Pols = append(f.Pols, vcenter.Policy{ID: "policy-vsan", Name: "vSAN Default Storage Policy"})
+	f.Compatible["policy-vsan"] = []string{"ds-vsan"}
+	d, err := driver.NewDriver(driver.Options{Mode: driver.ModeController, Version: "unit", MaxSnapshotsPerVolume: 2, MaxSnapshotsVSAN: 1}, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	snap := func(vol, name string) error {
+		_, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: name, SourceVolumeId: vol})
+		return err
+	}
+	onVSAN, err := d.CreateVolume(ctx, createReq("pvc-on-vsan", gib, map[string]string{"storagepolicyname": "vSAN Default Storage Policy"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onVMFS, err := d.CreateVolume(ctx, createReq("pvc-on-vmfs", gib, gold))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap(onVSAN.GetVolume().GetVolumeId(), "s-vsan-1"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, snap(onVSAN.GetVolume().GetVolumeId(), "s-vsan-2"), codes.FailedPrecondition, "granular-max-snapshots-per-block-volume-vsan")
+	for _, n := range []string{"s-vmfs-1", "s-vmfs-2"} {
+		if err := snap(onVMFS.GetVolume().GetVolumeId(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCode(t, snap(onVMFS.GetVolume().GetVolumeId(), "s-vmfs-3"), codes.FailedPrecondition, "has 2 snapshots")
+}

@@ -3,6 +3,8 @@ package vcenter
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,9 +122,17 @@ func (c *client) readFileSupport(ctx context.Context) (map[string]string, error)
 			why[ref.Value] = "not a vSAN datastore (vSAN File Service puts file shares on vSAN datastores only)"
 			continue
 		}
+		if u := c.opts.FileShareDatastoreURLs; len(u) > 0 && !slices.Contains(u, ds.url) {
+			why[ref.Value] = fmt.Sprintf("not in targetvSANFileShareDatastoreURLs of csi-vsphere.conf (%s)", strings.Join(u, ", "))
+			continue
+		}
 		cluster, ok := clusterOf(ds, parent)
 		if !ok {
 			why[ref.Value] = "its hosts are not in one vSphere cluster"
+			continue
+		}
+		if cl := c.opts.FileShareClusters; len(cl) > 0 && !slices.Contains(cl, names[cluster]) {
+			why[ref.Value] = fmt.Sprintf("its vSAN cluster %s is not in targetvSANFileShareClusters of csi-vsphere.conf (%s)", names[cluster], strings.Join(cl, ", "))
 			continue
 		}
 		state, seen := clusters[cluster]

@@ -123,10 +123,11 @@ func (c *client) updateMetadata(ctx context.Context, updates []MetadataUpdate, f
 // containerCluster is this cluster as CNS records it.
 func (c *client) containerCluster() cnstypes.CnsContainerCluster {
 	return cnstypes.CnsContainerCluster{
-		ClusterType:   string(cnstypes.CnsClusterTypeKubernetes),
-		ClusterId:     c.opts.ClusterID,
-		VSphereUser:   c.opts.User,
-		ClusterFlavor: string(cnstypes.CnsClusterFlavorVanilla),
+		ClusterType:         string(cnstypes.CnsClusterTypeKubernetes),
+		ClusterId:           c.opts.ClusterID,
+		VSphereUser:         c.opts.User,
+		ClusterFlavor:       string(cnstypes.CnsClusterFlavorVanilla),
+		ClusterDistribution: c.opts.ClusterDistribution,
 	}
 }
 

@@ -35,6 +35,14 @@ type Options struct {
 	// TopologyCategories are the tag categories of the topology
 	// ([Labels] topology-categories); empty: no topology (topology.go).
 	TopologyCategories []string
+	// ClusterDistribution is the Kubernetes distribution CNS records for
+	// the cluster (cluster-distribution), shown in the vSphere Client.
+	ClusterDistribution string
+	// FileShareClusters and FileShareDatastoreURLs restrict where file
+	// volumes' shares go (targetvSANFileShareClusters: vSAN cluster names;
+	// targetvSANFileShareDatastoreURLs); empty: anywhere with File Service.
+	FileShareClusters      []string
+	FileShareDatastoreURLs []string
 	// TopologyRefresh is how often the tags are read again (default 5 min).
 	TopologyRefresh time.Duration
 	// Nodes, when set, says which VMs are this cluster's nodes (nodes.go):
