@@ -70,7 +70,7 @@ func (r *Runner) Close() error { return r.Sim().Close() }
 // Stop stops the running vCenter, keeping its state (Sim.Stop).
 func (r *Runner) Stop(opts StopOptions) { r.Sim().Stop(opts) }
 
-// ControlUsage documents the control endpoint; the README has the same.
+// ControlUsage documents the control endpoint; docs/SIMULATOR.md has the same table.
 const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
   GET    /latency                     the latency spec in force
   PUT    /latency        body: SPEC   set it (METHOD=DURATION,..., realistic, jitter=N%, none)
