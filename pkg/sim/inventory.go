@@ -377,6 +377,7 @@ func nodeVMSpec(name, biosUUID string, homeDS *dsModel) (*types.VirtualMachineCo
 		Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + home + "]"},
 		DeviceChange: change,
 		ExtraConfig:  []types.BaseOptionValue{&types.OptionValue{Key: "disk.enableUUID", Value: "TRUE"}},
+		Version:      fmt.Sprintf("vmx-%d", NodeHardwareVersion),
 	}, nil
 }
 
