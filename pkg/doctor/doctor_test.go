@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"bytes"
+	"strings"
 	"context"
 	"testing"
 	"time"
@@ -95,5 +96,109 @@ func TestHealthy(t *testing.T) {
 	fs := e.run(t)
 	if p := problems(fs); len(p) > 0 {
 		t.Fatalf("problems on a healthy vCenter: %+v", p)
+	}
+}
+
+// only asserts that the problems found are exactly the wanted ones: each
+// a finding of that check on that object, whose fix is not empty.
+func only(t *testing.T, fs []Finding, want ...[2]string) []Finding {
+	t.Helper()
+	p := problems(fs)
+	got := map[[2]string]bool{}
+	for _, f := range p {
+		got[[2]string{f.Check, f.Object}] = true
+		if f.Fix == "" || f.Problem == "" {
+			t.Errorf("finding without problem or fix: %+v", f)
+		}
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("no problem %s on %s; problems: %+v", w[0], w[1], p)
+		}
+	}
+	if len(p) != len(want) {
+		t.Errorf("%d problems, want %d: %+v", len(p), len(want), p)
+	}
+	return p
+}
+
+// The misconfigurations the doctor is for, each made in the embedded
+// vCenter as an admin makes it, each found, and nothing else.
+func TestFindsEachMisconfiguration(t *testing.T) {
+	node := func(e *env) string { return e.sim.NodeVMs()[0].Name }
+	cases := []struct {
+		name  string
+		setup func(context.Context, *env) error
+		want  func(*env) [][2]string
+		// fix must mention this
+		fix func(*env) string
+	}{
+		{
+			name:  "EnableUUID off",
+			setup: func(ctx context.Context, e *env) error { return e.sim.SetEnableUUID(ctx, node(e), false) },
+			want:  func(e *env) [][2]string { return [][2]string{{CheckEnableUUID, "VM " + node(e)}} },
+			fix:   func(*env) string { return "disk.EnableUUID = TRUE" },
+		},
+		{
+			name:  "old hardware version",
+			setup: func(_ context.Context, e *env) error { return e.sim.SetHardwareVersion(node(e), 13) },
+			want:  func(e *env) [][2]string { return [][2]string{{CheckHardwareVersion, "VM " + node(e)}} },
+			fix:   func(*env) string { return "hardware version 15" },
+		},
+		{
+			name:  "no free SCSI slot",
+			setup: func(ctx context.Context, e *env) error { return e.sim.FillSCSISlots(ctx, node(e)) },
+			want:  func(e *env) [][2]string { return [][2]string{{CheckSCSISlots, "VM " + node(e)}} },
+			fix:   func(*env) string { return "Paravirtual SCSI controller" },
+		},
+		{
+			name: "missing privilege on a node VM",
+			setup: func(ctx context.Context, e *env) error {
+				return e.sim.DenyPrivilege(ctx, node(e), "VirtualMachine.Config.AddExistingDisk")
+			},
+			want: func(e *env) [][2]string { return [][2]string{{CheckPrivileges, "VM " + node(e)}} },
+			fix:  func(*env) string { return "VirtualMachine.Config.AddExistingDisk" },
+		},
+		{
+			name: "missing privilege on a datastore",
+			setup: func(ctx context.Context, e *env) error {
+				return e.sim.DenyPrivilege(ctx, "nfs-gold", "Datastore.FileManagement")
+			},
+			want: func(*env) [][2]string { return [][2]string{{CheckPrivileges, "datastore nfs-gold"}} },
+			fix:  func(*env) string { return "CNS-DATASTORE" },
+		},
+		{
+			name:  "File Service off",
+			setup: func(_ context.Context, e *env) error { return e.sim.SetFileService(sim.ZoneA, false) },
+			want:  func(*env) [][2]string { return [][2]string{{CheckFileService, "StorageClass gold-rwx"}} },
+			fix:   func(*env) string { return "File Service" },
+		},
+		{
+			name: "wrong thumbprint",
+			setup: func(_ context.Context, e *env) error {
+				e.opts.Thumbprint = strings.Repeat("AB:", 19) + "AB"
+				return nil
+			},
+			want: func(e *env) [][2]string {
+				return [][2]string{{CheckTLS, e.sim.HostPort()}}
+			},
+			fix: func(e *env) string { return e.sim.Thumbprint() },
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := tc.setup(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			p := only(t, e.run(t), tc.want(e)...)
+			for _, f := range p {
+				if !strings.Contains(f.Fix+f.Problem, tc.fix(e)) {
+					t.Errorf("finding does not say %q: %+v", tc.fix(e), f)
+				}
+			}
+		})
 	}
 }
