@@ -2,8 +2,8 @@ package doctor
 
 import (
 	"bytes"
-	"strings"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
