@@ -24,6 +24,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "orphans" {
 		os.Exit(orphans(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "doctor" {
+		os.Exit(doctorCmd(os.Args[2:]))
+	}
 	opts, err := parseFlags(os.Args[1:])
 	if err == flag.ErrHelp {
 		return
