@@ -13,6 +13,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"sigs.k8s.io/yaml"
 )
@@ -64,7 +65,10 @@ type Object struct {
 // Rendered is the outcome of rendering the chart.
 type Rendered struct {
 	Objects []Object // in Helm's install order
-	Notes   string   // NOTES.txt
+	// Hooks are the objects only `helm test` makes (helm.sh/hook: test):
+	// the plain manifests leave them out.
+	Hooks []Object
+	Notes string // NOTES.txt
 }
 
 // RepoRoot finds the repository root from the working directory upwards.
@@ -132,8 +136,17 @@ func Render(chartDir string, overrides map[string]any, opts Options) (*Rendered,
 	if err != nil {
 		return nil, err
 	}
-	if len(hooks) > 0 {
-		return nil, fmt.Errorf("the chart has %d hooks; the plain manifests cannot express them", len(hooks))
+	for _, h := range hooks {
+		for _, ev := range h.Events {
+			if ev != release.HookTest {
+				return nil, fmt.Errorf("%s: a %s hook; the plain manifests cannot express it (only test hooks, which they leave out)", h.Path, ev)
+			}
+		}
+		obj, err := newObject(releaseutil.Manifest{Name: h.Path, Content: h.Manifest})
+		if err != nil {
+			return nil, err
+		}
+		out.Hooks = append(out.Hooks, obj)
 	}
 	for _, m := range manifests {
 		obj, err := newObject(m)
