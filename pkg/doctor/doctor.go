@@ -29,10 +29,11 @@ const minFreeBytes = int64(1) << 30
 // which nothing else can be checked.
 func Run(ctx context.Context, opts vcenter.Options, kc kubernetes.Interface) ([]Finding, error) {
 	var out []Finding
-	addr := net.JoinHostPort(opts.Host, strconv.Itoa(max(opts.Port, 0)))
-	if opts.Port == 0 {
-		addr = net.JoinHostPort(opts.Host, "443")
+	port := opts.Port
+	if port == 0 {
+		port = 443
 	}
+	addr := net.JoinHostPort(opts.Host, strconv.Itoa(port))
 	t, err := vcenter.CheckTLS(ctx, opts)
 	if err != nil {
 		return nil, err

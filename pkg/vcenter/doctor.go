@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -403,14 +402,4 @@ func errText(err error) string {
 		return "the certificate is not signed by a trusted CA: " + err.Error()
 	}
 	return err.Error()
-}
-
-// SortPrivilegeChecks orders checks by role, then object.
-func SortPrivilegeChecks(cs []PrivilegeCheck) {
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].Role != cs[j].Role {
-			return cs[i].Role < cs[j].Role
-		}
-		return cs[i].Object < cs[j].Object
-	})
 }
