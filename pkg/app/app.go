@@ -102,6 +102,11 @@ func Run(ctx context.Context, c Config) error {
 		}
 	}
 
+	vcHost := ""
+	if vcCfg != nil {
+		vcHost = vcCfg.VirtualCenter.Host
+	}
+	m.Started(c.Version, vcHost)
 	d, vc, closeAll, err := build(ctx, c, vcCfg, m)
 	if err != nil {
 		return err

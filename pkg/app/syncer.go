@@ -60,6 +60,9 @@ func startSyncer(ctx context.Context, c Config, kc kubernetes.Interface, vc vcen
 	if o, ok := obs.(syncer.Observer); ok {
 		opts.Observer = o
 	}
+	if o, ok := obs.(interface{ SyncerStarted(version string) }); ok {
+		o.SyncerStarted(c.Version)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

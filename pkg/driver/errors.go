@@ -24,8 +24,20 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeFor(err), err.Error())
+	return &statusError{st: status.New(codeFor(err), err.Error()), err: err}
 }
+
+// statusError is a gRPC status that keeps the error it was made of, so
+// that the interceptor can tell which vCenter fault (vcenter.FaultType)
+// made a call fail.
+type statusError struct {
+	st  *status.Status
+	err error
+}
+
+func (e *statusError) Error() string              { return e.st.Err().Error() }
+func (e *statusError) GRPCStatus() *status.Status { return e.st }
+func (e *statusError) Unwrap() error              { return e.err }
 
 // hint puts what the user can do in front of an error from below. The
 // error stays what it was (its sentinel, and so its code in toStatus): the

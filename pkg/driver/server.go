@@ -20,12 +20,64 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/grpcserve"
+	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
-// CallObserver is told about every CSI call: method, gRPC code, duration.
-// The Prometheus metrics implement it.
+// CallObserver is told about every CSI call. The Prometheus metrics
+// implement it.
 type CallObserver interface {
-	ObserveCSI(method, code string, d time.Duration)
+	// ObserveCSI reports one call: the CSI method ("CreateVolume"), its
+	// gRPC code ("OK"), the type of the volume it concerns (VolumeBlock,
+	// VolumeFile or VolumeUnknown: volumeType), the type name of the
+	// vCenter fault that made it fail ("" when none did: vcenter.FaultType)
+	// and how long it took.
+	ObserveCSI(method, code, volumeType, vcFault string, d time.Duration)
+}
+
+// The volume types a CallObserver hears.
+const (
+	VolumeBlock   = "block"   // a first-class disk
+	VolumeFile    = "file"    // a vSAN File Service share (ReadWriteMany)
+	VolumeUnknown = "unknown" // the request names no volume, or not a valid one
+)
+
+// volumeType tells from a CSI request alone which type of volume it
+// concerns: a CreateVolume by its capabilities (a multi-node access mode
+// makes a file volume), the others by the volume ID they name (file
+// volumes' IDs carry fileVolumePrefix; a snapshot's ID starts with its
+// volume's).
+func volumeType(req any) string {
+	var id string
+	switch r := req.(type) {
+	case *csi.CreateVolumeRequest:
+		caps := r.GetVolumeCapabilities()
+		if len(caps) == 0 {
+			return VolumeUnknown
+		}
+		for _, c := range caps {
+			if multiNode(c) {
+				return VolumeFile
+			}
+		}
+		return VolumeBlock
+	case interface{ GetVolumeId() string }:
+		id = r.GetVolumeId()
+	case *csi.CreateSnapshotRequest:
+		id = r.GetSourceVolumeId()
+	case *csi.DeleteSnapshotRequest:
+		id, _, _ = parseSnapshotID(r.GetSnapshotId())
+	case *csi.ListSnapshotsRequest:
+		if id = r.GetSourceVolumeId(); id == "" {
+			id, _, _ = parseSnapshotID(r.GetSnapshotId())
+		}
+	}
+	switch {
+	case id == "":
+		return VolumeUnknown
+	case isFileVolume(id):
+		return VolumeFile
+	}
+	return VolumeBlock
 }
 
 // Listen opens the CSI endpoint: unix:///path/csi.sock (a stale socket file
@@ -83,7 +135,7 @@ func logCalls(obs CallObserver) grpc.UnaryServerInterceptor {
 		method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 		code := status.Code(err)
 		if obs != nil {
-			obs.ObserveCSI(method, code.String(), took)
+			obs.ObserveCSI(method, code.String(), volumeType(req), vcenter.FaultType(err), took)
 		}
 		if err != nil {
 			klog.ErrorS(err, "CSI call failed", "method", method, "code", code.String(),

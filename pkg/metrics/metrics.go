@@ -1,6 +1,8 @@
 // Package metrics serves the driver's Prometheus metrics: CSI calls by method
 // and gRPC code, vCenter SOAP calls by method and fault, vCenter tasks in
-// flight. These are what the sidecars can't see.
+// flight, the metadata syncer's work. These are what the sidecars can't see.
+// The upstream driver's metrics are served too, under its names and labels
+// (upstream.go); docs/METRICS.md lists every metric.
 package metrics
 
 import (
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +38,11 @@ type Metrics struct {
 	repaired    prometheus.Counter
 	orphans     prometheus.Gauge
 	missing     prometheus.Gauge
+
+	up *upstream // the upstream driver's names
+
+	mu      sync.Mutex
+	vcenter string // the vCenter's host (Started): vsphere_cns_volume_pv_missing's vc label
 }
 
 // New makes the collectors and registers them.
@@ -76,6 +84,8 @@ func New() *Metrics {
 	m.registry.MustRegister(m.csi, m.soap, m.tasks, m.refused, m.inDoubt, m.nodeVMs, m.updates,
 		m.metaCalls, m.metaVolumes, m.metaLag, m.fullSyncs, m.fullSyncDur, m.repaired, m.orphans, m.missing,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.up = newUpstream()
+	m.registry.MustRegister(m.up.collectors()...)
 	return m
 }
 
@@ -128,27 +138,48 @@ func (m *Metrics) MetadataSent(volumes int, failed bool, lags []time.Duration) {
 	}
 }
 
-// FullSync records a full sync (syncer.Observer).
-func (m *Metrics) FullSync(took time.Duration, updated int) {
+// FullSync records a full sync, failed when err is not nil
+// (syncer.Observer).
+func (m *Metrics) FullSync(took time.Duration, updated int, err error) {
 	m.fullSyncs.Inc()
 	m.fullSyncDur.Set(took.Seconds())
 	m.repaired.Add(float64(updated))
+	m.up.fullSync.WithLabelValues(passFail(err != nil)).Observe(took.Seconds())
 }
 
 // Findings sets the orphan and missing-volume counts (syncer.Observer).
 func (m *Metrics) Findings(orphans, missing int) {
 	m.orphans.Set(float64(orphans))
 	m.missing.Set(float64(missing))
+	m.mu.Lock()
+	vc := m.vcenter
+	m.mu.Unlock()
+	m.up.pvMissing.WithLabelValues(vc).Set(float64(orphans))
 }
 
-// ObserveCSI records one CSI call.
-func (m *Metrics) ObserveCSI(method, code string, d time.Duration) {
+// ObserveCSI records one CSI call (driver.CallObserver).
+func (m *Metrics) ObserveCSI(method, code, volumeType, vcFault string, d time.Duration) {
 	m.csi.WithLabelValues(method, code).Observe(d.Seconds())
+	if op := csiOptype(method); op != "" {
+		m.up.csiOps.WithLabelValues(volumeType, op, passFail(code != "OK"), faultType(code, vcFault)).Observe(d.Seconds())
+	}
 }
 
-// SOAPCall records one vCenter SOAP call (vcenter.Observer).
+// SOAPCall records one vCenter SOAP call whose endpoint is not known
+// (vcenter.Observer); the client uses SOAPCallTo.
 func (m *Metrics) SOAPCall(method, fault string, d time.Duration) {
 	m.soap.WithLabelValues(method, fault).Observe(d.Seconds())
+}
+
+// SOAPCallTo records one vCenter SOAP call to an endpoint
+// (vcenter.EndpointObserver).
+func (m *Metrics) SOAPCallTo(endpoint, method, fault string, d time.Duration) {
+	m.SOAPCall(method, fault, d)
+	status := requestSuccess
+	if fault != "" {
+		status = requestFail
+	}
+	m.up.requests.WithLabelValues(method, requestClient(endpoint), status).Observe(d.Seconds())
 }
 
 // TasksInFlight sets how many vCenter tasks are being waited for (vcenter.Observer).

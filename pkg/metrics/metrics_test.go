@@ -10,8 +10,8 @@ import (
 
 func TestMetricsAreServed(t *testing.T) {
 	m := New()
-	m.ObserveCSI("CreateVolume", "OK", 30*time.Millisecond)
-	m.ObserveCSI("CreateVolume", "InvalidArgument", time.Millisecond)
+	m.ObserveCSI("CreateVolume", "OK", "block", "", 30*time.Millisecond)
+	m.ObserveCSI("CreateVolume", "InvalidArgument", "unknown", "", time.Millisecond)
 	m.SOAPCall("CnsCreateVolume", "", 20*time.Millisecond)
 	m.SOAPCall("CnsQueryVolume", "NotAuthenticated", 2*time.Millisecond)
 	m.TasksInFlight(2)

@@ -20,8 +20,14 @@ import (
 // whose volume is gone. A PV whose volume is not among the cluster's is
 // looked up by ID: a volume of another cluster that this one uses through
 // a static PV is the cluster's once its metadata is written.
-func (s *Syncer) fullSync(ctx context.Context) error {
+func (s *Syncer) fullSync(ctx context.Context) (err error) {
 	start := time.Now()
+	updated := 0
+	defer func() {
+		if o := s.opts.Observer; o != nil {
+			o.FullSync(time.Since(start), updated, err)
+		}
+	}()
 	vols, _, err := s.cns.ListVolumes(ctx, 0, 0)
 	if err != nil {
 		return fmt.Errorf("list this cluster's CNS volumes: %w", err)
@@ -39,8 +45,11 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	var notListed []string
+	pvVolumes := map[string]vcenter.Volume{} // the volumes PVs name, where they exist
 	for h := range byHandle {
-		if _, ok := listed[h]; !ok {
+		if v, ok := listed[h]; ok {
+			pvVolumes[h] = v
+		} else {
 			notListed = append(notListed, h)
 		}
 	}
@@ -70,9 +79,11 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 		for _, v := range others {
 			s.known[v.ID] = v.Entities
 			found[v.ID] = true
+			pvVolumes[v.ID] = v
 		}
 		s.mu.Unlock()
 	}
+	s.reportHealth(byHandle, pvVolumes, found)
 
 	var missing []Missing
 	for _, h := range notListed {
@@ -123,7 +134,7 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	s.markDirty(ids...)
-	updated, err := s.sendDirty(ctx)
+	updated, err = s.sendDirty(ctx)
 	s.mu.Lock()
 	s.last = Report{Volumes: len(vols), PVs: len(pvs), Updated: updated, At: time.Now()}
 	orphans, nMissing := len(s.orphans), len(s.missing)
@@ -132,11 +143,49 @@ func (s *Syncer) fullSync(ctx context.Context) error {
 	klog.InfoS("Full sync of CNS metadata done", "volumes", len(vols), "pvs", len(pvs), "updated", updated,
 		"orphans", orphans, "missing", nMissing, "took", took.Round(time.Millisecond), "err", err)
 	if o := s.opts.Observer; o != nil {
-		o.FullSync(took, updated)
 		o.Findings(orphans, nMissing)
 	}
 	return err
 }
+
+// reportHealth tells the observer how many bound PVs of this driver have
+// an accessible volume and how many an inaccessible one, by CNS's health
+// status of the volume (green or yellow: accessible; red, none, or no such
+// volume: inaccessible; unknown: not counted), as the upstream driver's
+// volume health gauge counts them. vols holds the volumes the PVs name
+// that exist; a PV whose volume is not there but found (not known to be
+// missing: a lookup failed) is not counted.
+func (s *Syncer) reportHealth(pvs map[string]*v1.PersistentVolume, vols map[string]vcenter.Volume, found map[string]bool) {
+	o := s.opts.Observer
+	if o == nil {
+		return
+	}
+	accessible, inaccessible := 0, 0
+	for h, pv := range pvs {
+		if pv.Status.Phase != v1.VolumeBound || pv.Spec.ClaimRef == nil {
+			continue
+		}
+		v, ok := vols[h]
+		switch {
+		case !ok && found[h]:
+		case !ok:
+			inaccessible++
+		case v.Health == healthGreen || v.Health == healthYellow:
+			accessible++
+		case v.Health == healthUnknown:
+		default:
+			inaccessible++
+		}
+	}
+	o.VolumeHealth(accessible, inaccessible)
+}
+
+// CNS's health statuses of a volume (SPBM's PbmHealthStatusForEntity).
+const (
+	healthGreen   = "green"
+	healthYellow  = "yellow"
+	healthUnknown = "unknown"
+)
 
 // adopt registers with CNS the first-class disks that live PVs of this
 // driver name and that are no CNS volume yet: static PVs of disks made in

@@ -50,10 +50,15 @@ type Observer interface {
 	// as a whole or not; lags are, per volume written, how long since
 	// the first change the call carried.
 	MetadataSent(volumes int, failed bool, lags []time.Duration)
-	// FullSync: a full sync ended; updated volumes had drifted.
-	FullSync(took time.Duration, updated int)
+	// FullSync: a full sync ended, failed when err is not nil; updated
+	// volumes had drifted.
+	FullSync(took time.Duration, updated int, err error)
 	// Findings: how many orphans and PVs missing their volume are known.
 	Findings(orphans, missing int)
+	// VolumeHealth: at a full sync, how many bound PVs of the driver have
+	// a volume CNS reports accessible, and how many one it reports
+	// inaccessible or that does not exist (reportHealth).
+	VolumeHealth(accessible, inaccessible int)
 }
 
 // Options tune the syncer; zero values take the defaults.

@@ -67,9 +67,39 @@ func mapFault(err error, notFound error) error {
 		case errors.Is(s, ErrNotSupported):
 			msg += methodDetail(fault)
 		}
-		return fmt.Errorf("%w: %s", s, msg)
+		return &mappedFault{sentinel: s, name: faultTypeName(fault), msg: msg}
 	}
-	return fmt.Errorf("vCenter: %s", msg)
+	return &mappedFault{name: faultTypeName(fault), msg: msg}
+}
+
+// mappedFault is what mapFault makes of a vCenter fault: its sentinel (nil
+// when none fits) and vCenter's message, and the fault's type name for
+// FaultType.
+type mappedFault struct {
+	sentinel error
+	name     string
+	msg      string
+}
+
+func (e *mappedFault) Error() string {
+	if e.sentinel == nil {
+		return "vCenter: " + e.msg
+	}
+	return e.sentinel.Error() + ": " + e.msg
+}
+
+func (e *mappedFault) Unwrap() error { return e.sentinel }
+
+// FaultType is the type name of the vCenter fault that err carries
+// ("NotFound", "CnsFault", "InvalidHostState", …: the vim or CNS fault a
+// SOAP call, a task or a volume's result in a task answered), "" when err
+// carries none (no error, or a network, timeout or driver error).
+func FaultType(err error) string {
+	var f *mappedFault
+	if errors.As(err, &f) {
+		return f.name
+	}
+	return ""
 }
 
 // errAlreadyRegistered: the disk CnsCreateVolume was to register already is

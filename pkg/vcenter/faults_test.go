@@ -181,3 +181,25 @@ func TestPageOf(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultType: the vCenter fault's type name survives mapFault and any
+// wrapping, for the upstream metric's faulttype; errors without a vCenter
+// fault have none.
+func TestFaultType(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{mapFault(soapFault("not found", types.NotFound{}), ErrVolumeNotFound), "NotFound"},
+		{mapFault(lmf(&types.ResourceInUse{Name: "vol"}, "in use"), ErrVolumeNotFound), "ResourceInUse"},
+		{mapFault(lmf(&cnstypes.CnsFault{Reason: "something else"}, ""), ErrVolumeNotFound), "CnsFault"},
+		{fmt.Errorf("attach: %w", mapFault(soapFault("", types.HostNotConnected{}), nil)), "HostNotConnected"},
+		{mapFault(&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, nil), ""},
+		{ErrVolumeNotFound, ""},
+		{nil, ""},
+	} {
+		if got := FaultType(c.err); got != c.want {
+			t.Errorf("FaultType(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}

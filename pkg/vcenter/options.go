@@ -82,6 +82,36 @@ type Observer interface {
 	WatchUpdates(n int)
 }
 
+// The SOAP endpoints of a vCenter the client speaks to (EndpointObserver).
+const (
+	EndpointVIM  = "vim25" // the vSphere API: inventory, sessions, tasks, property collector
+	EndpointCNS  = "cns"   // Cloud Native Storage: volumes, attachments, snapshots
+	EndpointPBM  = "pbm"   // SPBM: storage policies and compatibility
+	EndpointVSAN = "vsan"  // vSAN health: File Service state
+)
+
+// EndpointObserver is an Observer that also wants the endpoint of each SOAP
+// call. When the Observer implements it, SOAPCallTo is called instead of
+// SOAPCall.
+type EndpointObserver interface {
+	// SOAPCallTo is SOAPCall with the endpoint (EndpointVIM, EndpointCNS,
+	// EndpointPBM, EndpointVSAN) that served the call.
+	SOAPCallTo(endpoint, method, fault string, latency time.Duration)
+}
+
+// CNSObserver is an Observer that also wants each CNS operation as a whole.
+// When the Observer implements it, CNSOperation is called once per object a
+// CNS call acts on: for a call that starts a task, from the call to the end
+// of its task; a batch task (several volumes attached to one VM) counts
+// once per volume, failed or not by that volume's own result.
+type CNSObserver interface {
+	// CNSOperation reports one CNS operation: its CNS method
+	// ("CnsCreateVolume", "CnsAttachVolume", "CnsQueryVolume", …), whether
+	// it failed (the call, its task or the object's result) and how long
+	// it took.
+	CNSOperation(method string, failed bool, took time.Duration)
+}
+
 const (
 	defaultPort         = 443
 	defaultWatchMaxWait = 4 * time.Minute

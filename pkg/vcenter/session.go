@@ -86,7 +86,7 @@ func dial(ctx context.Context, opts Options, obs Observer) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vcenter: connect to %s: %w", u.Host, mapFault(err, nil))
 	}
-	base := c.chain(sc)
+	base := c.chain(sc, EndpointVIM)
 	vc.RoundTripper = &reloginRT{c: c, next: base}
 	c.vim = vc
 	c.sm = session.NewManager(&vim25.Client{Client: sc, ServiceContent: vc.ServiceContent, RoundTripper: base})
@@ -115,9 +115,10 @@ func wrapHTTP(sc *soap.Client, opts Options) {
 	}
 }
 
-// chain is the round-tripper stack below re-login for one SOAP client.
-func (c *conn) chain(sc *soap.Client) soap.RoundTripper {
-	return &callRT{next: &observeRT{next: sc, obs: c.obs}, maxWait: c.opts.WatchMaxWait}
+// chain is the round-tripper stack below re-login for one SOAP client, the
+// endpoint's (EndpointVIM, …).
+func (c *conn) chain(sc *soap.Client, endpoint string) soap.RoundTripper {
+	return &callRT{next: &observeRT{next: sc, obs: c.obs, endpoint: endpoint}, maxWait: c.opts.WatchMaxWait}
 }
 
 // newCNS builds the CNS client by hand (cns.NewClient would make requests on
@@ -130,7 +131,7 @@ func (c *conn) newCNS(sc *soap.Client) (*cns.Client, error) {
 	if err := csc.UseServiceVersion(cns.Namespace); err != nil {
 		return nil, err
 	}
-	return &cns.Client{Client: csc, RoundTripper: &reloginRT{c: c, next: c.chain(csc)}}, nil
+	return &cns.Client{Client: csc, RoundTripper: &reloginRT{c: c, next: c.chain(csc, EndpointCNS)}}, nil
 }
 
 // newVSAN is the vSAN health endpoint's round-tripper, on the session's
@@ -140,7 +141,7 @@ func (c *conn) newVSAN(sc *soap.Client) soap.RoundTripper {
 	vsc := sc.NewServiceClient(vsan.Path, vsan.Namespace)
 	vsc.Client.Jar = sc.Client.Jar
 	wrapHTTP(vsc, c.opts)
-	return &reloginRT{c: c, next: c.chain(vsc)}
+	return &reloginRT{c: c, next: c.chain(vsc, EndpointVSAN)}
 }
 
 // newPBM builds the SPBM client by hand, for the same reason as newCNS.
@@ -149,7 +150,7 @@ func (c *conn) newPBM(ctx context.Context, sc *soap.Client) (*pbm.Client, error)
 	psc.Cookie = sc.SessionCookie // SPBM authenticates by the SOAP header cookie
 	psc.Client.Jar = sc.Client.Jar
 	wrapHTTP(psc, c.opts)
-	rt := &reloginRT{c: c, next: c.chain(psc)}
+	rt := &reloginRT{c: c, next: c.chain(psc, EndpointPBM)}
 	res, err := pbmmethods.PbmRetrieveServiceContent(ctx, rt, &pbmtypes.PbmRetrieveServiceContent{This: pbm.ServiceInstance})
 	if err != nil {
 		return nil, err
@@ -260,14 +261,20 @@ func isNotAuthenticated(err error) bool {
 
 // observeRT tells the Observer about every SOAP round trip.
 type observeRT struct {
-	next soap.RoundTripper
-	obs  Observer
+	next     soap.RoundTripper
+	obs      Observer
+	endpoint string
 }
 
 func (o *observeRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 	start := time.Now()
 	err := o.next.RoundTrip(ctx, req, res)
-	o.obs.SOAPCall(soapMethod(req), faultName(err), time.Since(start))
+	took := time.Since(start)
+	if e, ok := o.obs.(EndpointObserver); ok {
+		e.SOAPCallTo(o.endpoint, soapMethod(req), faultName(err), took)
+	} else {
+		o.obs.SOAPCall(soapMethod(req), faultName(err), took)
+	}
 	return err
 }
 

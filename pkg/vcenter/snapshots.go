@@ -254,9 +254,13 @@ func (c *client) snapshotPages(ctx context.Context, qf cnstypes.CnsSnapshotQuery
 }
 
 func (c *client) querySnapshots(ctx context.Context, qf cnstypes.CnsSnapshotQueryFilter) (*cnstypes.CnsSnapshotQueryResult, error) {
+	began := time.Now()
 	out, ref, err := c.runTask(ctx, opid.QuerySnaps, "", ErrSnapshotNotFound, func(ctx context.Context) (*object.Task, error) {
 		return c.conn.cns.QuerySnapshots(ctx, qf)
 	})
+	if o, ok := c.tasks.obs.(CNSObserver); ok {
+		o.CNSOperation(cnsMethod(opid.QuerySnaps), err != nil, time.Since(began))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("query snapshots: %w", mapFault(err, ErrSnapshotNotFound))
 	}

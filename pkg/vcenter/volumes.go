@@ -318,7 +318,11 @@ func cnsPage(res *cnstypes.CnsQueryResult, offset, limit int64) ([]cnstypes.CnsV
 }
 
 func (c *client) query(ctx context.Context, f cnstypes.CnsQueryFilter) (*cnstypes.CnsQueryResult, error) {
+	began := time.Now()
 	res, err := c.conn.cns.QueryVolume(ctx, &f)
+	if o, ok := c.tasks.obs.(CNSObserver); ok {
+		o.CNSOperation("CnsQueryVolume", err != nil, time.Since(began))
+	}
 	if err != nil {
 		return nil, mapFault(err, ErrVolumeNotFound)
 	}
@@ -554,6 +558,49 @@ func (c *client) runCNS(ctx context.Context, kind, key string, notFound error, s
 // the order of the specs; each result's own fault is the caller's to read.
 // An error here is the task's (or its start's): it concerns every spec.
 func (c *client) runCNSBatch(ctx context.Context, kind, key string, notFound error, start startFunc) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
+	began := time.Now()
+	results, err := c.runCNSTask(ctx, kind, key, notFound, start)
+	if o, ok := c.tasks.obs.(CNSObserver); ok {
+		took := time.Since(began)
+		if err != nil {
+			o.CNSOperation(cnsMethod(kind), true, took)
+		}
+		for _, r := range results {
+			o.CNSOperation(cnsMethod(kind), r.GetCnsVolumeOperationResult().Fault != nil, took)
+		}
+	}
+	return results, err
+}
+
+// cnsMethod names the CNS method an operation kind (opid) calls.
+func cnsMethod(kind string) string {
+	switch kind {
+	case opid.Create:
+		return "CnsCreateVolume"
+	case opid.Delete:
+		return "CnsDeleteVolume"
+	case opid.Attach:
+		return "CnsAttachVolume"
+	case opid.Detach:
+		return "CnsDetachVolume"
+	case opid.Extend:
+		return "CnsExtendVolume"
+	case opid.UpdateMeta:
+		return "CnsUpdateVolumeMetadata"
+	case opid.Snapshot:
+		return "CnsCreateSnapshots"
+	case opid.Unsnap:
+		return "CnsDeleteSnapshots"
+	case opid.QuerySnaps:
+		return "CnsQuerySnapshots"
+	case opid.ChangePolicy:
+		return "CnsReconfigVolumePolicy"
+	}
+	return kind
+}
+
+// runCNSTask is runCNSBatch without telling the CNSObserver.
+func (c *client) runCNSTask(ctx context.Context, kind, key string, notFound error, start startFunc) ([]cnstypes.BaseCnsVolumeOperationResult, error) {
 	out, ref, err := c.runTask(ctx, kind, key, notFound, start)
 	if err != nil {
 		return nil, mapFault(err, notFound)
