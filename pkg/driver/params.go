@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -235,14 +234,5 @@ func validateCapability(c *csi.VolumeCapability) error {
 		return nil
 	default:
 		return status.Errorf(codes.InvalidArgument, "access mode %s is not supported", mode)
-	}
-}
-
-func describeSize(b int64) string {
-	switch {
-	case b%gib == 0:
-		return fmt.Sprintf("%d GiB", b/gib)
-	default:
-		return fmt.Sprintf("%d MiB", b/mib)
 	}
 }
