@@ -3,7 +3,6 @@ package driver_test
 import (
 	"context"
 	"maps"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -28,13 +28,8 @@ type zoned struct {
 
 func newZoned(t *testing.T) *zoned {
 	t.Helper()
-	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, ZoneBNodeVMs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, ZoneBNodeVMs: 1})
 	z := &zoned{env: &env{sim: s}}
 	for _, vm := range s.NodeVMs() {
 		switch vm.Zone {
@@ -44,6 +39,7 @@ func newZoned(t *testing.T) *zoned {
 			z.b = vm
 		}
 	}
+	var err error
 	z.vc, err = vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
 		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster", TopologyCategories: categories,
