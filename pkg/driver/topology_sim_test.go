@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
-	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node/nodetest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
@@ -148,7 +148,7 @@ func TestNodeGetInfoTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID, NodeTopology: vm.Topology}, nil, node.NewFake(t.TempDir()))
+	n, err := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID, NodeTopology: vm.Topology}, nil, nodetest.NewFake(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestNodeGetInfoTopology(t *testing.T) {
 	if !maps.Equal(info.GetAccessibleTopology().GetSegments(), segment(sim.ZoneB).GetSegments()) {
 		t.Fatalf("NodeGetInfo topology %v, want zone B", info.GetAccessibleTopology())
 	}
-	plain, _ := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID}, nil, node.NewFake(t.TempDir()))
+	plain, _ := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID}, nil, nodetest.NewFake(t.TempDir()))
 	if info, _ := plain.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{}); info.GetAccessibleTopology() != nil {
 		t.Fatalf("topology %v without one learned", info.GetAccessibleTopology())
 	}
