@@ -444,7 +444,7 @@ func mustAtoi(s string) int64 {
 }
 
 // publishedNodes are the node VMs a block volume's disk is attached to, or
-// the nodes a file volume was published to (files.go).
+// the nodes a file volume was published to (file_volumes.go).
 func (d *Driver) publishedNodes(v vcenter.Volume) []string {
 	if v.File {
 		return d.filePubs.of(v.ID)

@@ -21,7 +21,7 @@ import (
 // alike, and the same eligibility for GetCapacity. Every decision and every
 // sentence that explains one is in this file, in the order a CreateVolume
 // meets them (createVolume in controller.go, createFileVolume in
-// files.go):
+// file_volumes.go):
 //
 //  1. the zones: placeInTopology tries the requested topology segments,
 //     preferred first (requestedSegments);
