@@ -7,7 +7,9 @@
 //
 // The driver reaches it over SOAP exactly as a real vCenter; tests of other
 // packages start it with pkg/sim/simtest, people with `vsphere-sim` or
-// `vsphere-csi --simulator`.
+// `vsphere-csi --simulator` (a binary built with -tags simulator, as make
+// build does; the image is built without, so production code never
+// imports this package).
 //
 // Where each part lives, by file-name prefix:
 //
