@@ -13,10 +13,10 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 
+	"github.com/vsphere-cns/vsphere-csi/pkg/app"
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
-	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/syncer"
 )
 
@@ -48,7 +48,7 @@ type options struct {
 	simulator        bool
 	simulatorDir     string
 	simulatorNodeVMs int
-	simulatorLatency sim.Latency
+	simulatorLatency string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -93,7 +93,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "the syncer's Lease: how long the holder tries to renew before it gives up syncing (controller)")
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "the syncer's Lease: how often replicas try to take or renew it (controller)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests)")
+	fs.BoolVar(&o.simulator, "simulator", false, "start the embedded vCenter in-process and use it (development, demos, tests; a binary built with -tags simulator, as make build does)")
 	fs.StringVar(&o.simulatorDir, "simulator-dir", "", "with --simulator: where the embedded vCenter keeps its datastores (default: a temporary directory)")
 	fs.IntVar(&o.simulatorNodeVMs, "simulator-node-vms", 3, "with --simulator: number of node VMs")
 	var latency string
@@ -105,10 +105,13 @@ func parseFlags(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	var err error
-	if o.simulatorLatency, err = sim.ParseLatency(latency); err != nil {
+	if o.simulator && !app.SimulatorBuilt {
+		return o, fmt.Errorf("--simulator: %w", app.ErrNoSimulator)
+	}
+	if err := app.CheckSimulatorLatency(latency); err != nil {
 		return o, fmt.Errorf("--simulator-latency: %w", err)
 	}
+	o.simulatorLatency = latency
 	switch driver.Mode(o.mode) {
 	case driver.ModeController, driver.ModeNode, driver.ModeAll:
 	default:

@@ -29,22 +29,6 @@ func TestRegistrationAndHealthzFlags(t *testing.T) {
 	}
 }
 
-func TestSimulatorLatencyFlag(t *testing.T) {
-	o, err := parseFlags([]string{"--simulator", "--simulator-latency=realistic,CnsCreateVolume=4s"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := o.simulatorLatency.Methods["CnsCreateVolume"]; got.String() != "4s" {
-		t.Errorf("CnsCreateVolume latency %v, want 4s", got)
-	}
-	if o.simulatorLatency.Methods["CnsAttachVolume"] == 0 {
-		t.Error("realistic preset not applied")
-	}
-	if _, err := parseFlags([]string{"--simulator-latency=CnsCreateVolume=soon"}); err == nil || !strings.Contains(err.Error(), "--simulator-latency") {
-		t.Errorf("a bad spec: %v", err)
-	}
-}
-
 func TestNodeUUIDsFlag(t *testing.T) {
 	o, err := parseFlags([]string{"--mode=controller", "--node-uuids", " 42000000-0000-0000-0000-000000000001,,42000000-0000-0000-0000-000000000002 ", "--kubeconfig=/etc/kubeconfig"})
 	if err != nil {

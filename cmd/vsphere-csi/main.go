@@ -1,6 +1,7 @@
 // Command vsphere-csi is the vSphere CNS CSI driver: the controller, the node
 // plugin, or both, in one binary. With --simulator it brings its own embedded
-// vCenter and talks to it exactly as to a real one.
+// vCenter and talks to it exactly as to a real one (a binary built with
+// -tags simulator, as make build does; the image is built without).
 package main
 
 import (

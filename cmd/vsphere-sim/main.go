@@ -44,7 +44,7 @@ func main() {
 	flag.StringVar(&f.opts.ByIDRoot, "by-id-root", "", "node VM X's by-id directory is <by-id-root>/X (default <dir>/by-id)")
 	flag.StringVar(&f.opts.Username, "username", sim.DefaultUsername, "user name the simulator accepts")
 	flag.StringVar(&f.opts.Password, "password", sim.DefaultPassword, "password the simulator accepts")
-	flag.StringVar(&f.latency, "latency", "", `how long calls and tasks take: METHOD=DURATION[,...] (SOAP method names), "realistic" (figures and sources in pkg/sim/latency.go; later entries override), jitter=N%`)
+	flag.StringVar(&f.latency, "latency", "", `how long calls and tasks take: METHOD=DURATION[,...] (SOAP method names), "realistic" (figures and sources in pkg/sim/lab_latency.go; later entries override), jitter=N%`)
 	flag.IntVar(&f.opts.Neighbours.VMs, "neighbour-vms", 0, "make it a shared vCenter: this many VMs that are not this cluster's nodes (workloads, templates, another cluster's nodes) over every host, and a workload cluster whose hosts each have a local datastore")
 	flag.Float64Var(&f.opts.Neighbours.TasksPerMinute, "neighbour-tasks-per-minute", 0, "background tasks that are not ours started a minute (DRS migrations, Storage vMotions, backup snapshots, scheduled power operations, another cluster's CNS calls)")
 	flag.IntVar(&f.opts.Neighbours.OtherClusterVolumes, "neighbour-volumes", 0, "CNS volumes of another Kubernetes cluster under the same vCenter user at the first start on --dir (some with snapshots, some attached)")

@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
-	"os"
 	"strings"
 	"time"
 
@@ -23,7 +21,6 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/metrics"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/registration"
-	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -63,11 +60,13 @@ type Config struct {
 	PluginRegistrationDir   string
 
 	// Simulator starts the embedded vCenter in-process; the driver talks to
-	// it over SOAP exactly as to a real vCenter.
+	// it over SOAP exactly as to a real vCenter. Only in a binary built
+	// with the simulator tag (simulator.go); SimulatorLatency is a
+	// --simulator-latency spec (sim.ParseLatency).
 	Simulator        bool
 	SimulatorDir     string
 	SimulatorNodeVMs int
-	SimulatorLatency sim.Latency
+	SimulatorLatency string
 }
 
 // Run serves CSI until ctx ends, then cleans up (logout, loop devices).
@@ -83,16 +82,12 @@ func Run(ctx context.Context, c Config) error {
 
 	var vcCfg *config.Config
 	if c.Simulator {
-		s, err := startSimulator(ctx, &c)
+		ini, stop, err := startSimulator(ctx, &c)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if err := s.Close(); err != nil {
-				klog.ErrorS(err, "Stopping the embedded vCenter")
-			}
-		}()
-		if vcCfg, err = config.Parse(strings.NewReader(s.ConfigINI(SimClusterID, false)), "embedded vCenter"); err != nil {
+		defer stop()
+		if vcCfg, err = config.Parse(strings.NewReader(ini), "embedded vCenter"); err != nil {
 			return err
 		}
 	} else if c.Mode != driver.ModeNode || nodeConfigPresent(c.ConfigPath) { // a node reads it for topology (topology.go)
@@ -187,33 +182,12 @@ func readiness(ready healthz.ProbeFunc) healthz.ProbeFunc {
 	}
 }
 
+// ErrNoSimulator: --simulator in a binary built without the embedded
+// vCenter (nosimulator.go).
+var ErrNoSimulator = errors.New("this binary is built without the embedded vCenter: build it with -tags simulator (make build does)")
+
 // SimClusterID is the cluster ID the driver uses with the embedded vCenter.
 const SimClusterID = "vsphere-csi-dev"
-
-// startSimulator starts the embedded vCenter and points the node side at its
-// first node VM, unless the flags chose otherwise.
-func startSimulator(ctx context.Context, c *Config) (*sim.Sim, error) {
-	root := os.Geteuid() == 0
-	if !root && c.Mode != driver.ModeController {
-		klog.InfoS("Not root: the embedded vCenter can't make loop devices, so only the controller runs")
-		c.Mode = driver.ModeController
-	}
-	log.SetOutput(sim.StdlibLogWriter{}) // the simulator's HTTP server logs there
-	s, err := sim.Start(ctx, sim.Options{Dir: c.SimulatorDir, NodeVMs: c.SimulatorNodeVMs, Hypervisor: root, Latency: c.SimulatorLatency})
-	if err != nil {
-		return nil, fmt.Errorf("embedded vCenter: %w", err)
-	}
-	vm := s.NodeVMs()[0]
-	if c.NodeID == "" {
-		c.NodeID = vm.UUID
-	}
-	if c.ByIDDir == "" || c.ByIDDir == node.DefaultByIDDir {
-		c.ByIDDir = vm.ByIDDir
-	}
-	fmt.Println(s.Summary())
-	fmt.Printf("The node plugin plays node VM %s (node ID %s); its disks appear in %s\n", vm.Name, c.NodeID, c.ByIDDir)
-	return s, nil
-}
 
 // New builds the driver for c: a vCenter client from vcCfg when the mode
 // serves the controller, a mounter when it serves the node. closeAll logs

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/healthz"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -21,14 +21,9 @@ import (
 // user, and /readyz, which anyone who reaches the port may ask, answers
 // the kind of failure without them.
 func TestReadyzNamesNoHostOrUser(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, Username: "csi-readyz@vsphere.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Username: "csi-readyz@vsphere.local"})
 	cfg, err := config.Parse(strings.NewReader(s.ConfigINI("test-cluster", false)), "test")
 	if err != nil {
 		t.Fatal(err)

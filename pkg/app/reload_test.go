@@ -11,6 +11,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -18,14 +19,9 @@ import (
 // password changes, then the mounted config file does; the same controller
 // logs in with the new password. Any other change asks for a restart.
 func TestRotatedSecretTakenWithoutRestart(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	path := filepath.Join(t.TempDir(), "csi-vsphere.conf")
 	if err := s.WriteConfig(path, "test-cluster", false); err != nil {
 		t.Fatal(err)
@@ -77,14 +73,5 @@ func TestRotatedSecretTakenWithoutRestart(t *testing.T) {
 	case <-restarted:
 	case <-time.After(20 * time.Second):
 		t.Fatal("a new cluster-id did not ask for a restart")
-	}
-}
-
-// skipShort skips a test that is not in the fast tier (`make unit`,
-// go test -short), saying why.
-func skipShort(t testing.TB, why string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip(why + ": not in -short (make unit); make test runs it")
 	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +13,16 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 // TestOrphansListing: `vsphere-csi orphans` lists the cluster's CNS volume
 // that no PV names and the PV whose volume is gone, and nothing else (not
 // another cluster's volume, not a volume with its PV).
 func TestOrphansListing(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	ours, err := s.SeedVolumes(2, "pvc", "test-cluster", "vSAN Default Storage Policy", 1)
 	if err != nil {
 		t.Fatal(err)

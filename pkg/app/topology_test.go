@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,19 +10,15 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/config"
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 // TestNodePluginLearnsItsZone: a node plugin given csi-vsphere.conf with
 // topology categories (and no controller in the process) reports its VM's
 // zone in NodeGetInfo; the controller advertises accessibility constraints.
 func TestNodePluginLearnsItsZone(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, ZoneBNodeVMs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, ZoneBNodeVMs: 1})
 	ini := s.ConfigINI("test-cluster", true)
 	cfg, err := config.Parse(strings.NewReader(ini), "test")
 	if err != nil {

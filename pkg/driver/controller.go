@@ -444,7 +444,7 @@ func mustAtoi(s string) int64 {
 }
 
 // publishedNodes are the node VMs a block volume's disk is attached to, or
-// the nodes a file volume was published to (files.go).
+// the nodes a file volume was published to (file_volumes.go).
 func (d *Driver) publishedNodes(v vcenter.Volume) []string {
 	if v.File {
 		return d.filePubs.of(v.ID)
@@ -519,14 +519,8 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 		}
 		return &csi.GetCapacityResponse{AvailableCapacity: total, MaximumVolumeSize: wrapperspb.Int64(largest)}, nil
 	}
-	// The same eligibility as placement, in the segment asked about (topology.go).
-	for _, ds := range d.eligible(all, req.GetAccessibleTopology().GetSegments()) {
-		if !usable(ds, p.PolicyName) || (p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL)) {
-			continue
-		}
-		total += ds.FreeBytes
-		largest = max(largest, ds.FreeBytes)
-	}
+	// The same eligibility as placement, in the segment asked about (placement.go).
+	total, largest = d.blockCapacity(all, p, req.GetAccessibleTopology().GetSegments())
 	return &csi.GetCapacityResponse{
 		AvailableCapacity: total,
 		MaximumVolumeSize: wrapperspb.Int64(largest),

@@ -3,7 +3,6 @@ package driver_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
@@ -38,14 +38,8 @@ func newEnv(t *testing.T, nodeVMs int) *env {
 // and a controller talking to it over SOAP, counting its round trips.
 func newEnvWith(t *testing.T, opts sim.Options) *env {
 	t.Helper()
-	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
-	opts.Dir = filepath.Join(t.TempDir(), "vc")
-	s, err := sim.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := simtest.Start(t, opts)
 	e := &env{sim: s, calls: &rtcount.Counter{}}
 	vc, err := vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
@@ -512,14 +506,5 @@ func TestCreateVolumeWaitsForItsTask(t *testing.T) {
 	}
 	if n := countVolumes(t, e.d); n != 1 {
 		t.Errorf("%d volumes after CreateVolume, want 1", n)
-	}
-}
-
-// skipShort skips a test that is not in the fast tier (`make unit`,
-// go test -short), saying why.
-func skipShort(t testing.TB, why string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip(why + ": not in -short (make unit); make test runs it")
 	}
 }

@@ -66,7 +66,7 @@ type Driver struct {
 	mounter node.Mounter   // nil in controller mode
 	// inflight guards volume names, volume IDs and (volume, node) pairs.
 	inflight *inFlight
-	// filePubs: the nodes file volumes are published to (files.go).
+	// filePubs: the nodes file volumes are published to (file_volumes.go).
 	filePubs *publications
 	// snapNames: which volume each of the cluster's snapshot names is of
 	// (snapnames.go).

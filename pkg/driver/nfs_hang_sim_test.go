@@ -18,6 +18,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/test/nfsmount"
 )
 
@@ -32,7 +33,7 @@ import (
 // is back, the share that stayed mounted works again, and so does a new
 // mount.
 func TestHungNFSServer(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter, mounts NFS shares and loop devices (as root)")
+	simtest.SkipShort(t, "starts the embedded vCenter, mounts NFS shares and loop devices (as root)")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: NFS mounts, loop devices")
 	}

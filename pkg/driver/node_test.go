@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node/nodetest"
 )
 
 // The node service's unit tests: the real node logic over pkg/node's Fake
@@ -26,14 +26,14 @@ const (
 
 type nodeEnv struct {
 	d    *Driver
-	fake *node.Fake
+	fake *nodetest.Fake
 	dir  string
 }
 
 func newNodeEnv(t *testing.T) *nodeEnv {
 	t.Helper()
 	dir := t.TempDir()
-	fake := node.NewFake(filepath.Join(dir, "machine"))
+	fake := nodetest.NewFake(filepath.Join(dir, "machine"))
 	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "4213a2b4-0000-1111-2222-333344445555", ByIDDir: fake.ByIDDir()}, nil, fake)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func (e *nodeEnv) mountsAt(path string) []string {
 func TestNodeStageVolume(t *testing.T) {
 	tests := []struct {
 		name    string
-		disk    func(*node.FakeDisk) // the disk before staging; nil: no disk
+		disk    func(*nodetest.FakeDisk) // the disk before staging; nil: no disk
 		req     func(e *nodeEnv) *csi.NodeStageVolumeRequest
 		code    codes.Code
 		msg     []string
@@ -108,38 +108,38 @@ func TestNodeStageVolume(t *testing.T) {
 	}{
 		{
 			name:    "blank disk is formatted ext4 by default and mounted",
-			disk:    func(*node.FakeDisk) {},
+			disk:    func(*nodetest.FakeDisk) {},
 			req:     func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(mountCap("")) },
 			formats: 1, fsType: "ext4", mounted: true,
 		},
 		{
 			name:    "blank disk is formatted xfs when asked",
-			disk:    func(*node.FakeDisk) {},
+			disk:    func(*nodetest.FakeDisk) {},
 			req:     func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(mountCap("XFS")) },
 			formats: 1, fsType: "xfs", mounted: true,
 		},
 		{
 			name:    "formatted disk is not reformatted",
-			disk:    func(d *node.FakeDisk) { d.FSType, d.FSSize, d.UsedBytes = "ext4", d.Size, 123 },
+			disk:    func(d *nodetest.FakeDisk) { d.FSType, d.FSSize, d.UsedBytes = "ext4", d.Size, 123 },
 			req:     func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(mountCap("ext4")) },
 			formats: 0, fsType: "ext4", mounted: true,
 		},
 		{
 			name: "another filesystem is refused, not reformatted",
-			disk: func(d *node.FakeDisk) { d.FSType, d.FSSize = "xfs", d.Size },
+			disk: func(d *nodetest.FakeDisk) { d.FSType, d.FSSize = "xfs", d.Size },
 			req:  func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(mountCap("ext4")) },
 			code: codes.FailedPrecondition, msg: []string{"holds a xfs filesystem", "asks for ext4", "neither mounted nor reformatted"},
 			formats: 0, fsType: "xfs",
 		},
 		{
 			name: "a partition table is refused",
-			disk: func(d *node.FakeDisk) { d.PartitionTable = true },
+			disk: func(d *nodetest.FakeDisk) { d.PartitionTable = true },
 			req:  func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(mountCap("")) },
 			code: codes.FailedPrecondition, msg: []string{"partition table", "never formatted"},
 		},
 		{
 			name: "block access touches no filesystem",
-			disk: func(*node.FakeDisk) {},
+			disk: func(*nodetest.FakeDisk) {},
 			req:  func(e *nodeEnv) *csi.NodeStageVolumeRequest { return e.stageReq(blockCap()) },
 		},
 		{
@@ -260,7 +260,7 @@ func TestNodeStageIdempotent(t *testing.T) {
 func TestNodeStageGrowsFilesystem(t *testing.T) {
 	e := newNodeEnv(t)
 	e.fake.AddDisk(testUUID, 10*gi)
-	e.fake.UpdateDisk(testUUID, func(d *node.FakeDisk) { d.FSType, d.FSSize = "ext4", 5*gi })
+	e.fake.UpdateDisk(testUUID, func(d *nodetest.FakeDisk) { d.FSType, d.FSSize = "ext4", 5*gi })
 	if _, err := e.d.NodeStageVolume(context.Background(), e.stageReq(mountCap(""))); err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +502,7 @@ func TestNodeGetVolumeStats(t *testing.T) {
 		{
 			name: "filesystem went read-only: abnormal",
 			setup: func(e *nodeEnv) string {
-				e.fake.UpdateDisk(testUUID, func(d *node.FakeDisk) { d.FSReadOnly = true })
+				e.fake.UpdateDisk(testUUID, func(d *nodetest.FakeDisk) { d.FSReadOnly = true })
 				return e.target()
 			},
 			usage: true, abnormal: true, msg: "has become read-only",
@@ -539,7 +539,7 @@ func TestNodeGetVolumeStats(t *testing.T) {
 			if _, err := e.d.NodePublishVolume(ctx, e.publishReq(mountCap(""), false)); err != nil {
 				t.Fatal(err)
 			}
-			e.fake.UpdateDisk(testUUID, func(d *node.FakeDisk) { d.UsedBytes = 1 << 20 })
+			e.fake.UpdateDisk(testUUID, func(d *nodetest.FakeDisk) { d.UsedBytes = 1 << 20 })
 			path := tt.setup(e)
 			rsp, err := e.d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: "vol-1", VolumePath: path})
 			if tt.code != codes.OK {
@@ -580,7 +580,7 @@ func TestNodeExpandVolume(t *testing.T) {
 	if _, err := e.d.NodePublishVolume(ctx, e.publishReq(mountCap(""), false)); err != nil {
 		t.Fatal(err)
 	}
-	e.fake.UpdateDisk(testUUID, func(d *node.FakeDisk) { d.Size = 2 * gi })
+	e.fake.UpdateDisk(testUUID, func(d *nodetest.FakeDisk) { d.Size = 2 * gi })
 	req := &csi.NodeExpandVolumeRequest{VolumeId: "vol-1", VolumePath: e.target(), CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * gi}}
 
 	// Without CAP_SYS_RESOURCE a mounted ext4 can't grow: a clear error.
@@ -718,7 +718,7 @@ func TestNodeStageAfterDeviceChange(t *testing.T) {
 
 	// Another disk's filesystem at the staging path is not stale: refused.
 	other := e.fake.AddDisk("6000c298-aaaa-bbbb-cccc-ddddeeeeffff", 1<<30)
-	e.fake.UpdateDisk(other.UUID, func(d *node.FakeDisk) { d.FSType, d.FSSize = "ext4", d.Size })
+	e.fake.UpdateDisk(other.UUID, func(d *nodetest.FakeDisk) { d.FSType, d.FSSize = "ext4", d.Size })
 	dir := filepath.Join(e.dir, "staging-2")
 	if err := e.fake.Mounts.Mount(other.Path, dir, "ext4", nil); err != nil {
 		t.Fatal(err)

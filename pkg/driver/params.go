@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -132,7 +131,7 @@ func capacityBytes(r *csi.CapacityRange) (int64, error) {
 
 // Access modes: a block volume (a VMDK) attaches to one node VM at a
 // time, so it takes the single-node modes, as a filesystem or raw block;
-// a file volume (a vSAN file share, files.go) is mounted by any number of
+// a file volume (a vSAN file share, file_volumes.go) is mounted by any number of
 // nodes over NFS, so the multi-node modes make one, as a filesystem only.
 
 // validateCapabilities checks a CreateVolume's capabilities and says
@@ -235,14 +234,5 @@ func validateCapability(c *csi.VolumeCapability) error {
 		return nil
 	default:
 		return status.Errorf(codes.InvalidArgument, "access mode %s is not supported", mode)
-	}
-}
-
-func describeSize(b int64) string {
-	switch {
-	case b%gib == 0:
-		return fmt.Sprintf("%d GiB", b/gib)
-	default:
-		return fmt.Sprintf("%d MiB", b/mib)
 	}
 }

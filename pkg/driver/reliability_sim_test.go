@@ -18,6 +18,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
@@ -50,20 +51,6 @@ func newController(t *testing.T, s *sim.Sim) *controller {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func startSim(t *testing.T, opts sim.Options) *sim.Sim {
-	skipShort(t, "starts the embedded vCenter")
-	t.Helper()
-	if opts.Dir == "" {
-		opts.Dir = filepath.Join(t.TempDir(), "vc")
-	}
-	s, err := sim.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
 }
 
 // volumesNamed counts the CNS volumes of the cluster with that name,
@@ -121,7 +108,7 @@ func retryLike[T any](t *testing.T, timeout time.Duration, op func(context.Conte
 // driver must neither resend it nor create again, but find the volume the
 // lost call made.
 func TestLostReplyOfCreateMakesOneVolume(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": time.Second}}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": time.Second}}})
 	c := newController(t, s)
 	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultLostReply, Times: 1}); err != nil {
 		t.Fatal(err)
@@ -144,7 +131,7 @@ func TestLostReplyOfCreateMakesOneVolume(t *testing.T) {
 // whose task outlasts its controller (a leader change, a restart) and the
 // retry on another controller make one volume, and the retry returns it.
 func TestSecondControllerWaitsForTheFirstOnesTask(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 6 * time.Second}}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 6 * time.Second}}})
 	first, second := newController(t, s), newController(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -171,7 +158,7 @@ func TestSecondControllerWaitsForTheFirstOnesTask(t *testing.T) {
 // TestRetriedSnapshotMakesOne (finding 2): a CreateSnapshot whose caller
 // gives up before the CNS task ends, retried, makes one snapshot.
 func TestRetriedSnapshotMakesOne(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	c := newController(t, s)
 	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-snapped", gib, gold))
 	if err != nil {
@@ -203,7 +190,7 @@ func TestRetriedSnapshotMakesOne(t *testing.T) {
 // while its attach goes on, then an unpublish: in the end the disk is on
 // no VM, and it can be published to another node.
 func TestUnpublishWaitsForTheAttach(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 2})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2})
 	c := newController(t, s)
 	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-dangling", gib, gold))
 	if err != nil {
@@ -239,7 +226,7 @@ func TestUnpublishWaitsForTheAttach(t *testing.T) {
 // with a "not found" of something else than the volume does not answer
 // "already gone"; the volume stays and a later delete removes it.
 func TestDeleteDoesNotBelieveNotFound(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	c := newController(t, s)
 	vol, err := c.d.CreateVolume(context.Background(), createReq("pvc-not-gone", gib, gold))
 	if err != nil {
@@ -269,7 +256,7 @@ func TestDeleteDoesNotBelieveNotFound(t *testing.T) {
 // restart of its own, and the claim gets exactly one volume, whether the
 // lost task's operation happened or not.
 func TestVCenterRestartMidCreate(t *testing.T) {
-	skipShort(t, "starts the embedded vCenter")
+	simtest.SkipShort(t, "starts the embedded vCenter")
 	for _, tc := range []struct {
 		fate sim.TaskFate
 		down time.Duration
@@ -315,7 +302,7 @@ func TestVCenterRestartMidCreate(t *testing.T) {
 // do: nothing lost, duplicated, leaked or left attached, and no call hangs
 // until its caller gives up.
 func TestFlakyVCenterKeepsEveryPromise(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 3})
+	s := simtest.Start(t, sim.Options{NodeVMs: 3})
 	c := newController(t, s)
 	for _, r := range []sim.FaultRule{
 		{Method: "*", Fault: sim.FaultReset, Probability: 0.07},
@@ -460,7 +447,7 @@ func summarize(stats map[string]int) string {
 // still says ready (the livenessprobe sidecar must not restart the
 // controller and kill what it carries on); readiness says why not.
 func TestLivenessIndependentOfVCenter(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	c := newController(t, s)
 	s.Outage(time.Hour)
 	defer s.Outage(0)
@@ -488,7 +475,7 @@ func TestLivenessIndependentOfVCenter(t *testing.T) {
 // 1 s timeout against 5 s CNS tasks, several claims at once: one volume
 // per name, whatever the number of retries.
 func TestImpatientProvisioner(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 5 * time.Second}}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": 5 * time.Second}}})
 	c := newController(t, s)
 	var wg sync.WaitGroup
 	ids := make([]string, 4)
@@ -520,7 +507,7 @@ func TestImpatientProvisioner(t *testing.T) {
 // TestNodeVMGoneWithVolumes (issue 11: "a node VM deleted or powered off
 // with volumes attached lets them be unpublished and published elsewhere").
 func TestNodeVMGoneWithVolumes(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 3})
+	s := simtest.Start(t, sim.Options{NodeVMs: 3})
 	c := newController(t, s)
 	ctx := context.Background()
 	vms := s.NodeVMs()
@@ -563,7 +550,7 @@ func TestNodeVMGoneWithVolumes(t *testing.T) {
 // a state that passes (InvalidState: a host not connected, a VM in
 // migration) is transient: retried with backoff, and the create succeeds.
 func TestVCenterFaultCodes(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	c := newController(t, s)
 	ctx := context.Background()
 	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultNoPermission, Times: 1}); err != nil {
@@ -618,7 +605,7 @@ func TestVCenterFaultCodes(t *testing.T) {
 // and the provisioner then never ask), and a snapshot asked for anyway is
 // FailedPrecondition naming the release that has them; volumes work.
 func TestOlderVCenterRelease(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1, Release: "7.0.2"})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Release: "7.0.2"})
 	c := newController(t, s)
 	ctx := context.Background()
 	if got := c.vc.About().Version; got != "7.0.2" {
@@ -651,7 +638,7 @@ func TestOlderVCenterRelease(t *testing.T) {
 	}
 
 	// The default embedded vCenter is a current release and offers them.
-	s2 := startSim(t, sim.Options{NodeVMs: 1})
+	s2 := simtest.Start(t, sim.Options{NodeVMs: 1})
 	c2 := newController(t, s2)
 	caps, err = c2.d.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{})
 	if err != nil {

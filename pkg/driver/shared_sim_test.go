@@ -15,6 +15,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
@@ -79,7 +80,7 @@ func (c *controller) quiet(d time.Duration) {
 // vCenter; and what CreateSnapshot reads from vCenter does not grow with
 // another cluster's snapshots.
 func TestSnapshotsAreTheClustersOwn(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	a := clusterController(t, s, "cluster-a", nil)
 	b := clusterController(t, s, "cluster-b", nil)
 	ctx := context.Background()
@@ -124,7 +125,7 @@ func TestSnapshotsAreTheClustersOwn(t *testing.T) {
 // three nodes at once answers all three (no Aborted): the guard is per
 // volume and node.
 func TestReadWriteManyPublishedToNodesAtOnce(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 3, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsQueryVolume": 300 * time.Millisecond}}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 3, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsQueryVolume": 300 * time.Millisecond}}})
 	c := clusterController(t, s, "cluster-a", nil)
 	ctx := context.Background()
 	resp, err := c.d.CreateVolume(ctx, rwxReq("pvc-rwx-3", gold))
@@ -166,7 +167,7 @@ func nodeUUIDs(vms []sim.NodeVM) []string {
 // node VM added on a host without it makes it unreachable, and the refusal
 // names that node.
 func TestNodeOnAHostWithoutTheDatastore(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 2, Neighbours: sim.Neighbours{VMs: 60}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2, Neighbours: sim.Neighbours{VMs: 60}})
 	nodes := vcenter.NewNodeSet(nodeUUIDs(s.NodeVMs())...)
 	c := clusterController(t, s, "cluster-a", nodes)
 	ctx := context.Background()
@@ -222,7 +223,7 @@ func TestNodeOnAHostWithoutTheDatastore(t *testing.T) {
 // lists only its own volumes and snapshots; nothing is duplicated, leaked
 // or left attached.
 func TestTwoClustersShareOneVCenter(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 4, Neighbours: sim.Neighbours{VMs: 500, TasksPerMinute: 120, OtherClusterVolumes: 10}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 4, Neighbours: sim.Neighbours{VMs: 500, TasksPerMinute: 120, OtherClusterVolumes: 10}})
 	vms := s.NodeVMs()
 	clusters := map[string]*controller{
 		"cluster-a": clusterController(t, s, "cluster-a", vcenter.StaticNodes(vms[0].UUID, vms[1].UUID)),

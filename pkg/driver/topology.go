@@ -2,11 +2,7 @@ package driver
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"slices"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -37,111 +33,6 @@ func toCSI(seg map[string]string) *csi.Topology {
 	out := &csi.Topology{Segments: map[string]string{}}
 	for k, v := range seg {
 		out.Segments[TopologyKeyPrefix+k] = v
-	}
-	return out
-}
-
-func describeSegment(seg map[string]string) string {
-	keys := make([]string, 0, len(seg))
-	for k := range seg {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+seg[k])
-	}
-	return strings.Join(parts, ",")
-}
-
-// segmentKey tells segments apart: unlike describeSegment, it gives two
-// different segments two different keys even when a value holds "," or
-// "=" (keys and values quoted).
-func segmentKey(seg map[string]string) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(seg)) {
-		b.WriteString(strconv.Quote(k) + "=" + strconv.Quote(seg[k]) + ",")
-	}
-	return b.String()
-}
-
-// matches says whether a datastore or node segment (categories) is in the
-// requested segment (topology keys): every requested key must be one of
-// ours and have the same value.
-func matches(seg map[string]string, want map[string]string) bool {
-	for k, v := range want {
-		cat, ok := strings.CutPrefix(k, TopologyKeyPrefix)
-		if !ok || seg[cat] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// requestedSegments are the accessibility requirement's segments, the
-// preferred ones first (in order), then the other requisite ones.
-func requestedSegments(r *csi.TopologyRequirement) []map[string]string {
-	var out []map[string]string
-	seen := map[string]bool{}
-	for _, t := range append(append([]*csi.Topology(nil), r.GetPreferred()...), r.GetRequisite()...) {
-		k := segmentKey(t.GetSegments())
-		if len(t.GetSegments()) == 0 || seen[k] {
-			continue
-		}
-		seen[k] = true
-		out = append(out, t.GetSegments())
-	}
-	return out
-}
-
-// placeInTopology is place() with topology: without topology it is place()
-// itself. With it, "reachable" means reachable from the node VMs of a
-// segment: the requested segments are tried in order (preferred first) and
-// the first that has a compatible datastore with room wins. Without
-// requirements, any segment will do.
-func (d *Driver) placeInTopology(all []vcenter.Datastore, p volumeParams, size int64) (placement, error) {
-	wanted := requestedSegments(p.topology)
-	if len(d.opts.TopologyCategories) == 0 || len(wanted) == 0 {
-		return place(d.eligible(all, nil), p.PolicyName, p.DatastoreURL, size)
-	}
-	var errs []string
-	for _, want := range wanted {
-		pl, err := place(d.eligible(all, want), p.PolicyName, p.DatastoreURL, size)
-		if err == nil {
-			pl.Why = fmt.Sprintf("in %s: %s", describeSegment(want), pl.Why)
-			return pl, nil
-		}
-		if len(wanted) == 1 {
-			return placement{}, fmt.Errorf("in %s: %w", describeSegment(want), err) // the refusal's kind stays
-		}
-		errs = append(errs, fmt.Sprintf("in %s: %s", describeSegment(want), err))
-	}
-	return placement{}, refuse(vcenter.ErrInsufficientSpace,
-		"no requested topology segment has a datastore for this volume: %s", strings.Join(errs, "; "))
-}
-
-// eligible says, for placement and for capacity alike, which datastores a
-// volume may go to, by setting Reachable: without topology, reachable from
-// every node VM (as the inventory says); with topology, reachable from the
-// node VMs of the segment want, or of any one segment when want is empty.
-func (d *Driver) eligible(all []vcenter.Datastore, want map[string]string) []vcenter.Datastore {
-	if len(d.opts.TopologyCategories) == 0 {
-		return all
-	}
-	out := make([]vcenter.Datastore, len(all))
-	for i, ds := range all {
-		out[i] = ds
-		if len(want) == 0 {
-			out[i].Reachable = ds.Reachable || len(ds.Topology) > 0
-			continue
-		}
-		out[i].Reachable = false
-		out[i].Unreachable = []string{"the node VMs of " + describeSegment(want)}
-		for _, seg := range ds.Topology {
-			if matches(seg, want) {
-				out[i].Reachable, out[i].Unreachable = true, nil
-			}
-		}
 	}
 	return out
 }
@@ -204,14 +95,6 @@ func (d *Driver) checkNodeTopology(ctx context.Context, volumeID string, node vc
 		"volume %s is on datastore %s, accessible in %s; node VM %s is in %s, where that datastore is not reachable: "+
 			"run the pod in the volume's topology (the PV's node affinity says where)",
 		volumeID, dsName, strings.Join(where, " or "), node.Name, orDefault(describeSegment(node.Topology), "no topology segment"))
-}
-
-func describeKeys(seg map[string]string) string {
-	m := map[string]string{}
-	for k, v := range seg {
-		m[strings.TrimPrefix(k, TopologyKeyPrefix)] = v
-	}
-	return describeSegment(m)
 }
 
 // nodeAccessibleTopology is what NodeGetInfo reports.

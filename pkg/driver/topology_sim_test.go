@@ -3,7 +3,6 @@ package driver_test
 import (
 	"context"
 	"maps"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -11,8 +10,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
-	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node/nodetest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
 
@@ -28,13 +28,8 @@ type zoned struct {
 
 func newZoned(t *testing.T) *zoned {
 	t.Helper()
-	skipShort(t, "starts the embedded vCenter")
 	ctx := context.Background()
-	s, err := sim.Start(ctx, sim.Options{Dir: filepath.Join(t.TempDir(), "vc"), NodeVMs: 1, ZoneBNodeVMs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, ZoneBNodeVMs: 1})
 	z := &zoned{env: &env{sim: s}}
 	for _, vm := range s.NodeVMs() {
 		switch vm.Zone {
@@ -44,6 +39,7 @@ func newZoned(t *testing.T) *zoned {
 			z.b = vm
 		}
 	}
+	var err error
 	z.vc, err = vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
 		Thumbprint: s.Thumbprint(), ClusterID: "test-cluster", TopologyCategories: categories,
@@ -152,7 +148,7 @@ func TestNodeGetInfoTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID, NodeTopology: vm.Topology}, nil, node.NewFake(t.TempDir()))
+	n, err := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID, NodeTopology: vm.Topology}, nil, nodetest.NewFake(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +159,7 @@ func TestNodeGetInfoTopology(t *testing.T) {
 	if !maps.Equal(info.GetAccessibleTopology().GetSegments(), segment(sim.ZoneB).GetSegments()) {
 		t.Fatalf("NodeGetInfo topology %v, want zone B", info.GetAccessibleTopology())
 	}
-	plain, _ := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID}, nil, node.NewFake(t.TempDir()))
+	plain, _ := driver.NewDriver(driver.Options{Mode: driver.ModeNode, NodeID: z.b.UUID}, nil, nodetest.NewFake(t.TempDir()))
 	if info, _ := plain.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{}); info.GetAccessibleTopology() != nil {
 		t.Fatalf("topology %v without one learned", info.GetAccessibleTopology())
 	}

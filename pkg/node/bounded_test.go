@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
+	"github.com/vsphere-cns/vsphere-csi/pkg/node/nodetest"
 )
 
 // hungSystem is the fake's system where the calls on the paths in hung
 // block, as they do in the kernel on a hard NFS mount whose server is
 // gone, until release is closed; a lazy unmount never blocks.
 type hungSystem struct {
-	fakeSystem
+	node.System
 	hung    map[string]bool
 	release chan struct{}
 	started atomic.Int32 // blocking calls started
@@ -30,34 +33,37 @@ func (s *hungSystem) block(path string) {
 	}
 }
 
-func (s *hungSystem) statfs(path string) (FSStats, error) {
+func (s *hungSystem) Statfs(path string) (node.FSStats, error) {
 	s.block(path)
-	return FSStats{TotalBytes: 1 << 30}, nil
+	return node.FSStats{TotalBytes: 1 << 30}, nil
 }
 
-func (s *hungSystem) unmount(path string, flags int) error {
+func (s *hungSystem) Unmount(path string, flags int) error {
 	if flags&unix.MNT_DETACH == 0 {
 		s.block(path)
 	}
-	return s.fakeSystem.unmount(path, flags)
+	return s.System.Unmount(path, flags)
 }
 
 // TestHungCallsBounded: statfs calls on a path whose filesystem does not
-// answer return ErrNotResponding instead of hanging, and however many are
+// answer return node.ErrNotResponding instead of hanging, and however many are
 // asked for, one is left waiting; another path is not held up; an NFS
 // unmount ends (lazily) all the same; when the filesystem answers again,
 // the next call does too.
 func TestHungCallsBounded(t *testing.T) {
-	f := NewFake(t.TempDir())
+	sys := &hungSystem{release: make(chan struct{})}
+	m := nodetest.NewFakeWith(t.TempDir(), nodetest.FakeOptions{
+		Mounter:    node.Options{CallWait: 20 * time.Millisecond},
+		WrapSystem: func(fs node.System) node.System { sys.System = fs; return sys },
+	})
 	share, local := filepath.Join(t.TempDir(), "share"), t.TempDir()
 	if err := os.Mkdir(share, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Mounts.Mount("10.0.0.1:/vsanfs/a", share, "nfs4", nil); err != nil {
+	if err := m.Mounts.Mount("10.0.0.1:/vsanfs/a", share, "nfs4", nil); err != nil {
 		t.Fatal(err)
 	}
-	sys := &hungSystem{fakeSystem: fakeSystem{f}, hung: map[string]bool{share: true}, release: make(chan struct{})}
-	m := newMounter(Options{CallWait: 20 * time.Millisecond}, keepOptsMounter{f.Mounts}, fakeExec{f}, sys)
+	sys.hung = map[string]bool{share: true}
 	ctx := context.Background()
 
 	var wg sync.WaitGroup
@@ -65,15 +71,15 @@ func TestHungCallsBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := m.FilesystemStats(ctx, share); !errors.Is(err, ErrNotResponding) {
-				t.Errorf("statfs of the hung share: %v, want ErrNotResponding", err)
+			if _, err := m.FilesystemStats(ctx, share); !errors.Is(err, node.ErrNotResponding) {
+				t.Errorf("statfs of the hung share: %v, want node.ErrNotResponding", err)
 			}
 		}()
 	}
 	wg.Wait()
 	for range 50 {
-		if _, err := m.FilesystemStats(ctx, share); !errors.Is(err, ErrNotResponding) {
-			t.Fatalf("statfs of the hung share: %v, want ErrNotResponding", err)
+		if _, err := m.FilesystemStats(ctx, share); !errors.Is(err, node.ErrNotResponding) {
+			t.Fatalf("statfs of the hung share: %v, want node.ErrNotResponding", err)
 		}
 	}
 	if n := sys.started.Load(); n != 1 {
@@ -98,7 +104,7 @@ func TestHungCallsBounded(t *testing.T) {
 	}
 
 	close(sys.release) // the server is back: the stuck calls return
-	for m.calls.stuck() > 0 {
+	for node.StuckCalls(m.Mounter) > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	if err := os.Mkdir(share, 0o750); err != nil {

@@ -78,14 +78,14 @@ func (m *mounter) checkDevice(link string) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("%w: %s leads nowhere: %v", ErrDeviceNotFound, link, err)
 	}
-	st, err := m.sys.stat(dev)
+	st, err := m.sys.Stat(dev)
 	if err != nil {
 		return Device{}, fmt.Errorf("looking at %s (from %s): %w", dev, link, err)
 	}
-	if !st.isBlock {
+	if !st.IsBlock {
 		return Device{}, fmt.Errorf("%w: %s (from %s)", ErrNotBlockDevice, dev, link)
 	}
-	size, err := m.sys.deviceSize(dev)
+	size, err := m.sys.DeviceSize(dev)
 	if err != nil {
 		return Device{}, fmt.Errorf("reading the size of %s: %w", dev, err)
 	}
@@ -107,14 +107,14 @@ func (m *mounter) rescanHosts() {
 }
 
 func (m *mounter) RescanDevice(ctx context.Context, dev string) (int64, error) {
-	st, err := m.sys.stat(dev)
+	st, err := m.sys.Stat(dev)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("%w: %s", ErrPathNotFound, dev)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("looking at %s: %w", dev, err)
 	}
-	if !st.isBlock {
+	if !st.IsBlock {
 		return 0, fmt.Errorf("%w: %s", ErrNotBlockDevice, dev)
 	}
 	// A SCSI disk re-reads its capacity on "1" to device/rescan; other
@@ -122,9 +122,9 @@ func (m *mounter) RescanDevice(ctx context.Context, dev string) (int64, error) {
 	// Found by device number, this works for a file the device is bound
 	// onto (a raw block volume's target) too.
 	rescan := filepath.Join(m.opts.SysDir, "dev", "block",
-		fmt.Sprintf("%d:%d", unix.Major(st.rdev), unix.Minor(st.rdev)), "device", "rescan")
+		fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)), "device", "rescan")
 	if err := os.WriteFile(rescan, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		klog.V(4).InfoS("Device rescan failed", "file", rescan, "err", err)
 	}
-	return m.sys.deviceSize(dev)
+	return m.sys.DeviceSize(dev)
 }

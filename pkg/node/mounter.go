@@ -44,23 +44,32 @@ func New(opts Options) Mounter {
 	return newMounter(opts, mount.New(""), utilexec.New(), realSystem{})
 }
 
+// NewWith returns the Mounter that works through mnt (mount(8)), ex (the
+// filesystem tools: blkid, mkfs, fsck, resize2fs...) and sys (the kernel's
+// other calls) instead of this machine's: New is NewWith over mount-utils,
+// k8s.io/utils/exec and HostSystem. The fake of pkg/node/nodetest runs the
+// real Mounter's logic this way over stand-ins of its own.
+func NewWith(opts Options, mnt mount.Interface, ex utilexec.Interface, sys System) Mounter {
+	return newMounter(opts, mnt, ex, sys)
+}
+
 // NewMounter is New with the default options.
 func NewMounter() Mounter { return New(Options{}) }
 
 // mounter implements Mounter over mount-utils. Its contact with the kernel
 // beyond mount(8) and the filesystem tools goes through sys, so that the
-// fake can stand in for devices and the mount table.
+// fake (pkg/node/nodetest) can stand in for devices and the mount table.
 type mounter struct {
 	opts   Options
 	mnt    mount.Interface
 	exec   utilexec.Interface
 	sfm    *mount.SafeFormatAndMount
 	resize *mount.ResizeFs
-	sys    system
+	sys    System
 	calls  *pathCalls // the filesystem calls that may block, running now
 }
 
-func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys system) *mounter {
+func newMounter(opts Options, mnt mount.Interface, ex utilexec.Interface, sys System) *mounter {
 	if opts.SysDir == "" {
 		opts.SysDir = "/sys"
 	}
@@ -146,7 +155,7 @@ const growSlack = 1 << 20
 // extNeedsGrow says whether the device is larger than the ext filesystem on
 // it, from the superblock (dumpe2fs -h).
 func (m *mounter) extNeedsGrow(dev string) (bool, error) {
-	size, err := m.sys.deviceSize(dev)
+	size, err := m.sys.DeviceSize(dev)
 	if err != nil {
 		return false, err
 	}
@@ -318,22 +327,22 @@ func (m *mounter) Unmount(target string, removeTarget bool) error {
 }
 
 func (m *mounter) Inspect(path string) (PathInfo, error) {
-	st, err := m.sys.stat(path)
+	st, err := m.sys.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return PathInfo{}, fmt.Errorf("%w: %s", ErrPathNotFound, path)
 	}
 	if err != nil {
 		return PathInfo{}, fmt.Errorf("looking at %s: %w", path, err)
 	}
-	info := PathInfo{IsDir: st.isDir, IsBlockDevice: st.isBlock, DeviceNumber: st.rdev}
-	e, ok, err := m.sys.mountAt(path)
+	info := PathInfo{IsDir: st.IsDir, IsBlockDevice: st.IsBlock, DeviceNumber: st.Rdev}
+	e, ok, err := m.sys.MountAt(path)
 	if err != nil {
 		return PathInfo{}, fmt.Errorf("reading the mount table for %s: %w", path, err)
 	}
 	if ok {
 		info.Mounted = true
-		info.Source, info.FSType, info.MountedDevice = e.source, e.fsType, e.dev
-		info.ReadOnly, info.FSReadOnly = e.readOnly, e.fsReadOnly
+		info.Source, info.FSType, info.MountedDevice = e.Source, e.FSType, e.Dev
+		info.ReadOnly, info.FSReadOnly = e.ReadOnly, e.FSReadOnly
 	}
 	return info, nil
 }
@@ -349,15 +358,15 @@ func (m *mounter) DiskDevices(byIDDir string) (map[uint64]string, error) {
 		if !ok {
 			continue
 		}
-		if st, err := m.sys.stat(filepath.Join(byIDDir, e.Name())); err == nil && st.isBlock {
-			out[st.rdev] = uuid
+		if st, err := m.sys.Stat(filepath.Join(byIDDir, e.Name())); err == nil && st.IsBlock {
+			out[st.Rdev] = uuid
 		}
 	}
 	return out, nil
 }
 
 func (m *mounter) MountRefs(path string) ([]string, error) {
-	refs, err := m.sys.mountRefs(path)
+	refs, err := m.sys.MountRefs(path)
 	if err != nil {
 		return nil, fmt.Errorf("finding the mounts of %s: %w", path, err)
 	}
@@ -365,7 +374,7 @@ func (m *mounter) MountRefs(path string) ([]string, error) {
 }
 
 func (m *mounter) FilesystemStats(ctx context.Context, path string) (FSStats, error) {
-	s, err := bounded(ctx, m.calls, "statfs", filepath.Clean(path), func() (FSStats, error) { return m.sys.statfs(path) })
+	s, err := bounded(ctx, m.calls, "statfs", filepath.Clean(path), func() (FSStats, error) { return m.sys.Statfs(path) })
 	if errors.Is(err, os.ErrNotExist) {
 		return FSStats{}, fmt.Errorf("%w: %s", ErrPathNotFound, path)
 	}
@@ -373,7 +382,7 @@ func (m *mounter) FilesystemStats(ctx context.Context, path string) (FSStats, er
 }
 
 func (m *mounter) DeviceSize(path string) (int64, error) {
-	n, err := m.sys.deviceSize(path)
+	n, err := m.sys.DeviceSize(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("%w: %s", ErrPathNotFound, path)
 	}

@@ -110,7 +110,7 @@ func (m *mounter) MountNFS(source, target, fsType string, readOnly bool, mountFl
 func (m *mounter) UnmountNFS(ctx context.Context, target string, removeTarget bool) error {
 	target = filepath.Clean(target)
 	for range maxStacked {
-		_, mounted, err := m.sys.mountEntry(target)
+		_, mounted, err := m.sys.MountInTable(target)
 		if err != nil {
 			return fmt.Errorf("reading the mount table for %s: %w", target, err)
 		}
@@ -130,14 +130,14 @@ func (m *mounter) UnmountNFS(ctx context.Context, target string, removeTarget bo
 }
 
 func (m *mounter) MountEntry(path string) (PathInfo, error) {
-	e, ok, err := m.sys.mountEntry(filepath.Clean(path))
+	e, ok, err := m.sys.MountInTable(filepath.Clean(path))
 	if err != nil {
 		return PathInfo{}, fmt.Errorf("reading the mount table for %s: %w", path, err)
 	}
 	if !ok {
 		return PathInfo{}, nil
 	}
-	return PathInfo{Mounted: true, Source: e.source, FSType: e.fsType, ReadOnly: e.readOnly, FSReadOnly: e.fsReadOnly}, nil
+	return PathInfo{Mounted: true, Source: e.Source, FSType: e.FSType, ReadOnly: e.ReadOnly, FSReadOnly: e.FSReadOnly}, nil
 }
 
 // networkUnmounts are the ways unmountNetwork tries, in order: plainly
@@ -164,7 +164,7 @@ func (m *mounter) unmountNetwork(ctx context.Context, target string) error {
 			ctx = context.WithoutCancel(ctx) // the last resort, which does not block
 		}
 		_, err := bounded(ctx, m.calls, u.op, target, func() (struct{}, error) {
-			return struct{}{}, m.sys.unmount(target, u.flags)
+			return struct{}{}, m.sys.Unmount(target, u.flags)
 		})
 		switch {
 		case err == nil:

@@ -13,38 +13,48 @@ import (
 	mount "k8s.io/mount-utils"
 )
 
-// system is the mounter's contact with the kernel beyond mount(8) and the
-// filesystem tools: the fake replaces it to stand in for block devices and
-// the mount table.
-type system interface {
-	stat(path string) (statInfo, error)
-	// deviceSize: the size of a block device (or a file one is bound onto).
-	deviceSize(path string) (int64, error)
-	// mountAt: the topmost mount whose mount point is path.
-	mountAt(path string) (mountEntry, bool, error)
-	// mountEntry: the topmost mount whose mount point is path, found in
+// System is the mounter's contact with the kernel beyond mount(8) and the
+// filesystem tools (run through k8s.io/utils/exec): stat, block device
+// sizes, the mount table, statfs and unmount(2). HostSystem is this
+// machine's; NewWith takes another, which is how the fake of
+// pkg/node/nodetest stands in for block devices and the mount table.
+type System interface {
+	Stat(path string) (StatInfo, error)
+	// DeviceSize: the size of a block device (or a file one is bound onto).
+	DeviceSize(path string) (int64, error)
+	// MountAt: the topmost mount whose mount point is path.
+	MountAt(path string) (MountInfo, bool, error)
+	// MountInTable: the topmost mount whose mount point is path, found in
 	// the mount table only: path is not resolved or looked at (nfs.go).
-	mountEntry(path string) (mountEntry, bool, error)
-	statfs(path string) (FSStats, error)
-	// mountRefs: the other mounts of the same part of the same filesystem.
-	mountRefs(path string) ([]string, error)
-	// unmount: the unmount(2) system call, flags MNT_FORCE, MNT_DETACH.
-	unmount(path string, flags int) error
+	MountInTable(path string) (MountInfo, bool, error)
+	Statfs(path string) (FSStats, error)
+	// MountRefs: the other mounts of the same part of the same filesystem.
+	MountRefs(path string) ([]string, error)
+	// Unmount: the unmount(2) system call, flags MNT_FORCE, MNT_DETACH.
+	Unmount(path string, flags int) error
 }
 
-type statInfo struct {
-	isDir, isBlock bool
-	rdev           uint64
+// HostSystem is the System of this machine.
+func HostSystem() System { return realSystem{} }
+
+// StatInfo is what System.Stat says of a path.
+type StatInfo struct {
+	IsDir, IsBlock bool
+	// Rdev is a device node's device number.
+	Rdev uint64
 }
 
-type mountEntry struct {
-	source, fsType       string
-	readOnly, fsReadOnly bool
-	// dev is the device number of the mounted filesystem (mountinfo's
+// MountInfo is one mount of the mount table.
+type MountInfo struct {
+	Source, FSType string
+	// ReadOnly: the mount's own options say ro; FSReadOnly: the
+	// filesystem's (superblock) options do.
+	ReadOnly, FSReadOnly bool
+	// Dev is the device number of the mounted filesystem (mountinfo's
 	// major:minor) when it is on a block device, as it was when mounted,
 	// even if that device is gone since; 0 for the others (tmpfs, NFS,
 	// overlay: major 0, anonymous devices).
-	dev uint64
+	Dev uint64
 }
 
 func blockDev(major, minor int) uint64 {
@@ -56,16 +66,16 @@ func blockDev(major, minor int) uint64 {
 
 type realSystem struct{}
 
-func (realSystem) stat(path string) (statInfo, error) {
+func (realSystem) Stat(path string) (StatInfo, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return statInfo{}, &os.PathError{Op: "stat", Path: path, Err: err}
+		return StatInfo{}, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	mode := st.Mode & unix.S_IFMT
-	return statInfo{isDir: mode == unix.S_IFDIR, isBlock: mode == unix.S_IFBLK, rdev: st.Rdev}, nil
+	return StatInfo{IsDir: mode == unix.S_IFDIR, IsBlock: mode == unix.S_IFBLK, Rdev: st.Rdev}, nil
 }
 
-func (realSystem) deviceSize(path string) (int64, error) {
+func (realSystem) DeviceSize(path string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -86,49 +96,49 @@ func (realSystem) deviceSize(path string) (int64, error) {
 	return n, nil
 }
 
-func (realSystem) mountAt(path string) (mountEntry, bool, error) {
+func (realSystem) MountAt(path string) (MountInfo, bool, error) {
 	abs, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return mountEntry{}, false, err
+		return MountInfo{}, false, err
 	}
 	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
 	if err != nil {
-		return mountEntry{}, false, err
+		return MountInfo{}, false, err
 	}
 	// The last entry for a mount point is the one on top.
 	for _, mi := range slices.Backward(infos) {
 		if mi.MountPoint == abs {
-			return mountEntry{
-				source:     mi.Source,
-				fsType:     mi.FsType,
-				readOnly:   slices.Contains(mi.MountOptions, "ro"),
-				fsReadOnly: slices.Contains(mi.SuperOptions, "ro"),
-				dev:        blockDev(mi.Major, mi.Minor),
+			return MountInfo{
+				Source:     mi.Source,
+				FSType:     mi.FsType,
+				ReadOnly:   slices.Contains(mi.MountOptions, "ro"),
+				FSReadOnly: slices.Contains(mi.SuperOptions, "ro"),
+				Dev:        blockDev(mi.Major, mi.Minor),
 			}, true, nil
 		}
 	}
-	return mountEntry{}, false, nil
+	return MountInfo{}, false, nil
 }
 
-func (realSystem) mountEntry(path string) (mountEntry, bool, error) {
+func (realSystem) MountInTable(path string) (MountInfo, bool, error) {
 	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
 	if err != nil {
-		return mountEntry{}, false, err
+		return MountInfo{}, false, err
 	}
 	for _, mi := range slices.Backward(infos) {
 		if mi.MountPoint == path {
-			return mountEntry{source: mi.Source, fsType: mi.FsType, readOnly: slices.Contains(mi.MountOptions, "ro"),
-				fsReadOnly: slices.Contains(mi.SuperOptions, "ro")}, true, nil
+			return MountInfo{Source: mi.Source, FSType: mi.FsType, ReadOnly: slices.Contains(mi.MountOptions, "ro"),
+				FSReadOnly: slices.Contains(mi.SuperOptions, "ro")}, true, nil
 		}
 	}
-	return mountEntry{}, false, nil
+	return MountInfo{}, false, nil
 }
 
 // mountRefs finds the mount path is in (the one with the longest mount
 // point: mount-utils' SearchMountPoints takes the last one in the table,
 // which is wrong where / is listed after /dev), and returns the other mounts
 // of the same directory or file of the same filesystem: bind mounts of it.
-func (realSystem) mountRefs(path string) ([]string, error) {
+func (realSystem) MountRefs(path string) ([]string, error) {
 	abs, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -161,7 +171,7 @@ func (realSystem) mountRefs(path string) ([]string, error) {
 	return refs, nil
 }
 
-func (realSystem) statfs(path string) (FSStats, error) {
+func (realSystem) Statfs(path string) (FSStats, error) {
 	var s unix.Statfs_t
 	if err := unix.Statfs(path, &s); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -180,7 +190,7 @@ func (realSystem) statfs(path string) (FSStats, error) {
 	}, nil
 }
 
-func (realSystem) unmount(path string, flags int) error {
+func (realSystem) Unmount(path string, flags int) error {
 	if err := unix.Unmount(path, flags); err != nil {
 		return &os.PathError{Op: "unmount", Path: path, Err: err}
 	}

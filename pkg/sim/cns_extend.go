@@ -52,7 +52,7 @@ func (m *volumeManager) extend(vctx *simulator.Context, id string, sizeMB int64)
 	}
 	c := vctx.For(vctx.Map.Path)
 	// The record goes first: a vCenter killed between it and the file
-	// grows the file when it starts again (restore.go), as the extend had
+	// grows the file when it starts again (state_restore.go), as the extend had
 	// promised; the other way round the disk would outgrow its record.
 	m.setSize(id, sizeMB)
 	m.saveVolume(id)

@@ -51,7 +51,7 @@ type volume struct {
 	diskUUID string // backing UUID, "6000C29x-xxxx-…", fixed at creation
 	vm       *types.ManagedObjectReference
 	fcd      types.VStorageObject // the first-class disk, as kept across restarts
-	share    *fileShare           // a file volume's share (files.go); nil for a block volume
+	share    *fileShare           // a file volume's share (vsan_fileshares.go); nil for a block volume
 }
 
 func newVolumeManager(inv *inventory, policies *policyMap, hv hypervisor, b *lab, st *store) *volumeManager {

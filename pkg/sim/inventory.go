@@ -24,7 +24,7 @@ type datastoreSeed struct {
 	capacity int64
 	fsType   string
 	oneHost  bool // mounted on the first host only
-	vsan     bool // its cluster's vSAN datastore (files.go, vsan.go)
+	vsan     bool // its cluster's vSAN datastore (vsan_fileshares.go, vsan_health.go)
 }
 
 // The seeded datastores: three shared ones of different sizes and one that
@@ -61,25 +61,25 @@ type nodeVM struct {
 	ref      types.ManagedObjectReference
 	hostName string // guarded by inventory.nodeMu: a DRS migration moves it (neighbour_tasks.go)
 	byIDDir  string
-	zone     string // the zone tag of its cluster (tags.go), "" for an untagged one
+	zone     string // the zone tag of its cluster (inventory_tags.go), "" for an untagged one
 
-	// What happened to it since it was seeded (vmops.go).
+	// What happened to it since it was seeded (vim_vmops.go).
 	poweredOff, deleted atomicBool
 }
 
 type inventory struct {
 	model     *simulator.Model
-	collector types.ManagedObjectReference // the root PropertyCollector (collector.go)
+	collector types.ManagedObjectReference // the root PropertyCollector (vim_collector.go)
 	dcName    string
 	dc        types.ManagedObjectReference
 
 	datastores []*dsModel
 	dsByRef    map[types.ManagedObjectReference]*dsModel
 	dsByName   map[string]*dsModel
-	hosts      []*hostModel // every host, in cluster order (hosts.go)
+	hosts      []*hostModel // every host, in cluster order (inventory_hosts.go)
 
 	// nodeMu guards nodes, nodeByRef and each node's hostName: AddNodeVM
-	// adds nodes while the vCenter serves (nodes.go).
+	// adds nodes while the vCenter serves (inventory_nodes.go).
 	nodeMu    sync.RWMutex
 	nodes     []*nodeVM
 	nodeByRef map[types.ManagedObjectReference]*nodeVM
@@ -88,7 +88,7 @@ type inventory struct {
 	// when none): unrelated VMs, the workload cluster (neighbour_inventory.go).
 	neighbours *neighbourInventory
 
-	// The zones (tags.go): the first cluster is zone A, zoneB the second.
+	// The zones (inventory_tags.go): the first cluster is zone A, zoneB the second.
 	zoneA, zoneB types.ManagedObjectReference
 	zoneBCluster *simulator.ClusterComputeResource
 

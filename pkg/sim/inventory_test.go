@@ -80,7 +80,7 @@ func TestInventory(t *testing.T) {
 	}{
 		"vsanDatastore": {2 << 40, 2<<40 - DefaultNodeVMs*osDiskKB*1024, 3}, "nfs-gold": {500 << 30, 500 << 30, 3},
 		"silver-ds": {1 << 40, 1 << 40, 3}, "local-ds-0": {200 << 30, 200 << 30, 1},
-		"zone-b-ds": {1 << 40, 1 << 40, 2}, // zone B's own (tags.go)
+		"zone-b-ds": {1 << 40, 1 << 40, 2}, // zone B's own (inventory_tags.go)
 	}
 	var dss []mo.Datastore
 	dsList, err := finder.DatastoreList(ctx, "*")

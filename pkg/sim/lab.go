@@ -14,7 +14,7 @@ import (
 )
 
 // The fault laboratory's controls on a running embedded vCenter; the same
-// are served over HTTP by Runner.Handler (control.go).
+// are served over HTTP by Runner.Handler (lab_control.go).
 
 // SetLatency changes how long calls and tasks take from now on (tasks
 // already running keep theirs).

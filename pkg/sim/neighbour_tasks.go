@@ -12,11 +12,11 @@ import (
 
 // The neighbours' VM tasks, and what a real vCenter shows for each
 // (TaskInfo's name, descriptionId, reason, entity; how long it runs).
-// Every one runs through the lab's startTask (tasks.go): running, its
+// Every one runs through the lab's startTask (vim_tasks.go): running, its
 // progress moving, its effect at completion, holding its VM in the
 // per-VM reconfiguration queue for its whole run, as vCenter holds a VM
 // it migrates, snapshots or powers. Its duration is its method's figure
-// in Realistic (latency.go) spread by ±50% from the seeded source,
+// in Realistic (lab_latency.go) spread by ±50% from the seeded source,
 // whatever the lab's latency: they exist to overlap with ours.
 //
 //   - DRS migration: info.name unset (TaskInfo.name "is not set for

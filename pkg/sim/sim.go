@@ -1,9 +1,3 @@
-// Package sim is the embedded vCenter: govmomi's simulator (vcsim) with the
-// parts the CSI driver depends on made faithful: a seeded inventory, finite
-// datastores with capacity accounting, policy-aware SPBM placement, a CNS
-// volume manager of our own (real attach through ReconfigVM, per-disk UUIDs,
-// paging cursors, faults instead of panics) and an optional node-side
-// "hypervisor" that turns an attach into a loop device with a by-id link.
 package sim
 
 import (
@@ -62,14 +56,14 @@ type Options struct {
 	Dir     string
 	Listen  string // "127.0.0.1:0" default; with port 0 a restart takes the address it had
 	NodeVMs int    // number of node VMs, default 3 (or as kept in Dir)
-	// ZoneBNodeVMs is the number of node VMs in zone B (tags.go), default
+	// ZoneBNodeVMs is the number of node VMs in zone B (inventory_tags.go), default
 	// 0: the node VMs above are in zone A.
 	ZoneBNodeVMs int
 	Hypervisor   bool   // node side: attach -> loop device + by-id link (needs root)
 	ByIDRoot     string // node VM i's by-id dir is ByIDRoot/<vm name>; default Dir/by-id
 	Username     string // default DefaultUsername
 	Password     string // default DefaultPassword
-	// Latency is how long calls and tasks take (latency.go); zero: at once.
+	// Latency is how long calls and tasks take (lab_latency.go); zero: at once.
 	Latency Latency
 	// NFSAddress is the IP address the vSAN file shares are served on
 	// (port 2049), e.g. a node address that other network namespaces
@@ -77,10 +71,10 @@ type Options struct {
 	NFSAddress string
 	// Neighbours make it a shared vCenter: unrelated VMs, a workload
 	// cluster, background tasks that are not ours, another Kubernetes
-	// cluster's volumes (neighbours.go). The zero value: none.
+	// cluster's volumes (neighbour.go). The zero value: none.
 	Neighbours Neighbours
 	// Release is the vCenter release it says it is and answers as: a CNS
-	// method that release lacks is MethodNotFound (release.go). ""
+	// method that release lacks is MethodNotFound (server_release.go). ""
 	// = DefaultRelease.
 	Release string
 }
@@ -94,7 +88,7 @@ type NodeVM struct {
 	Host    string // name of the host it runs on (a DRS migration moves it)
 	Ref     string // managed object ID, e.g. "vm-42"
 	Zone    string // the k8s-zone tag of its host's cluster: ZoneA, ZoneB, "" for an untagged one
-	State   string // "poweredOn", "poweredOff" or "deleted" (vmops.go)
+	State   string // "poweredOn", "poweredOff" or "deleted" (vim_vmops.go)
 }
 
 // DatastoreInfo describes a seeded datastore.
@@ -117,7 +111,7 @@ type Sim struct {
 	model *simulator.Model
 	wire  *wire
 	url   *url.URL
-	cert  atomic.Pointer[serverCert] // what the server presents (tls.go)
+	cert  atomic.Pointer[serverCert] // what the server presents (server_tls.go)
 
 	inv      *inventory
 	policies *policyMap
@@ -128,14 +122,14 @@ type Sim struct {
 	lab      *lab // latency, faults, events
 	store    *store
 
-	nb    *neighbourhood // nil without neighbours (neighbours.go)
-	addMu sync.Mutex     // one AddNodeVM at a time (nodes.go)
+	nb    *neighbourhood // nil without neighbours (neighbour.go)
+	addMu sync.Mutex     // one AddNodeVM at a time (inventory_nodes.go)
 
 	creds    atomic.Pointer[credentials]
 	syncDone chan struct{}
 	fcdMu    sync.Mutex
 	keptFCDs map[string]fcdRecord // what syncFCDsOnce last wrote
-	repairs  int                  // kept records that needed repair at Start (restore.go)
+	repairs  int                  // kept records that needed repair at Start (state_restore.go)
 
 	stopOnce  sync.Once
 	closeOnce sync.Once

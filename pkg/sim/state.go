@@ -199,7 +199,7 @@ type volumeRecord struct {
 	FCD       types.VStorageObject `json:"fcd"`
 	CNS       cnstypes.CnsVolume   `json:"cns"`
 	MaxTask   int64                `json:"maxTask"`
-	Share     *shareRecord         `json:"share,omitempty"` // a file volume's share (files.go)
+	Share     *shareRecord         `json:"share,omitempty"` // a file volume's share (vsan_fileshares.go)
 }
 
 // snapshotRecord is a CNS snapshot as kept across restarts.

@@ -26,6 +26,7 @@ import (
 	"github.com/vmware/govmomi/vslm"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/syncer"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter"
 )
@@ -58,31 +59,11 @@ func (c *calls) get(method string) int {
 	return c.n[method]
 }
 
-func skipShort(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts the embedded vCenter (a real SOAP server and its state dir): not in -short (make unit); make test runs it")
-	}
-}
-
 type env struct {
 	sim   *sim.Sim
 	vc    vcenter.Client
 	calls *calls
 	kube  *fake.Clientset
-}
-
-func startSim(t *testing.T) *sim.Sim {
-	t.Helper()
-	skipShort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{NodeVMs: 2, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
 }
 
 func connect(t *testing.T, s *sim.Sim, clusterID string) (vcenter.Client, *calls) {
@@ -102,7 +83,7 @@ func connect(t *testing.T, s *sim.Sim, clusterID string) (vcenter.Client, *calls
 }
 
 func newEnv(t *testing.T) *env {
-	s := startSim(t)
+	s := simtest.Start(t, sim.Options{NodeVMs: 2})
 	vc, c := connect(t, s, "cluster-a")
 	return &env{sim: s, vc: vc, calls: c, kube: fake.NewClientset()}
 }

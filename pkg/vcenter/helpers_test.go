@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 	"github.com/vsphere-cns/vsphere-csi/pkg/vcenter/rtcount"
 )
 
@@ -82,19 +83,6 @@ type testEnv struct {
 	counted map[string]bool
 }
 
-func startSim(t testing.TB, nodeVMs int) *sim.Sim {
-	t.Helper()
-	skipShort(t, "starts the embedded vCenter")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{NodeVMs: nodeVMs, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("sim.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 func simOptions(s *sim.Sim) Options {
 	return Options{
 		Host:        s.Host(),
@@ -111,7 +99,7 @@ func simOptions(s *sim.Sim) Options {
 // newEnv starts a simulator and a client on it; tweak adjusts the options.
 func newEnv(t testing.TB, nodeVMs int, tweak func(*Options)) *testEnv {
 	t.Helper()
-	s := startSim(t, nodeVMs)
+	s := simtest.Start(t, sim.Options{NodeVMs: nodeVMs})
 	return connectEnv(t, s, tweak)
 }
 
@@ -178,13 +166,4 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
-}
-
-// skipShort skips a test that is not in the fast tier (`make unit`,
-// go test -short), saying why.
-func skipShort(t testing.TB, why string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip(why + ": not in -short (make unit); make test runs it")
-	}
 }

@@ -1,29 +1,14 @@
 package vcenter
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
-
-// startSimWith starts an embedded vCenter with these options.
-func startSimWith(t testing.TB, opts sim.Options) *sim.Sim {
-	t.Helper()
-	skipShort(t, "starts the embedded vCenter")
-	opts.Dir = t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := sim.Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("sim.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
 
 // vmsByPrefix are the seeded node VMs whose names start with prefix.
 func vmsByPrefix(s *sim.Sim, prefix string) []sim.NodeVM {
@@ -79,7 +64,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // naming it; when it leaves, reachable again. Without a node source every
 // VM counts (the plain vCenter's rule).
 func TestOnlyTheClustersNodesCount(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 2, ZoneBNodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2, ZoneBNodeVMs: 1})
 	zoneA, zoneB := vmsByPrefix(s, "k8s-node-"), vmsByPrefix(s, "k8s-node-b-")
 	zoneA = slices.DeleteFunc(zoneA, func(vm sim.NodeVM) bool { return strings.HasPrefix(vm.Name, "k8s-node-b-") })
 	if len(zoneA) != 2 || len(zoneB) != 1 {
@@ -127,7 +112,7 @@ func TestOnlyTheClustersNodesCount(t *testing.T) {
 // CSINode is gone) whose VM still has a disk attached; the detach that
 // follows must take the disk off the VM, not call it gone.
 func TestDetachFromAVMThatIsNoLongerANode(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 2})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2})
 	vms := s.NodeVMs()
 	nodes := NewNodeSet(uuidsOf(vms)...)
 	e := connectEnv(t, s, func(o *Options) { o.Nodes = nodes })
@@ -166,7 +151,7 @@ func TestDetachFromAVMThatIsNoLongerANode(t *testing.T) {
 // TestNodeWithoutVM: a node whose BIOS UUID names no VM counts for nothing
 // (logged), and the others still work.
 func TestNodeWithoutVM(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	nodes := NewNodeSet(s.NodeVMs()[0].UUID, "42000000-0000-0000-0000-0000000000ff")
 	e := connectEnv(t, s, func(o *Options) { o.Nodes = nodes })
 	if got := len(e.c.nodes.nodeRefs()); got != 1 {
@@ -181,7 +166,7 @@ func TestNodeWithoutVM(t *testing.T) {
 // controller started before any node plugin registered), no datastore is
 // reachable, and the reason says so; once a node comes, they are.
 func TestNoNodeKnownYet(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 1})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	nodes := NewNodeSet()
 	e := connectEnv(t, s, func(o *Options) { o.Nodes = nodes })
 	if d := datastore(t, e.c, "nfs-gold"); d.Reachable || len(d.Unreachable) != 1 || !strings.Contains(d.Unreachable[0], "none known yet") {

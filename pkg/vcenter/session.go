@@ -43,7 +43,7 @@ type conn struct {
 	vim *vim25.Client // RoundTripper: the full chain
 	cns *cns.Client
 	pbm *pbm.Client
-	// vsan is the vSAN health endpoint (File Service state; files.go).
+	// vsan is the vSAN health endpoint (File Service state; file_volumes.go).
 	vsan soap.RoundTripper
 	// sm logs in and out over the chain without re-login.
 	sm *session.Manager

@@ -6,10 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 func TestNewRefusesBadCredentialsAndTLS(t *testing.T) {
-	s := startSim(t, 3)
+	s := simtest.Start(t, sim.Options{NodeVMs: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 // slowTasks is a latency model where the tasks these tests race take long
@@ -97,7 +98,7 @@ func goCreate(t testing.TB, wg *sync.WaitGroup, e *testEnv, name string, ds []st
 // detach waits for none of those, but for another controller's attach to
 // the same VM.
 func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 2, Latency: slowTasks()})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2, Latency: slowTasks()})
 	a, replica, other := clusterEnv(t, s, "cluster-a"), clusterEnv(t, s, "cluster-a"), clusterEnv(t, s, "cluster-b")
 	ctx := ctxT(t)
 	ds := placeable(t, a.c, "")
@@ -206,7 +207,7 @@ func TestOnlyThisClustersTasksOnTheSameObjectAreInDoubt(t *testing.T) {
 // driver's user that could have made the object is in doubt (the safe
 // side); one of another kind is not.
 func TestTasksWithoutOperationIDs(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 1, Latency: slowTasks()})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Latency: slowTasks()})
 	a := clusterEnv(t, s, "cluster-a")
 	ctx := ctxT(t)
 	ds := placeable(t, a.c, "")
@@ -257,7 +258,7 @@ func countNamed(s *sim.Sim, name string) int {
 // migration, a 60 s Storage vMotion by the driver's own user and another
 // cluster's 60 s create run wait for none of them.
 func TestNeighboursTasksAreNotWaitedFor(t *testing.T) {
-	s := startSimWith(t, sim.Options{NodeVMs: 2, Neighbours: sim.Neighbours{VMs: 20, OtherClusterVolumes: 2}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 2, Neighbours: sim.Neighbours{VMs: 20, OtherClusterVolumes: 2}})
 	nodes := NewNodeSet(uuidsOf(s.NodeVMs())...)
 	e := connectEnv(t, s, func(o *Options) { o.ClusterID = "cluster-a"; o.Nodes = nodes })
 	ctx := ctxT(t)

@@ -1,32 +1,18 @@
 package vcenter
 
 import (
-	"context"
 	"maps"
 	"testing"
-	"time"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
-
-func startZonedSim(t testing.TB) *sim.Sim {
-	skipShort(t, "starts the embedded vCenter")
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{NodeVMs: 2, ZoneBNodeVMs: 1, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("sim.Start: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
 
 // TestTopologyFromTags: node VMs get their host's segment from the tags on
 // its cluster (zone) and datacenter (region); each datastore is reachable
 // in the zone whose hosts mount it; no tag lookup per request.
 func TestTopologyFromTags(t *testing.T) {
-	s := startZonedSim(t)
+	s := simtest.Start(t, sim.Options{NodeVMs: 2, ZoneBNodeVMs: 1})
 	e := connectEnv(t, s, func(o *Options) { o.TopologyCategories = []string{sim.RegionCategory, sim.ZoneCategory} })
 	ctx := ctxT(t)
 	for _, vm := range s.NodeVMs() {

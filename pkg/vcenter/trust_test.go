@@ -11,6 +11,9 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	"k8s.io/klog/v2"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 // writeCA replaces the CA file at once, as the kubelet updates a mounted
@@ -33,7 +36,7 @@ func writeCA(t *testing.T, path string, pem []byte) {
 // trust the certificate, until the file holds CA2; then its calls and its
 // inventory watch work again, without a new client.
 func TestCARotationWithoutRestart(t *testing.T) {
-	s := startSim(t, 1)
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	ca1, err := s.ReissueCertificate()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +85,7 @@ func TestCAFileRoots(t *testing.T) {
 	if _, err := f.roots(); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Fatalf("no certificate: %v", err)
 	}
-	s := startSim(t, 0)
+	s := simtest.Start(t, sim.Options{NodeVMs: 0})
 	writeCA(t, path, s.CAPEM())
 	first, err := f.roots()
 	if err != nil {
@@ -139,7 +142,7 @@ func TestInsecureWarning(t *testing.T) {
 // TestInsecureWarningLoggedAtConnect: connecting with insecure-flag and
 // nothing pinned logs the warning, once.
 func TestInsecureWarningLoggedAtConnect(t *testing.T) {
-	s := startSim(t, 1)
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	var mu sync.Mutex
 	var lines []string
 	klog.SetLogger(funcr.New(func(prefix, args string) {

@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	cnstypes "github.com/vmware/govmomi/cns/types"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 // TestFileShareTargetsAndDistribution: csi-vsphere.conf keys of the
@@ -14,7 +17,7 @@ import (
 // (the reason says which key), cluster-distribution is recorded on the
 // volume's container cluster, where the vSphere Client shows it.
 func TestFileShareTargetsAndDistribution(t *testing.T) {
-	s := startSim(t, 1)
+	s := simtest.Start(t, sim.Options{NodeVMs: 1})
 	ctx := ctxT(t)
 	elsewhere := connectEnv(t, s, func(o *Options) { o.FileShareClusters = []string{"another-cluster"} })
 	why, err := elsewhere.c.FileShareSupport(ctx, true)

@@ -33,7 +33,7 @@ type Client interface {
 	// FileShareSupport says, per datastore ID, whether vSAN File Service
 	// can put a file volume's share there ("") or why not (not vSAN, File
 	// Service off on its cluster). Read when asked and kept a minute;
-	// fresh reads it again now (files.go).
+	// fresh reads it again now (file_volumes.go).
 	FileShareSupport(ctx context.Context, fresh bool) (map[string]string, error)
 
 	// CreateVolume creates a VMDK-backed CNS block volume (or, with
@@ -151,7 +151,7 @@ type CreateSpec struct {
 	// What the provisioner passed (--extra-create-metadata); may be empty.
 	PVCName, PVCNamespace, PVName string
 	// File, when set, makes a file volume (a vSAN file share that nodes
-	// mount over NFS) instead of a block volume (files.go).
+	// mount over NFS) instead of a block volume (file_volumes.go).
 	File *FileSpec
 	// SourceVolumeID and SourceSnapshotID, when set, make the volume a
 	// full copy of that snapshot (CnsSnapshotVolumeSource); a

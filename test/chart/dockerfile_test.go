@@ -199,8 +199,12 @@ func makefileBuild(t *testing.T) (string, bool) {
 	return build, true
 }
 
+// simulatorTag is the build tag that compiles the embedded vCenter into vsphere-csi
+// (--simulator): `make build` sets it for development, the image leaves it out.
+const simulatorTag = "-tags=simulator"
+
 // TestDockerfileBuildMatchesMakefile: the image's binary is built exactly as `make build`
-// builds it: static, trimmed, version injected.
+// builds it (static, trimmed, version injected), but without the embedded vCenter.
 func TestDockerfileBuildMatchesMakefile(t *testing.T) {
 	var dockerBuild string
 	for _, in := range readDockerfile(t) {
@@ -230,6 +234,10 @@ func TestDockerfileBuildMatchesMakefile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if slices.Contains(d.flags, simulatorTag) {
+		t.Errorf("the Dockerfile builds with %s: the image must not hold the embedded vCenter", simulatorTag)
+	}
+	m.flags = slices.DeleteFunc(m.flags, func(f string) bool { return f == simulatorTag })
 	if fmt.Sprint(d) != fmt.Sprint(m) {
 		t.Errorf("Dockerfile builds\n\t%s\nbut make builds\n\t%s\n(parsed: %+v vs %+v)", dockerBuild, ref, d, m)
 	}

@@ -84,7 +84,7 @@ type lab struct {
 	faults  faultSet
 	events  eventLog
 	vmQueue keyedMutex // one reconfiguration per VM at a time
-	release release    // the vCenter release it answers as (release.go); set once at Start
+	release release    // the vCenter release it answers as (server_release.go); set once at Start
 
 	mu      sync.Mutex
 	stopped bool
@@ -92,10 +92,10 @@ type lab struct {
 	stop    chan struct{} // closed when the vCenter stops
 	tasks   sync.WaitGroup
 
-	requests atomic.Int64 // SOAP requests answered (seed.go: Requests)
+	requests atomic.Int64 // SOAP requests answered (cns_seed.go: Requests)
 
 	// internal makes an in-process client that faults and latency do not
-	// apply to (vmtasks.go); set once at Start.
+	// apply to (vim_vmtasks.go); set once at Start.
 	internal func(ctx context.Context) (context.Context, *vim25.Client, error)
 
 	// maxTask is the highest task number handed out: persisted so that a

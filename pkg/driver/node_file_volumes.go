@@ -13,7 +13,7 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 )
 
-// The node side of file volumes (files.go): no staging, no device; each
+// The node side of file volumes (file_volumes.go): no staging, no device; each
 // target is an NFS mount of the share's access point. The node plugin
 // needs no vCenter for it: the access point comes in the publish context.
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
 	"github.com/vsphere-cns/vsphere-csi/pkg/sim"
+	"github.com/vsphere-cns/vsphere-csi/pkg/sim/simtest"
 )
 
 func rwxCaps() []*csi.VolumeCapability {
@@ -259,7 +260,7 @@ func TestPublishFileVolume(t *testing.T) {
 // TestLostReplyOfFileCreateMakesOneShare: the reliability promise holds for
 // file volumes: the answer to CnsCreateVolume lost, one share.
 func TestLostReplyOfFileCreateMakesOneShare(t *testing.T) {
-	s := startSim(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": time.Second}}})
+	s := simtest.Start(t, sim.Options{NodeVMs: 1, Latency: sim.Latency{Methods: map[string]time.Duration{"CnsCreateVolume": time.Second}}})
 	c := newController(t, s)
 	if _, err := s.InjectFault(sim.FaultRule{Method: "CnsCreateVolume", Fault: sim.FaultLostReply, Times: 1}); err != nil {
 		t.Fatal(err)

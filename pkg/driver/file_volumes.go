@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -114,82 +113,6 @@ func (d *Driver) createFileVolume(ctx context.Context, name string, p volumePara
 	return vol, err
 }
 
-// noFileDatastore is the refusal of a file volume no datastore can hold,
-// with each datastore and why.
-func noFileDatastore(p volumeParams, refusals []string) error {
-	return status.Errorf(codes.FailedPrecondition,
-		"no datastore can hold a ReadWriteMany (file) volume: vSAN File Service puts file shares on a vSAN datastore "+
-			"of a cluster where File Service is enabled%s%s. Considered: %s",
-		andPolicy(p.PolicyName), andTopology(p), orDefault(strings.Join(refusals, "; "), "no datastores"))
-}
-
-func andPolicy(policy string) string {
-	if policy == "" {
-		return ""
-	}
-	return fmt.Sprintf(", compatible with storage policy %q", policy)
-}
-
-func andTopology(p volumeParams) string {
-	s := ", reachable from the node VMs"
-	if segs := requestedSegments(p.topology); len(segs) > 0 {
-		var names []string
-		for _, seg := range segs {
-			names = append(names, describeKeys(seg))
-		}
-		s += " of " + strings.Join(names, " or ")
-	}
-	if p.DatastoreURL != "" {
-		s += ", and the StorageClass's datastoreurl " + p.DatastoreURL
-	}
-	return s
-}
-
-// fileDatastores splits the datastores into those that can hold a file
-// share (File Service on their vSAN cluster) and, for every one that can't
-// hold this volume, why not: File Service, the policy, the topology or the
-// StorageClass's datastoreurl, in that order.
-func (d *Driver) fileDatastores(all []vcenter.Datastore, support map[string]string, p volumeParams) ([]vcenter.Datastore, []string) {
-	segs := requestedSegments(p.topology)
-	if len(d.opts.TopologyCategories) == 0 || len(segs) == 0 {
-		segs = []map[string]string{nil}
-	}
-	var capable []vcenter.Datastore
-	var refusals []string
-	for _, ds := range all {
-		why, known := support[ds.ID]
-		if !known {
-			why = "vCenter did not say whether it can hold file shares"
-		}
-		if why == "" {
-			capable = append(capable, ds)
-		}
-		reachable := false
-		for _, seg := range segs {
-			if d.eligible([]vcenter.Datastore{ds}, seg)[0].Reachable {
-				reachable = true
-			}
-		}
-		switch {
-		case why != "":
-		case p.PolicyName != "" && !ds.Compatible:
-			why = fmt.Sprintf("not compatible with storage policy %q (%s)", p.PolicyName, orDefault(ds.Incompatible, "SPBM rejected it"))
-		case !reachable:
-			why = "not reachable from the node VMs"
-			if len(ds.Unreachable) > 0 {
-				why += " (not mounted for " + strings.Join(ds.Unreachable, ", ") + ")"
-			}
-		case p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL):
-			why = "not the StorageClass's datastoreurl"
-		default:
-			continue
-		}
-		refusals = append(refusals, fmt.Sprintf("%s: %s", ds.Name, why))
-	}
-	sort.Strings(refusals)
-	return capable, refusals
-}
-
 // policy resolves a storage policy name (none: the zero Policy).
 func (d *Driver) policy(ctx context.Context, name string) (vcenter.Policy, error) {
 	if name == "" {
@@ -290,24 +213,4 @@ func (p *publications) of(volID string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// fileCapacity is GetCapacity for file volumes: the free space of the
-// datastores that can hold a file share, as placement would use them.
-func (d *Driver) fileCapacity(ctx context.Context, all []vcenter.Datastore, p volumeParams, segment map[string]string) (total, largest int64, err error) {
-	support, err := d.vc.FileShareSupport(ctx, false)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, ds := range d.eligible(all, segment) {
-		if support[ds.ID] != "" || !usable(ds, p.PolicyName) || (p.DatastoreURL != "" && !sameURL(ds.URL, p.DatastoreURL)) {
-			continue
-		}
-		if _, known := support[ds.ID]; !known {
-			continue
-		}
-		total += ds.FreeBytes
-		largest = max(largest, ds.FreeBytes)
-	}
-	return total, largest, nil
 }

@@ -19,7 +19,7 @@ import (
 // A real vCenter answers a *_Task call at once with a running task whose
 // progress moves, records who started it (the session's user, the
 // caller's operationID as info.activationId), and makes the change only
-// when the task completes. vmTaskMethods are run that way (tasks.go,
+// when the task completes. vmTaskMethods are run that way (vim_tasks.go,
 // startTask): the call answers with a task of ours; when its time (the
 // method's latency) is up, the simulator's method is called in-process and
 // its own task, done at once, gives the outcome, and is then dropped from

@@ -1,4 +1,7 @@
-package node
+// Package nodetest is the fake node.Mounter for unit tests of the node
+// service (pkg/driver) and of pkg/node itself: the real Mounter's logic
+// (node.NewWith) over stand-ins for the machine.
+package nodetest
 
 import (
 	"context"
@@ -14,6 +17,8 @@ import (
 	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
 	testingexec "k8s.io/utils/exec/testing"
+
+	"github.com/vsphere-cns/vsphere-csi/pkg/node"
 )
 
 // Fake is a Mounter for unit tests of the node service, without root: the
@@ -23,7 +28,7 @@ import (
 // disks. A disk's device node is a plain file under the fake's root, found
 // through a real wwn-0x link in ByIDDir().
 type Fake struct {
-	*mounter
+	node.Mounter
 	// Mounts is the fake mount table (mount-utils' FakeMounter).
 	Mounts *mount.FakeMounter
 
@@ -60,17 +65,44 @@ type FakeDisk struct {
 
 // NewFake makes a Fake whose devices, links and sysfs live under root
 // (give it t.TempDir()). It waits 200 ms for a missing device.
-func NewFake(root string) *Fake {
+func NewFake(root string) *Fake { return NewFakeWith(root, FakeOptions{}) }
+
+// FakeOptions change a Fake.
+type FakeOptions struct {
+	// Mounter are the options of the Mounter over the fake; SysDir is the
+	// fake's own; DeviceWait 0 means 200 ms, PollInterval 0 20 ms.
+	Mounter node.Options
+	// WrapSystem, when set, stands between the Mounter and the fake's
+	// System: a test makes some calls hang, say.
+	WrapSystem func(node.System) node.System
+}
+
+// NewFakeWith is NewFake with options.
+func NewFakeWith(root string, o FakeOptions) *Fake {
 	f := &Fake{root: root, disks: map[string]*FakeDisk{}, gone: map[string]uint64{}, Mounts: mount.NewFakeMounter(nil)}
 	for _, d := range []string{"dev", "by-id", "sys"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			panic(err)
 		}
 	}
-	opts := Options{SysDir: filepath.Join(root, "sys"), DeviceWait: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond}
-	f.mounter = newMounter(opts, keepOptsMounter{f.Mounts}, fakeExec{f}, fakeSystem{f})
+	opts := o.Mounter
+	opts.SysDir = f.SysDir()
+	if opts.DeviceWait <= 0 {
+		opts.DeviceWait = 200 * time.Millisecond
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 20 * time.Millisecond
+	}
+	var sys node.System = fakeSystem{f}
+	if o.WrapSystem != nil {
+		sys = o.WrapSystem(sys)
+	}
+	f.Mounter = node.NewWith(opts, keepOptsMounter{f.Mounts}, fakeExec{f}, sys)
 	return f
 }
+
+// SysDir is the fake's sysfs directory (where SCSI rescans write).
+func (f *Fake) SysDir() string { return filepath.Join(f.root, "sys") }
 
 // ByIDDir is the fake's by-id directory.
 func (f *Fake) ByIDDir() string { return filepath.Join(f.root, "by-id") }
@@ -78,7 +110,7 @@ func (f *Fake) ByIDDir() string { return filepath.Join(f.root, "by-id") }
 // AddDisk attaches a blank disk of that size: a device file and its
 // wwn-0x link.
 func (f *Fake) AddDisk(uuid string, size int64) FakeDisk {
-	id, err := NormalizeDiskUUID(uuid)
+	id, err := node.NormalizeDiskUUID(uuid)
 	if err != nil {
 		panic(err)
 	}
@@ -89,7 +121,7 @@ func (f *Fake) AddDisk(uuid string, size int64) FakeDisk {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		panic(err)
 	}
-	if err := os.Symlink(path, DeviceLink(f.ByIDDir(), id)); err != nil {
+	if err := os.Symlink(path, node.DeviceLink(f.ByIDDir(), id)); err != nil {
 		panic(err)
 	}
 	d := &FakeDisk{UUID: id, Path: path, Size: size, rdev: uint64(8<<8 | 16 + n)}
@@ -119,7 +151,7 @@ func (f *Fake) Commands() []string {
 }
 
 func (f *Fake) diskByUUID(uuid string) *FakeDisk {
-	id, _ := NormalizeDiskUUID(uuid)
+	id, _ := node.NormalizeDiskUUID(uuid)
 	for _, d := range f.disks {
 		if d.UUID == id {
 			return d
@@ -210,7 +242,7 @@ func (f *Fake) ReplaceDevice(uuid string) FakeDisk {
 	if err := os.Rename(old, d.Path); err != nil {
 		panic(err)
 	}
-	link := DeviceLink(f.ByIDDir(), d.UUID)
+	link := node.DeviceLink(f.ByIDDir(), d.UUID)
 	if err := os.Remove(link); err != nil {
 		panic(err)
 	}
@@ -253,20 +285,20 @@ func (m keepOptsMounter) Unmount(target string) error {
 
 type fakeSystem struct{ f *Fake }
 
-func (s fakeSystem) stat(path string) (statInfo, error) {
+func (s fakeSystem) Stat(path string) (node.StatInfo, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return statInfo{}, err
+		return node.StatInfo{}, err
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if d := s.f.diskAt(path); d != nil && !st.IsDir() {
-		return statInfo{isBlock: true, rdev: d.rdev}, nil
+		return node.StatInfo{IsBlock: true, Rdev: d.rdev}, nil
 	}
-	return statInfo{isDir: st.IsDir()}, nil
+	return node.StatInfo{IsDir: st.IsDir()}, nil
 }
 
-func (s fakeSystem) deviceSize(path string) (int64, error) {
+func (s fakeSystem) DeviceSize(path string) (int64, error) {
 	if _, err := os.Stat(path); err != nil {
 		return 0, err
 	}
@@ -275,72 +307,72 @@ func (s fakeSystem) deviceSize(path string) (int64, error) {
 	if d := s.f.diskAt(path); d != nil {
 		return d.Size, nil
 	}
-	return 0, fmt.Errorf("%w: %s", ErrNotBlockDevice, path)
+	return 0, fmt.Errorf("%w: %s", node.ErrNotBlockDevice, path)
 }
 
-func (s fakeSystem) mountAt(path string) (mountEntry, bool, error) {
+func (s fakeSystem) MountAt(path string) (node.MountInfo, bool, error) {
 	if _, err := os.Stat(path); err != nil {
-		return mountEntry{}, false, err
+		return node.MountInfo{}, false, err
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	mp, ok := s.f.mountOf(path)
 	if !ok {
-		return mountEntry{}, false, nil
+		return node.MountInfo{}, false, nil
 	}
-	e := mountEntry{source: mp.Device, fsType: mp.Type, readOnly: slices.Contains(mp.Opts, "ro"), dev: s.f.devOf(mp)}
+	e := node.MountInfo{Source: mp.Device, FSType: mp.Type, ReadOnly: slices.Contains(mp.Opts, "ro"), Dev: s.f.devOf(mp)}
 	if d := s.f.disks[mp.Device]; d != nil {
 		// As in mountinfo: a filesystem gone read-only shows in the
 		// superblock options, the mount's own options stay as they were.
-		e.fsType, e.fsReadOnly = d.FSType, d.FSReadOnly
+		e.FSType, e.FSReadOnly = d.FSType, d.FSReadOnly
 	}
 	return e, true, nil
 }
 
-func (s fakeSystem) mountEntry(path string) (mountEntry, bool, error) {
+func (s fakeSystem) MountInTable(path string) (node.MountInfo, bool, error) {
 	mps, err := s.f.Mounts.List()
 	if err != nil {
-		return mountEntry{}, false, err
+		return node.MountInfo{}, false, err
 	}
 	for _, mp := range slices.Backward(mps) {
 		if mp.Path == path {
-			return mountEntry{source: mp.Device, fsType: mp.Type, readOnly: slices.Contains(mp.Opts, "ro")}, true, nil
+			return node.MountInfo{Source: mp.Device, FSType: mp.Type, ReadOnly: slices.Contains(mp.Opts, "ro")}, true, nil
 		}
 	}
-	return mountEntry{}, false, nil
+	return node.MountInfo{}, false, nil
 }
 
-func (s fakeSystem) statfs(path string) (FSStats, error) {
+func (s fakeSystem) Statfs(path string) (node.FSStats, error) {
 	if _, err := os.Stat(path); err != nil {
-		return FSStats{}, err
+		return node.FSStats{}, err
 	}
 	s.f.mu.Lock()
 	d := s.f.diskUnder(path)
 	s.f.mu.Unlock()
 	if d == nil {
-		return realSystem{}.statfs(path)
+		return node.HostSystem().Statfs(path)
 	}
 	inodes := d.FSSize / 16384
-	return FSStats{
+	return node.FSStats{
 		TotalBytes: d.FSSize, AvailableBytes: d.FSSize - d.UsedBytes, UsedBytes: d.UsedBytes,
 		TotalInodes: inodes, FreeInodes: inodes - 11, UsedInodes: 11,
 	}, nil
 }
 
-// fakeExec runs the filesystem tools against the fake's disks; every
-// command is a k8s.io/utils/exec/testing FakeCmd.
-func (s fakeSystem) mountRefs(path string) ([]string, error) {
+func (s fakeSystem) MountRefs(path string) ([]string, error) {
 	return s.f.Mounts.GetMountRefs(path)
 }
 
 // unmount: the fake's mount table has no busy mounts; every way unmounts.
-func (s fakeSystem) unmount(path string, _ int) error {
-	if _, ok, _ := s.mountEntry(path); !ok {
+func (s fakeSystem) Unmount(path string, _ int) error {
+	if _, ok, _ := s.MountInTable(path); !ok {
 		return &os.PathError{Op: "unmount", Path: path, Err: unix.EINVAL}
 	}
 	return keepOptsMounter{s.f.Mounts}.Unmount(path)
 }
 
+// fakeExec runs the filesystem tools against the fake's disks; every
+// command is a k8s.io/utils/exec/testing FakeCmd.
 type fakeExec struct{ f *Fake }
 
 func (e fakeExec) Command(cmd string, args ...string) utilexec.Cmd {
@@ -388,7 +420,7 @@ func (f *Fake) run(cmd string, args []string) ([]byte, []byte, error) {
 	case cmd == "fsck", cmd == "e2fsck":
 		return nil, nil, nil
 	case cmd == "dumpe2fs":
-		if !isExt(d.FSType) {
+		if d.FSType != node.FSTypeExt4 && d.FSType != node.FSTypeExt3 {
 			return []byte("dumpe2fs: Bad magic number in super-block"), nil, exitErr(1)
 		}
 		return []byte(fmt.Sprintf("Block count:              %d\nBlock size:               4096\n", d.FSSize/4096)), nil, nil
@@ -405,4 +437,4 @@ func (f *Fake) run(cmd string, args []string) ([]byte, []byte, error) {
 	return []byte(cmd + ": not simulated by the fake"), nil, exitErr(127)
 }
 
-var _ Mounter = (*Fake)(nil)
+var _ node.Mounter = (*Fake)(nil)

@@ -20,7 +20,7 @@ import (
 )
 
 // CNS file volumes: vSAN File Service shares. A file volume lives on a vSAN
-// datastore whose cluster has File Service enabled (vsan.go); its share is
+// datastore whose cluster has File Service enabled (vsan_health.go); its share is
 // a directory, <datastore dir>/vsanfs/<share name>, that the embedded
 // vCenter's NFS server (nfs.go) exports at /vsanfs/<share name> to the
 // clients its net permissions let in. The share is named after the volume,

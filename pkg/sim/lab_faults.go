@@ -28,7 +28,7 @@ const (
 	FaultNoPermission          = "NoPermission"          // the user's role lacks a privilege on the call's object
 	FaultHostNotConnected      = "HostNotConnected"      // the host of the call's VM or datastore is disconnected from vCenter
 	FaultTimedout              = "Timedout"              // vCenter gave up on the operation in time
-	FaultMethodNotFound        = "MethodNotFound"        // the release has no such method (an older vCenter: release.go)
+	FaultMethodNotFound        = "MethodNotFound"        // the release has no such method (an older vCenter: server_release.go)
 	// Transport faults, below SOAP:
 	FaultHTTP503    = "HTTP503"         // the reverse proxy answers 503 Service Unavailable (vpxd down)
 	FaultReset      = "ConnectionReset" // the connection is reset before the call is read: nothing done
@@ -64,7 +64,7 @@ type FaultRule struct {
 type layer int
 
 const (
-	layerTransport layer = iota // the HTTP connection (transport.go)
+	layerTransport layer = iota // the HTTP connection (server_transport.go)
 	layerSOAP                   // the SOAP dispatch, before the call is run
 	layerTask                   // a CNS task, when it would complete
 )
@@ -122,7 +122,7 @@ func (r FaultRule) matches(method string) bool {
 	return r.Method == method
 }
 
-// cnsTaskMethods are the CNS methods that answer with a task (tasks.go).
+// cnsTaskMethods are the CNS methods that answer with a task (vim_tasks.go).
 var cnsTaskMethods = map[string]bool{
 	"CnsCreateVolume": true, "CnsDeleteVolume": true, "CnsAttachVolume": true, "CnsDetachVolume": true,
 	"CnsExtendVolume": true, "CnsUpdateVolumeMetadata": true, "CnsCreateSnapshots": true,
@@ -335,10 +335,10 @@ func (b *lab) dispatch(ctx *simulator.Context, m *simulator.Method) (mo.Referenc
 		return nil, soapFault(r, m.Name, m.This)
 	}
 	if cnsTaskMethods[m.Name] {
-		return nil, nil // the task takes the time (tasks.go)
+		return nil, nil // the task takes the time (vim_tasks.go)
 	}
 	if b.routeVMTask(m) {
-		return nil, nil // the task takes the time (vmtasks.go)
+		return nil, nil // the task takes the time (vim_vmtasks.go)
 	}
 	d := b.latencyOf(m.Name)
 	if d <= 0 {
