@@ -165,3 +165,38 @@ func lineCount(s string) int {
 	}
 	return n
 }
+
+// repoPathInDocs is a path of the repository named in prose or code spans
+// of the docs: pkg/…, cmd/…, test/…, hack/…, deploy/… ending in a file.
+var repoPathInDocs = regexp.MustCompile("(?:^|[\\s`(])((?:pkg|cmd|test|hack|deploy)/[A-Za-z0-9_./-]+\\.(?:go|sh|yaml|json|md|tpl))")
+
+// TestDocPathsExist fails when README.md or a page under docs/ names a
+// file of the repository that is not there (a file renamed or removed
+// since the page was written).
+func TestDocPathsExist(t *testing.T) {
+	root := repoRoot(t)
+	pages, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	pages = append(pages, filepath.Join(root, "README.md"))
+	seen := 0
+	for _, page := range pages {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, page)
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, m := range repoPathInDocs.FindAllStringSubmatch(line, -1) {
+				if strings.HasPrefix(m[1], "pkg/common/") {
+					continue // the upstream driver's layout, named in SWITCHING.md
+				}
+				seen++
+				if _, err := os.Stat(filepath.Join(root, m[1])); err != nil {
+					t.Errorf("%s:%d names %s, which does not exist", rel, i+1, m[1])
+				}
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no repository paths found in the docs: the pattern is broken")
+	}
+}
