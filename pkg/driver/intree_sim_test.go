@@ -3,11 +3,14 @@ package driver_test
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
@@ -302,5 +305,66 @@ func TestInTreeStorageClassRefusals(t *testing.T) {
 	}
 	if n := len(e.sim.Volumes()); n != 0 {
 		t.Errorf("%d volumes made by refused requests", n)
+	}
+}
+
+// TestInTreeDiskDataThroughNodeStage: an in-tree disk that holds an ext4
+// filesystem with a file, as the in-tree plugin left it, is attached by its
+// path, staged (mounted, never formatted: its filesystem is there) and
+// published; the pod reads the file the in-tree plugin's pod wrote.
+func TestInTreeDiskDataThroughNodeStage(t *testing.T) {
+	e := newRealEnv(t)
+	ctx := context.Background()
+	path, err := e.sim.AddInTreeDisk("vsanDatastore", "kubernetes-dynamic-pvc-0002", 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := e.sim.DatastoreFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "index.html"), []byte("kept across the switch"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", src, file).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 -d on the in-tree disk: %v: %s", err, out)
+	}
+	capability := mountRWO()[0]
+	pub, err := e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: path, NodeId: e.vm.UUID, VolumeCapability: capability})
+	if err != nil {
+		t.Fatalf("ControllerPublishVolume(%q): %v", path, err)
+	}
+	dir := t.TempDir()
+	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "target")
+	if err := os.Mkdir(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range []string{target, staging} {
+			for unix.Unmount(p, 0) == nil {
+			}
+		}
+	})
+	if _, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: path, StagingTargetPath: staging,
+		VolumeCapability: capability, PublishContext: pub.GetPublishContext()}); err != nil {
+		t.Fatalf("NodeStageVolume: %v", err)
+	}
+	if _, err := e.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: path, StagingTargetPath: staging,
+		TargetPath: target, VolumeCapability: capability, PublishContext: pub.GetPublishContext()}); err != nil {
+		t.Fatalf("NodePublishVolume: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(target, "index.html"))
+	if err != nil || string(got) != "kept across the switch" {
+		t.Fatalf("the in-tree disk's file through the node plugin: %q, %v", got, err)
+	}
+	if _, err := e.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: path, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: path, StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: path, NodeId: e.vm.UUID}); err != nil {
+		t.Fatal(err)
 	}
 }
