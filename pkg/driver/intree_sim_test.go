@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/vmware/govmomi/cns"
+	cnstypes "github.com/vmware/govmomi/cns/types"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
@@ -366,5 +368,43 @@ func TestInTreeDiskDataThroughNodeStage(t *testing.T) {
 	}
 	if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: path, NodeId: e.vm.UUID}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInTreeDiskRegisteredByTheUpstreamDriver: a disk the upstream driver
+// registered under a name of its own (a random UUID) is the volume a path
+// resolves to: CNS's "already registered" names it; no second volume.
+func TestInTreeDiskRegisteredByTheUpstreamDriver(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	path, _, _ := inTreeDisk(t, e.sim, "silver-ds", "kubernetes-dynamic-pvc-0003", 32, "x")
+	vs := connectVSphere(t, e.sim)
+	u := "https://" + e.sim.Host() + "/folder/kubevols/kubernetes-dynamic-pvc-0003.vmdk?dcPath=DC0&dsName=silver-ds"
+	task, err := vs.cns.CreateVolume(ctx, []cnstypes.CnsVolumeCreateSpec{{
+		Name: "3f1e9a52-7c2b-4d1e-9f00-upstream", VolumeType: string(cnstypes.CnsVolumeTypeBlock),
+		BackingObjectDetails: &cnstypes.CnsBlockBackingDetails{BackingDiskUrlPath: u},
+		Metadata: cnstypes.CnsVolumeMetadata{ContainerCluster: cnstypes.CnsContainerCluster{
+			ClusterType: string(cnstypes.CnsClusterTypeKubernetes), ClusterId: "test-cluster", VSphereUser: sim.DefaultUsername,
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cns.GetTaskInfo(ctx, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cns.GetTaskResult(ctx, info)
+	if err != nil || res.GetCnsVolumeOperationResult().Fault != nil {
+		t.Fatalf("registration as the upstream driver does it: %v, %+v", err, res)
+	}
+	upstreamID := res.GetCnsVolumeOperationResult().VolumeId.Id
+	vm := e.sim.NodeVMs()[0]
+	if _, err := e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: path, NodeId: vm.UUID, VolumeCapability: mountRWO()[0]}); err != nil {
+		t.Fatalf("ControllerPublishVolume(%q): %v", path, err)
+	}
+	vols := e.sim.Volumes()
+	if len(vols) != 1 || vols[0].ID != upstreamID || vols[0].VM != vm.Name {
+		t.Fatalf("volumes %+v; want only %s, attached to %s", vols, upstreamID, vm.Name)
 	}
 }
