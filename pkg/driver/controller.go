@@ -46,7 +46,14 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	params, err := parseVolumeParams(req.GetParameters())
+	inTree, rest, err := inTreeParams(req.GetParameters()) // intree.go
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseInTree(inTree, file, req.GetVolumeContentSource()); err != nil {
+		return nil, err
+	}
+	params, err := parseVolumeParams(rest)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +85,9 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if file {
 			return d.createFileVolume(ctx, name, params, size, req.GetCapacityRange())
 		}
+		if inTree != nil {
+			return d.createInTree(ctx, name, params, inTree, size, req.GetCapacityRange())
+		}
 		return d.createVolume(ctx, name, params, size, req.GetCapacityRange())
 	})
 	if err != nil {
@@ -87,6 +97,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err := d.withTopology(ctx, vol, out); err != nil {
 		return nil, toStatus(err)
 	}
+	inTreeResult(out, inTree)
 	return &csi.CreateVolumeResponse{Volume: out}, nil
 }
 
@@ -198,6 +209,14 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
+	id, err := d.inTreeVolume(ctx, id, true) // intree.go
+	if errors.Is(err, vcenter.ErrVolumeNotFound) {
+		klog.V(2).InfoS("In-tree volume already gone", "volumeID", req.GetVolumeId())
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	release, err := d.inflight.acquireAll(volumeKey(id), snapshotsKey(id))
 	if err != nil {
 		return nil, err
@@ -230,6 +249,10 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	}
 	if err := validateCapability(req.GetVolumeCapability()); err != nil {
 		return nil, err
+	}
+	id, err := d.inTreeVolume(ctx, id, true) // intree.go
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	key := volumeKey(id)
 	if isFileVolume(id) {
@@ -280,6 +303,15 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
+	// An in-tree disk that is no CNS volume was never attached by this
+	// driver, which registers before it attaches (intree.go).
+	id, err := d.inTreeVolume(ctx, id, false)
+	if errors.Is(err, vcenter.ErrVolumeNotFound) {
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	key := volumeKey(id)
 	if isFileVolume(id) {
 		key = publishKey(id, node)
@@ -329,7 +361,11 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume_capabilities are required")
 	}
-	vol, err := d.vc.Volume(ctx, id)
+	cnsID, err := d.inTreeVolume(ctx, id, true) // intree.go
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	vol, err := d.vc.Volume(ctx, cnsID)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -395,7 +431,7 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	resp := &csi.ListVolumesResponse{}
 	for _, v := range vols {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
-			Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
+			Volume: &csi.Volume{VolumeId: inTreeID(v), CapacityBytes: v.CapacityBytes},
 			Status: &csi.ListVolumesResponse_VolumeStatus{
 				PublishedNodeIds: d.publishedNodes(v),
 				VolumeCondition:  condition(v),
@@ -474,12 +510,16 @@ func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	v, err := d.vc.Volume(ctx, id)
+	cnsID, err := d.inTreeVolume(ctx, id, true) // intree.go
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	v, err := d.vc.Volume(ctx, cnsID)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &csi.ControllerGetVolumeResponse{
-		Volume: &csi.Volume{VolumeId: v.ID, CapacityBytes: v.CapacityBytes},
+		Volume: &csi.Volume{VolumeId: inTreeID(v), CapacityBytes: v.CapacityBytes},
 		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{
 			PublishedNodeIds: d.publishedNodes(v),
 			VolumeCondition:  condition(v),

@@ -33,6 +33,9 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
+	if id, err = d.inTreeVolume(ctx, id, true); err != nil { // intree.go
+		return nil, toStatus(err)
+	}
 	release, err := d.inflight.acquireAll(volumeKey(id), snapshotsKey(id))
 	if err != nil {
 		return nil, err

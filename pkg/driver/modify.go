@@ -65,6 +65,9 @@ func (d *Driver) ControllerModifyVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
+	if id, err = d.inTreeVolume(ctx, id, true); err != nil { // intree.go
+		return nil, toStatus(err)
+	}
 	release, err := d.inflight.acquire(volumeKey(id))
 	if err != nil {
 		return nil, err

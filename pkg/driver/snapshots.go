@@ -67,6 +67,10 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	case src == "":
 		return nil, status.Error(codes.InvalidArgument, "source_volume_id is required")
 	}
+	src, err := d.inTreeVolume(ctx, src, true) // intree.go
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	// Not the volume's own key: publishing it goes on meanwhile.
 	release, err := d.inflight.acquireAll(snapshotNameKey(name), snapshotsKey(src))
 	if err != nil {
@@ -237,7 +241,10 @@ func (d *Driver) volumeSource(ctx context.Context, cs *csi.VolumeContentSource) 
 		}
 		return &contentSource{volumeID: volID, snapshotID: snapID, sizeBytes: snaps[0].SizeBytes, csiSnap: id}, nil
 	case cs.GetVolume() != nil:
-		id := cs.GetVolume().GetVolumeId()
+		id, err := d.inTreeVolume(ctx, cs.GetVolume().GetVolumeId(), true) // intree.go
+		if err != nil {
+			return nil, toStatus(err)
+		}
 		vol, err := d.vc.Volume(ctx, id)
 		if errors.Is(err, vcenter.ErrVolumeNotFound) {
 			return nil, status.Errorf(codes.NotFound, "source volume %s not found", id)

@@ -59,7 +59,7 @@ func (m *volumeManager) create(vctx *simulator.Context, spec cnstypes.CnsVolumeC
 		return nil, invalidArgument("createSpecs.volumeType", "a volume is BLOCK with CnsBlockBackingDetails or FILE with CnsVsanFileShareBackingDetails")
 	}
 	if details.BackingDiskUrlPath != "" {
-		return nil, invalidArgument("createSpecs.backingObjectDetails", "importing disks by path is not supported; register a first-class disk by BackingDiskId")
+		return m.registerPath(vctx, spec, details.BackingDiskUrlPath) // intree.go
 	}
 	if details.BackingDiskId != "" {
 		return m.registerDisk(vctx, spec, details.BackingDiskId)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"k8s.io/klog/v2"
 
@@ -158,9 +157,8 @@ func (s *Sim) restoreVolumes(vctx *simulator.Context) (int64, error) {
 		v := &volume{
 			seq: rec.Seq, created: rec.Created, cns: rec.CNS, ds: d, sizeMB: rec.SizeMB,
 			diskPath: rec.DiskPath, diskUUID: rec.DiskUUID, fcd: rec.FCD,
-			descFile: filepath.Join(d.dir, "fcd", id+".vmdk"),
-			flatFile: filepath.Join(d.dir, "fcd", id+"-flat.vmdk"),
 		}
+		v.descFile, v.flatFile = volumeFiles(d, id, rec.DiskPath) // intree.go
 		if _, err := os.Stat(v.flatFile); errors.Is(err, fs.ErrNotExist) {
 			// Never by the embedded vCenter's own doing (records go after
 			// the files they name are made, and before they are removed):

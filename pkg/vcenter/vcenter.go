@@ -82,6 +82,13 @@ type Client interface {
 	// statically provisioned volumes. A disk that already is a CNS volume:
 	// success, that volume. No disk with that ID: ErrVolumeNotFound.
 	RegisterDisk(ctx context.Context, diskID, name string) (Volume, error)
+	// CreateInTreeDisk makes a VMDK at a datastore path, as the in-tree
+	// vSphere plugin did (format: DiskFormats); one already there is
+	// success. RegisterInTreeDisk makes such a VMDK a CNS volume of this
+	// cluster without moving it (BackingDiskUrlPath); one that already is
+	// a CNS volume: that volume; no such disk: ErrVolumeNotFound (intree.go).
+	CreateInTreeDisk(ctx context.Context, path DiskPath, capacityBytes int64, format string) error
+	RegisterInTreeDisk(ctx context.Context, spec InTreeSpec) (Volume, error)
 
 	// ExtendVolume grows the volume to capacityBytes (CnsExtendVolume; the
 	// disk grows while attached). ErrVolumeNotFound. snapshots.go.
@@ -194,6 +201,9 @@ type Volume struct {
 	// Attachments are the node VMs the volume's disk is attached to.
 	Attachments []Attachment
 	CreateTime  time.Time
+	// DiskPath is a block volume's VMDK, "[datastore] folder/x.vmdk", when
+	// CNS reports it (intree.go).
+	DiskPath string
 	// File: a file volume (a vSAN file share); AccessPoints are its NFS
 	// exports by protocol (AccessPointNFSv41: "server:/vsanfs/share").
 	File         bool

@@ -360,6 +360,9 @@ func (c *client) toVolumes(cvs []cnstypes.CnsVolume) []Volume {
 		if cv.VolumeType == string(cnstypes.CnsVolumeTypeFile) {
 			v.File, v.AccessPoints = true, accessPoints(cv.BackingObjectDetails)
 		}
+		if b, ok := cv.BackingObjectDetails.(*cnstypes.CnsBlockBackingDetails); ok {
+			v.DiskPath = b.BackingDiskPath
+		}
 		for _, cc := range cv.Metadata.ContainerClusterArray {
 			v.Clusters = append(v.Clusters, cc.ClusterId)
 		}

@@ -38,6 +38,7 @@ type Fake struct {
 	volumes   map[string]*vcenter.Volume
 	order     []string
 	snapshots map[string][]vcenter.Snapshot
+	inTree    map[string]*inTreeDisk // in-tree VMDKs by path (intree.go)
 	seq       int
 	// Calls counts calls by method name; LastSpec is the last CreateVolume's.
 	Calls    map[string]int
