@@ -246,7 +246,7 @@ func build(ctx context.Context, c Config, vcCfg *config.Config, obs vcenter.Obse
 		Mode: c.Mode, Version: c.Version, NodeID: c.NodeID, ByIDDir: c.ByIDDir,
 		MaxVolumesPerNode:     c.MaxVolumesPerNode,
 		MaxSnapshotsPerVolume: snapshotLimit(c.MaxSnapshotsPerVolume, vcCfg), MaxSnapshotsVSAN: snapshotLimits(vcCfg).VSAN,
-		MaxSnapshotsVVOL:   snapshotLimits(vcCfg).VVOL,
+		MaxSnapshotsVVOL: snapshotLimits(vcCfg).VVOL, InTreeDatastoreURL: inTreeDatastoreURL(vcCfg),
 		TopologyCategories: topologyCategories(vcCfg), NodeTopology: nodeTopo,
 		NetPermissions: netPermissions(vcCfg),
 	}, vc, mounter)

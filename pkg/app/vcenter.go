@@ -56,3 +56,12 @@ func snapshotLimit(flag int, c *config.Config) int {
 	}
 	return snapshotLimits(c).Global
 }
+
+// inTreeDatastoreURL is csi-vsphere.conf's migration-datastore-url ("" in
+// node mode).
+func inTreeDatastoreURL(c *config.Config) string {
+	if c == nil {
+		return ""
+	}
+	return c.VirtualCenter.MigrationDatastoreURL
+}

@@ -118,6 +118,9 @@ type VirtualCenter struct {
 	// File Service.
 	FileShareClusters      []string
 	FileShareDatastoreURLs []string
+	// MigrationDatastoreURL is where disks of translated in-tree
+	// StorageClasses that name no datastore go (migration-datastore-url).
+	MigrationDatastoreURL string
 }
 
 // DefaultPort is vCenter's HTTPS port.
@@ -184,6 +187,7 @@ const (
 	keyClusterDistrib     = "cluster-distribution"
 	keyFileShareClusters  = "targetvsanfileshareclusters"      // upstream: targetvSANFileShareClusters
 	keyFileShareDSURLs    = "targetvsanfilesharedatastoreurls" // upstream: targetvSANFileShareDatastoreURLs
+	keyMigrationDSURL     = "migration-datastore-url"
 	keySnapGlobal         = "global-max-snapshots-per-block-volume"
 	keySnapVSAN           = "granular-max-snapshots-per-block-volume-vsan"
 	keySnapVVOL           = "granular-max-snapshots-per-block-volume-vvol"
@@ -192,7 +196,7 @@ const (
 // The keys each section accepts.
 var (
 	connKeys     = []string{keyUser, keyPassword, keyPort, keyDatacenters, keyInsecure, keyCAFile, keyThumbprint}
-	vcKeys       = append([]string{keyFileShareClusters, keyFileShareDSURLs}, connKeys...)
+	vcKeys       = append([]string{keyFileShareClusters, keyFileShareDSURLs, keyMigrationDSURL}, connKeys...)
 	globalKeys   = append([]string{keyClusterID, keyClusterDistrib}, connKeys...)
 	labelKeys    = []string{keyTopologyCategories}
 	netKeys      = []string{"ips", "permissions", "rootsquash"}
@@ -231,9 +235,6 @@ var upstreamKeys = map[string]map[string]upstreamKey{
 			"grant the driver's user the documented privileges on every datastore compatible with your storage policies, then remove this key"},
 		"csi-fetch-preferred-datastores-intervalinmin": {refuse: "preferred datastores per zone (the cns.vmware.topology-preferred-datastores tag) are not supported: " +
 			"placement takes the policy's compatible datastores reachable from the zone's nodes, most free space first; remove this key"},
-	},
-	sectionVirtualCenter: {
-		"migration-datastore-url": {refuse: "migrating in-tree vSphere volumes (vsphereVolume PVs) is not supported yet: remove this key; docs/SWITCHING.md"},
 	},
 	sectionLabels: {
 		"zone":   {refuse: "zone and region are the upstream driver's deprecated topology settings: write topology-categories = \"<region category>, <zone category>\" instead; docs/SWITCHING.md"},
@@ -536,6 +537,7 @@ func (p parser) virtualCenter(global, s *ini.Section, host string) (VirtualCente
 	vc.Datacenters = list(v)
 	vc.FileShareClusters = list(value(s, keyFileShareClusters))
 	vc.FileShareDatastoreURLs = list(value(s, keyFileShareDSURLs))
+	vc.MigrationDatastoreURL = value(s, keyMigrationDSURL)
 	return vc, nil
 }
 

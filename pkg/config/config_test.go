@@ -132,9 +132,10 @@ insecure-flag = 0
 			wantErr: []string{"[Labels] zone:", "topology-categories"},
 		},
 		{
-			name:    "migration-datastore-url refused",
-			ini:     "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\nmigration-datastore-url = ds:///x\n",
-			wantErr: []string{"migration-datastore-url: migrating in-tree vSphere volumes"},
+			name: "migration-datastore-url read",
+			ini:  "[Global]\ncluster-id = c\n[VirtualCenter \"vc\"]\nuser = u\npassword = p\ninsecure-flag = true\nmigration-datastore-url = ds:///vmfs/volumes/a/\n",
+			want: &Config{Source: "csi-vsphere.conf", ClusterID: "c",
+				VirtualCenter: VirtualCenter{Host: "vc", Port: 443, User: "u", Password: "p", Insecure: true, MigrationDatastoreURL: "ds:///vmfs/volumes/a/"}},
 		},
 		{
 			name:    "auth check interval refused",

@@ -50,6 +50,10 @@ type Options struct {
 	// datastores instead, where set.
 	MaxSnapshotsPerVolume              int
 	MaxSnapshotsVSAN, MaxSnapshotsVVOL int
+	// InTreeDatastoreURL is where a translated in-tree StorageClass that
+	// names no datastore puts its disks (csi-vsphere.conf's
+	// migration-datastore-url); "": wherever placement picks.
+	InTreeDatastoreURL string
 	// NetPermissions say which NFS clients may mount the file volumes'
 	// shares, in order ([NetPermissions] sections); controller mode.
 	NetPermissions []vcenter.NetPermission

@@ -149,6 +149,11 @@ func (d *Driver) createInTree(ctx context.Context, name string, p volumeParams, 
 	if err != nil {
 		return vcenter.Volume{}, err
 	}
+	if class.datastore == "" && p.DatastoreURL == "" && d.opts.InTreeDatastoreURL != "" {
+		// csi-vsphere.conf's migration-datastore-url: the datastore of an
+		// in-tree class that names none, as the upstream driver reads it.
+		p.DatastoreURL = d.opts.InTreeDatastoreURL
+	}
 	if class.datastore != "" {
 		i := slices.IndexFunc(all, func(ds vcenter.Datastore) bool { return ds.Name == class.datastore })
 		if i < 0 {

@@ -24,6 +24,12 @@ import (
 // session and caches, nothing shared with e.d but vCenter.
 func anotherController(t *testing.T, s *sim.Sim) *driver.Driver {
 	t.Helper()
+	return controllerWith(t, s, driver.Options{})
+}
+
+// controllerWith is another controller on s with opts (mode, version set).
+func controllerWith(t *testing.T, s *sim.Sim, opts driver.Options) *driver.Driver {
+	t.Helper()
 	ctx := context.Background()
 	vc, err := vcenter.New(ctx, vcenter.Options{
 		Host: s.Host(), Port: s.Port(), User: sim.DefaultUsername, Password: sim.DefaultPassword,
@@ -33,11 +39,38 @@ func anotherController(t *testing.T, s *sim.Sim) *driver.Driver {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = vc.Close(context.Background()) })
-	d, err := driver.NewDriver(driver.Options{Mode: driver.ModeController, Version: "test"}, vc, nil)
+	opts.Mode, opts.Version = driver.ModeController, "test"
+	d, err := driver.NewDriver(opts, vc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestInTreeDefaultDatastore: csi-vsphere.conf's migration-datastore-url
+// is where a translated in-tree StorageClass naming no datastore puts its
+// disks, as the upstream driver reads it; a class naming one keeps its own.
+func TestInTreeDefaultDatastore(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	silver := e.datastoreNamed(t, "silver-ds")
+	d := controllerWith(t, e.sim, driver.Options{InTreeDatastoreURL: silver.URL})
+	params := map[string]string{"csimigration": "true", "csi.storage.k8s.io/pv/name": "pvc-default-ds"}
+	resp, err := d.CreateVolume(ctx, createReq("pvc-default-ds", 64<<20, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetVolume().GetVolumeId(); got != "[silver-ds] kubevols/pvc-default-ds.vmdk" {
+		t.Errorf("volume %q; want it on migration-datastore-url's silver-ds", got)
+	}
+	// Without the setting, placement takes the most free space elsewhere.
+	resp, err = e.d.CreateVolume(ctx, createReq("pvc-any-ds", 64<<20, map[string]string{"csimigration": "true", "csi.storage.k8s.io/pv/name": "pvc-any-ds"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetVolume().GetVolumeId(); strings.HasPrefix(got, "[silver-ds]") {
+		t.Errorf("volume %q without migration-datastore-url: the test needs placement to pick another datastore", got)
+	}
 }
 
 // inTreeDisk makes an in-tree style disk with data at its start, and
