@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -185,4 +186,29 @@ func ownerIDs(t *testing.T, path string) (uint32, uint32) {
 	}
 	st := info.Sys().(*syscall.Stat_t)
 	return st.Uid, st.Gid
+}
+
+// TestFSGroupOnDisks: with fsGroupPolicy ReadWriteOnceWithFSType kubelet
+// still applies a pod's fsGroup to the disks the driver formats, ReadWriteOnce
+// and ReadWriteOncePod alike (kubelet v1.34's hasReadWriteOnce counts both;
+// the provisioner gives every PV an fsType): a pod of user 1000 writes to
+// the new filesystem's root (root's, 0755, until kubelet gives it the group).
+func TestFSGroupOnDisks(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce, corev1.ReadWriteOncePod} {
+		claim := "fsg-disk-" + strings.ToLower(string(mode))
+		createPVC(t, pvcObject(claim, "gold-sc", "1Gi", mode, corev1.PersistentVolumeFilesystem))
+		pv := waitBound(t, claim)
+		group := int64(2000)
+		p := podObject(claim, claim, `set -e
+echo written > /data/by-user
+g=$(stat -c %g /data); [ "$g" = 2000 ] || { echo "/data is in group $g, want the fsGroup 2000"; exit 1; }
+stat -c '%A %u:%g' /data /data/by-user`, false)
+		p.Spec.SecurityContext = nonRoot(&group)
+		cleanupPod(t, p.Name)
+		runPod(t, p)
+		t.Logf("%s claim (PV fsType %q): a pod of user 1000 with fsGroup %d wrote to the new filesystem", mode, pv.Spec.CSI.FSType, group)
+		deletePod(t, p.Name, pv.Name)
+		deletePVC(t, claim, pv.Name)
+	}
 }
