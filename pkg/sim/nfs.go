@@ -38,7 +38,7 @@ type nfsServer struct {
 	addr   string // the server's IP address, "" when not serving
 	ln     net.Listener
 	m      *volumeManager
-	outage nfsOutage // HangNFS, RestartNFS (nfs_outage.go)
+	outage nfsOutage  // HangNFS, RestartNFS (nfs_outage.go)
 	caller *nfsCaller // who the call being handled is from (nfs_auth.go)
 }
 
