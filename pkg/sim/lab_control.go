@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	vsanfstypes "github.com/vmware/govmomi/vsan/vsanfs/types"
 )
 
 // Runner keeps an embedded vCenter running and can restart it in place
@@ -91,6 +93,8 @@ const ControlUsage = `vsphere-sim control endpoint (plain HTTP, loopback only):
   POST   /datastores/NAME/fill?free=0 leave that many bytes free (free=-1 gives the space back)
   PUT    /file-service/ZONE?enabled=false  vSAN File Service off (or on) on zone-a's or zone-b's cluster
   GET    /shares                      the vSAN file shares (file volumes) with access points and permissions
+  PUT    /shares/NAME/permissions     replace a share's net permissions, as an admin does in the vSphere Client
+                                       (JSON [{"Ips":"*","Permissions":"READ_WRITE","AllowRoot":false}]: root squashed)
   GET    /container-volumes           the CNS volumes as the vSphere Client's Container Volumes view shows them:
                                       clusters, and each cluster's PV, PVC and pods (JSON; ?format=text: a table)
   GET    /events?since=N              what the vCenter did (tasks, reconfigurations, faults), as JSON lines
@@ -211,6 +215,16 @@ func (r *Runner) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /shares", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, r.Sim().Shares()) })
+	mux.HandleFunc("PUT /shares/{name}/permissions", func(w http.ResponseWriter, req *http.Request) {
+		var perms []vsanfstypes.VsanFileShareNetPermission
+		if err := json.NewDecoder(req.Body).Decode(&perms); err != nil {
+			http.Error(w, "a JSON list of net permissions: [{\"Ips\":\"*\",\"Permissions\":\"READ_WRITE\",\"AllowRoot\":false}]", http.StatusBadRequest)
+			return
+		}
+		if err := r.Sim().SetSharePermissions(req.PathValue("name"), perms); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+	})
 	mux.HandleFunc("GET /container-volumes", func(w http.ResponseWriter, req *http.Request) {
 		vols := r.Sim().ContainerVolumes()
 		if req.URL.Query().Get("format") == "text" {

@@ -8,9 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	billy "github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/memfs"
@@ -29,7 +27,9 @@ import (
 // first that matches, in their order): NO_ACCESS (or none matching) is
 // refused, READ_ONLY gets a read-only share. It speaks NFSv3
 // (github.com/willscott/go-nfs); the access points name NFSv3 and NFSv4.1
-// as vSAN does, both at this address. Root squash is recorded, not done.
+// as vSAN does, both at this address. Each call acts for its caller, with
+// root squash where the client's net permission does not allow root
+// (nfs_auth.go, nfs_fs.go).
 
 // nfsPort is where NFS clients look (a mount names no port).
 const nfsPort = 2049
@@ -38,7 +38,8 @@ type nfsServer struct {
 	addr   string // the server's IP address, "" when not serving
 	ln     net.Listener
 	m      *volumeManager
-	outage nfsOutage // HangNFS, RestartNFS (nfs_outage.go)
+	outage nfsOutage  // HangNFS, RestartNFS (nfs_outage.go)
+	caller *nfsCaller // who the call being handled is from (nfs_auth.go)
 }
 
 // startNFS serves NFS on port 2049 of the address given (fixed: when it
@@ -49,7 +50,7 @@ type nfsServer struct {
 // root (port 2049 is privileged): no NFS, and file volumes can't be
 // mounted, which only root could do anyway.
 func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
-	s := &nfsServer{m: m}
+	s := &nfsServer{m: m, caller: newNFSCaller()}
 	var err error
 	tries := 64
 	if fixed != "" {
@@ -77,9 +78,9 @@ func startNFS(m *volumeManager, fixed, keep string) *nfsServer {
 		klog.InfoS("vCenter simulator: no NFS server (file volumes can't be mounted)", "err", err)
 		return s
 	}
-	handler := nfshelper.NewCachingHandler(&shareHandler{m: m}, 1<<16)
+	handler := nfshelper.NewCachingHandler(&shareHandler{m: m, caller: s.caller}, 1<<16)
 	go func() {
-		if err := nfs.Serve(s.outage.listener(s.ln), handler); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := nfs.Serve(credListener{Listener: s.outage.listener(s.ln), caller: s.caller}, handler); err != nil && !errors.Is(err, net.ErrClosed) {
 			klog.V(2).InfoS("vCenter simulator: NFS server stopped", "err", err)
 		}
 	}()
@@ -98,7 +99,26 @@ func (s *nfsServer) close() {
 
 // shareHandler answers MOUNT requests from the file shares.
 type shareHandler struct {
-	m *volumeManager
+	m      *volumeManager
+	caller *nfsCaller
+}
+
+// who is the user a call to the share is served as: its caller, root
+// squashed unless the first net permission matching the client allows
+// root. The share's permissions are read at each call: a change applies to
+// the clients that have it mounted, as on an NFS server.
+func (h *shareHandler) who(name string) func() nfsUser {
+	return func() nfsUser {
+		cr := h.caller.current()
+		sh, ok := h.m.shareNamed(name)
+		allowRoot := false
+		if ok {
+			if p, found := matchPermission(sh.perms, cr.client); found {
+				allowRoot = p.AllowRoot
+			}
+		}
+		return effective(cr, allowRoot)
+	}
 }
 
 func (h *shareHandler) Mount(_ context.Context, conn net.Conn, req nfs.MountRequest) (nfs.MountStatus, billy.Filesystem, []nfs.AuthFlavor) {
@@ -124,9 +144,9 @@ func (h *shareHandler) Mount(_ context.Context, conn net.Conn, req nfs.MountRequ
 	klog.V(2).InfoS("vCenter simulator: NFS mount", "share", name, "client", client, "access", access)
 	switch access {
 	case vsanfstypes.VsanFileShareAccessTypeREAD_WRITE:
-		return nfs.MountStatusOk, changeFS{osfs.New(sh.dir)}, flavors
+		return nfs.MountStatusOk, shareFS{Filesystem: osfs.New(sh.dir), who: h.who(name)}, flavors
 	case vsanfstypes.VsanFileShareAccessTypeREAD_ONLY:
-		return nfs.MountStatusOk, readOnlyFS{osfs.New(sh.dir)}, flavors
+		return nfs.MountStatusOk, readOnlyFS{shareFS{Filesystem: osfs.New(sh.dir), who: h.who(name)}}, flavors
 	}
 	return refuse(nfs.MountStatusErrAcces)
 }
@@ -134,13 +154,22 @@ func (h *shareHandler) Mount(_ context.Context, conn net.Conn, req nfs.MountRequ
 // decideAccess is the access of the first permission whose ips match the
 // client's address (NO_ACCESS when none does).
 func decideAccess(perms []vsanfstypes.VsanFileShareNetPermission, client string) vsanfstypes.VsanFileShareAccessType {
+	if p, ok := matchPermission(perms, client); ok {
+		return p.Permissions
+	}
+	return vsanfstypes.VsanFileShareAccessTypeNO_ACCESS
+}
+
+// matchPermission is the first permission whose ips match the client's
+// address.
+func matchPermission(perms []vsanfstypes.VsanFileShareNetPermission, client string) (vsanfstypes.VsanFileShareNetPermission, bool) {
 	ip := net.ParseIP(client)
 	for _, p := range perms {
 		if ipsMatch(p.Ips, ip) {
-			return p.Permissions
+			return p, true
 		}
 	}
-	return vsanfstypes.VsanFileShareAccessTypeNO_ACCESS
+	return vsanfstypes.VsanFileShareNetPermission{}, false
 }
 
 // ipsMatch: ips is "*", or a comma-separated list of addresses and
@@ -207,20 +236,6 @@ func (h *shareHandler) FromHandle([]byte) (billy.Filesystem, []string, error) {
 }
 func (h *shareHandler) InvalidateHandle(billy.Filesystem, []byte) error { return nil }
 func (h *shareHandler) HandleLimit() int                                { return -1 }
-
-// changeFS is a share's directory with attribute changes (chmod, chown,
-// utimes) done on the files.
-type changeFS struct{ billy.Filesystem }
-
-func (c changeFS) path(name string) string { return filepath.Join(c.Root(), name) }
-func (c changeFS) Chmod(name string, mode os.FileMode) error {
-	return os.Chmod(c.path(name), mode)
-}
-func (c changeFS) Lchown(name string, uid, gid int) error { return os.Lchown(c.path(name), uid, gid) }
-func (c changeFS) Chown(name string, uid, gid int) error  { return os.Chown(c.path(name), uid, gid) }
-func (c changeFS) Chtimes(name string, atime, mtime time.Time) error {
-	return os.Chtimes(c.path(name), atime, mtime)
-}
 
 // readOnlyFS refuses every change (a READ_ONLY net permission).
 type readOnlyFS struct{ billy.Filesystem }

@@ -344,3 +344,34 @@ func (s *Sim) NFSAddress() string {
 	}
 	return s.nfs.addr
 }
+
+// SetSharePermissions replaces the net permissions of the share named, as
+// a vSphere admin does in the vSphere Client (or CNS with
+// CnsConfigureVolumeACLs): they apply to the next NFS call, also of the
+// clients that have the share mounted.
+func (s *Sim) SetSharePermissions(name string, perms []vsanfstypes.VsanFileShareNetPermission) error {
+	for i, p := range perms {
+		if checkPermission(i, p) != nil {
+			return fmt.Errorf("share %s: net permission %d (%+v): ips must be *, addresses or networks; permissions READ_WRITE, READ_ONLY or NO_ACCESS", name, i, p)
+		}
+	}
+	m := s.cns
+	m.mu.Lock()
+	id := ""
+	for vid, v := range m.volumes {
+		if v.share != nil && v.share.name == name {
+			sh := *v.share
+			sh.perms = slices.Clone(perms)
+			v.share = &sh
+			id = vid
+			break
+		}
+	}
+	m.mu.Unlock()
+	if id == "" {
+		return fmt.Errorf("no vSAN file share named %s", name)
+	}
+	m.saveVolume(id)
+	klog.InfoS("vCenter simulator: file share's net permissions changed", "share", name, "permissions", perms)
+	return nil
+}

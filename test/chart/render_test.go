@@ -76,8 +76,14 @@ func TestCSIDriver(t *testing.T) {
 			if s.PodInfoOnMount == nil || *s.PodInfoOnMount {
 				t.Error("podInfoOnMount must be false")
 			}
-			if s.FSGroupPolicy == nil || *s.FSGroupPolicy != storagev1.FileFSGroupPolicy {
-				t.Error("fsGroupPolicy must be File")
+			// kubelet's recursive chown must not walk ReadWriteMany shares (over NFS, every
+			// file on every mount): Kubernetes' default policy, unless the values ask otherwise.
+			wantPolicy := storagev1.ReadWriteOnceWithFSTypeFSGroupPolicy
+			if rc.name == "full" {
+				wantPolicy = storagev1.FileFSGroupPolicy
+			}
+			if s.FSGroupPolicy == nil || *s.FSGroupPolicy != wantPolicy {
+				t.Errorf("fsGroupPolicy %v, want %s", ptrString(s.FSGroupPolicy), wantPolicy)
 			}
 			if !slices.Equal(s.VolumeLifecycleModes, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent}) {
 				t.Errorf("volumeLifecycleModes %v, want [Persistent]", s.VolumeLifecycleModes)
@@ -272,6 +278,7 @@ func TestValuesRejected(t *testing.T) {
 		{"config without vCenter", "config: {create: true, secretName: x}", "clusterID"},
 		{"kubelet dir with trailing slash", "node: {kubeletDir: /var/lib/kubelet/}", "kubeletDir"},
 		{"fsType unknown", "storageClasses: [{name: a, fsType: ntfs}]", "fsType"},
+		{"fsGroupPolicy unknown", "fsGroupPolicy: ReadWriteMany", "fsGroupPolicy"},
 		{"zero replicas", "controller: {replicas: 0}", "replicas"},
 		{"host network port clash", "controller: {hostNetwork: true}\nnode: {hostNetwork: true}", "healthPort"},
 		{"host network metrics clash", "controller: {hostNetwork: true, healthPort: 9000}\nnode: {hostNetwork: true}", "metrics.controllerPort"},
@@ -321,4 +328,12 @@ func TestDecodeStrictRejects(t *testing.T) {
 			t.Errorf("%s: decoded without error", name)
 		}
 	}
+}
+
+// ptrString shows a pointer to a string kind, or <nil>.
+func ptrString[T ~string](p *T) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return string(*p)
 }
