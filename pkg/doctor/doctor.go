@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,9 +73,9 @@ func Run(ctx context.Context, opts vcenter.Options, kc kubernetes.Interface) ([]
 		return out, fmt.Errorf("the vCenter client can't inspect (a %T)", vc)
 	}
 
-	nodeFs, found := checkNodes(ctx, insp, k.nodes, opts)
+	nodeFs, found, zones := checkNodes(ctx, insp, k.nodes, opts)
 	out = append(out, nodeFs...)
-	classFs, scope, err := checkClasses(ctx, vc, k)
+	classFs, scope, err := checkClasses(ctx, vc, k, zones)
 	if err != nil {
 		return out, err
 	}
@@ -210,11 +212,12 @@ func readKube(ctx context.Context, kc kubernetes.Interface) (kubeState, error) {
 	return k, nil
 }
 
-// checkNodes checks every node's VM; found are the node IDs that name one.
-func checkNodes(ctx context.Context, insp vcenter.Inspector, nodes []kubeNode, opts vcenter.Options) (out []Finding, found []string) {
+// checkNodes checks every node's VM; found are the node IDs that name one,
+// zones the topology segments of their VMs (with topology categories).
+func checkNodes(ctx context.Context, insp vcenter.Inspector, nodes []kubeNode, opts vcenter.Options) (out []Finding, found []string, zones []map[string]string) {
 	if len(nodes) == 0 {
 		return []Finding{problem(CheckNodes, "cluster", "the Kubernetes API lists no node",
-			"run the doctor against the cluster's API server (--kubeconfig)")}, nil
+			"run the doctor against the cluster's API server (--kubeconfig)")}, nil, nil
 	}
 	for _, n := range nodes {
 		obj := "node " + n.name
@@ -236,8 +239,11 @@ func checkNodes(ctx context.Context, insp vcenter.Inspector, nodes []kubeNode, o
 		found = append(found, n.uuid)
 		out = append(out, ok(CheckNodeVM, obj, fmt.Sprintf("VM %s (BIOS UUID %s, from its %s) on host %s", f.Name, n.uuid, n.from, f.Host)))
 		out = append(out, vmFindings(f, opts.TopologyCategories)...)
+		if len(opts.TopologyCategories) > 0 && len(f.Topology) > 0 && !slices.ContainsFunc(zones, func(z map[string]string) bool { return maps.Equal(z, f.Topology) }) {
+			zones = append(zones, f.Topology)
+		}
 	}
-	return out, found
+	return out, found, zones
 }
 
 func vmFindings(f vcenter.VMFacts, categories []string) []Finding {
@@ -280,7 +286,11 @@ func vmFindings(f vcenter.VMFacts, categories []string) []Finding {
 
 // checkClasses checks each StorageClass of the driver; scope gets the
 // datastores they use.
-func checkClasses(ctx context.Context, vc vcenter.Client, k kubeState) ([]Finding, vcenter.PrivilegeScope, error) {
+//
+// With zones (the node VMs' topology segments), a datastore need not be
+// reachable from every node VM: a volume goes to a datastore of its pod's
+// zone, so each zone that has node VMs needs a usable datastore of its own.
+func checkClasses(ctx context.Context, vc vcenter.Client, k kubeState, zones []map[string]string) ([]Finding, vcenter.PrivilegeScope, error) {
 	var out []Finding
 	var scope vcenter.PrivilegeScope
 	inScope := map[string]bool{}
@@ -304,7 +314,14 @@ func checkClasses(ctx context.Context, vc vcenter.Client, k kubeState) ([]Findin
 		if err != nil {
 			return out, scope, err
 		}
-		usable, why := usableDatastores(dss, policyID != "", c.datastoreURL)
+		usable, why := usableDatastores(dss, policyID != "", c.datastoreURL, len(zones) > 0)
+		if len(usable) > 0 && len(zones) > 0 {
+			if missing := zonesWithout(usable, zones); len(missing) > 0 {
+				out = append(out, problem(CheckDatastores, obj, "no usable datastore in zone "+strings.Join(missing, "; ")+" (its pods' volumes could not be made there)",
+					"mount a datastore compatible with the policy on the hosts of that zone, or keep the class's pods out of it (allowedTopologies)"))
+				continue
+			}
+		}
 		if len(usable) == 0 {
 			out = append(out, problem(CheckDatastores, obj, "no datastore is usable: "+why,
 				"mount a datastore compatible with the policy on every host that runs a node VM, or change the class's storagepolicyname/datastoreurl"))
@@ -341,7 +358,10 @@ func checkClasses(ctx context.Context, vc vcenter.Client, k kubeState) ([]Findin
 	return out, scope, nil
 }
 
-func usableDatastores(dss []vcenter.Datastore, policy bool, url string) ([]vcenter.Datastore, string) {
+// usableDatastores are those a class may use: with the URL it names, the
+// policy's, reachable from every node VM, or with zones from those of a
+// zone at least.
+func usableDatastores(dss []vcenter.Datastore, policy bool, url string, zoned bool) ([]vcenter.Datastore, string) {
 	var usable []vcenter.Datastore
 	var why []string
 	for _, d := range dss {
@@ -349,7 +369,9 @@ func usableDatastores(dss []vcenter.Datastore, policy bool, url string) ([]vcent
 		case url != "" && d.URL != url:
 		case policy && !d.Compatible:
 			why = append(why, d.Name+" is not compatible with the policy")
-		case !d.Reachable:
+		case zoned && !d.Reachable && len(d.Topology) == 0:
+			why = append(why, d.Name+" is reachable from no zone's node VMs")
+		case !zoned && !d.Reachable:
 			why = append(why, d.Name+" is not mounted on the hosts of "+strings.Join(d.Unreachable, ", "))
 		default:
 			usable = append(usable, d)
@@ -359,6 +381,40 @@ func usableDatastores(dss []vcenter.Datastore, policy bool, url string) ([]vcent
 		why = append(why, "no datastore has the URL "+url)
 	}
 	return usable, strings.Join(why, "; ")
+}
+
+// zonesWithout names the zones no usable datastore reaches.
+func zonesWithout(usable []vcenter.Datastore, zones []map[string]string) []string {
+	var missing []string
+	for _, z := range zones {
+		covered := slices.ContainsFunc(usable, func(d vcenter.Datastore) bool {
+			return d.Reachable || slices.ContainsFunc(d.Topology, func(seg map[string]string) bool { return segmentIn(z, seg) })
+		})
+		if !covered {
+			missing = append(missing, describeZone(z))
+		}
+	}
+	return missing
+}
+
+// segmentIn says whether the node's zone z lies in the datastore's
+// segment seg (every category seg names has z's tag).
+func segmentIn(z, seg map[string]string) bool {
+	for k, v := range seg {
+		if z[k] != v {
+			return false
+		}
+	}
+	return len(seg) > 0
+}
+
+func describeZone(z map[string]string) string {
+	keys := slices.Sorted(maps.Keys(z))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+z[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 func checkFileService(ctx context.Context, vc vcenter.Client, obj string, c class, usable []vcenter.Datastore) (Finding, []string, error) {

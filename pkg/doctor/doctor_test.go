@@ -34,10 +34,16 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, sim.Options{})
+}
+
+func newEnvWith(t *testing.T, so sim.Options) *env {
+	t.Helper()
 	skipShort(t, "starts the embedded vCenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := sim.Start(ctx, sim.Options{Dir: t.TempDir()})
+	so.Dir = t.TempDir()
+	s, err := sim.Start(ctx, so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +103,37 @@ func TestHealthy(t *testing.T) {
 	if p := problems(fs); len(p) > 0 {
 		t.Fatalf("problems on a healthy vCenter: %+v", p)
 	}
+}
+
+// TestZones: with topology categories, a volume goes to a datastore of
+// its pod's zone, so a class is healthy when each zone with node VMs has a
+// usable datastore, none reachable from every node VM needed; a class
+// whose datastores are all in one zone is a problem naming the other.
+func TestZones(t *testing.T) {
+	e := newEnvWith(t, sim.Options{NodeVMs: 2, ZoneBNodeVMs: 1})
+	e.opts.TopologyCategories = []string{sim.RegionCategory, sim.ZoneCategory}
+	if _, err := e.kube.StorageV1().StorageClasses().Create(context.Background(), &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "zone-a-only"}, Provisioner: DriverName,
+		Parameters: map[string]string{"storagepolicyname": "Gold", "datastoreurl": e.datastoreURL(t, "vsanDatastore")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fs := e.run(t)
+	p := only(t, fs, [2]string{CheckDatastores, "StorageClass zone-a-only"})
+	if len(p) == 1 && !strings.Contains(p[0].Problem, "zone "+sim.RegionCategory+"="+sim.Region+","+sim.ZoneCategory+"="+sim.ZoneB) {
+		t.Errorf("the zone-a-only class's problem does not name zone-b: %q", p[0].Problem)
+	}
+}
+
+func (e *env) datastoreURL(t *testing.T, name string) string {
+	t.Helper()
+	for _, d := range e.sim.Datastores() {
+		if d.Name == name {
+			return d.URL
+		}
+	}
+	t.Fatalf("no datastore %s", name)
+	return ""
 }
 
 // only asserts that the problems found are exactly the wanted ones: each
