@@ -24,7 +24,7 @@ start_node() {
 	node_def "$1"
 	local bin=$E2E_CACHE/bin ctrd=$ndir/containerd
 	step "Node $nname ($nip, pods $ncidr${ncgroup:+, cgroup root $ncgroup}) playing node VM $nvm: containerd, kubelet $K8S_VERSION, kube-proxy"
-	mkdir -p "$ndir/pod-logs" "$nkubelet/$(basename "$BYID_ROOT")"
+	mkdir -p "$ndir/pod-logs" "$nkubelet/$(basename "$BYID_ROOT")" "$BYID_ROOT/$nvm"
 	if [ "$1" != 0 ]; then
 		node_namespaces "$1"
 		ns_pid=$(ours "$nname-ns") ns_name=e2e-n$1

@@ -17,15 +17,18 @@ gotest() {
 
 # list_tests [TAG]: the top-level tests matching E2E_RUN in test/e2e's build (with TAG).
 list_tests() {
-	local run=${E2E_RUN%%/*}
-	(cd "$ROOT/test/e2e" && $GO test ${1:+-tags "$1"} -list "${run:-.}" .) | grep '^Test' || true
+	local run=${E2E_RUN%%/*} out
+	out=$(cd "$ROOT/test/e2e" && $GO test ${1:+-tags "$1"} -list "${run:-.}" . 2>&1) || { echo "$out" >&2; return 1; }
+	grep '^Test' <<<"$out" || true
 }
 
 run_tests() {
 	step "The tests of each phase (go test -list${E2E_RUN:+ $E2E_RUN}; the chart phase's: build tag $CHART_TAG)"
-	local one chart sub=""
+	local one every chart sub=""
 	one=$(list_tests)
-	chart=$(comm -13 <(sort <<<"$one") <(list_tests "$CHART_TAG" | sort) | paste -sd'|' -)
+	every=$(list_tests "$CHART_TAG")
+	chart=$(comm -13 <(sort <<<"$one") <(sort <<<"$every") | paste -sd'|' -)
+	[ -n "$every" ] || die "E2E_RUN=$E2E_RUN matches no test of test/e2e"
 	[[ $E2E_RUN == */* ]] && sub=/${E2E_RUN#*/}
 	echo "    phase one: $(echo "$one" | wc -w) tests; the chart phase: ${chart:-none}"
 	took
