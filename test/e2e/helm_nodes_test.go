@@ -405,8 +405,15 @@ func mountTables(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	out[env.node] = string(b)
-	for _, n := range env.cluster.Nodes {
-		if n.Namespace == "" {
+	// The nodes the API server has: a node deleted after it was lost (nodeLost) keeps what its
+	// dead kubelet mounted, as a lost machine does.
+	nodes, err := env.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range nodes.Items {
+		n, ok := env.cluster.Node(api.Name)
+		if !ok || n.Namespace == "" {
 			continue
 		}
 		holder, err := env.cluster.Running(n.Namespace)
