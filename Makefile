@@ -59,13 +59,13 @@ verify: ## [<1 min warm; root if shellcheck is missing] vet, gofmt, manifests in
 	$(GO) vet ./...
 	$(GO) vet -tags simulator ./cmd/vsphere-csi ./pkg/app
 	cd test/chart && $(GO) vet ./...
-	cd test/e2e && $(GO) vet ./...
+	cd test/e2e && $(GO) vet ./... && $(GO) vet -tags e2e_chart .
 	@out=$$(gofmt -l cmd pkg test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	cd test/chart && $(GO) run ./cmd/render-manifests --check
 	@command -v shellcheck >/dev/null || { \
 	  if [ "$$(id -u)" != 0 ]; then echo "verify: install shellcheck (apt-get install shellcheck) or run as root"; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; }
-	shellcheck hack/*.sh .ci/run
+	shellcheck hack/*.sh hack/e2e/*.sh .ci/run
 	@for m in $(TIDY_MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "verify: go mod tidy needed in $$m"; exit 1; }; done
 
 # unit: the fast tier, seconds: handler logic against an in-memory vCenter
@@ -90,11 +90,11 @@ manifests: ## [seconds] regenerate deploy/kubernetes from the chart (make verify
 	cd test/chart && $(GO) run ./cmd/render-manifests
 
 # e2e: the driver through real Kubernetes on this machine (hack/e2e.sh, as root): builds
-# Kubernetes $(E2E_K8S), the CSI sidecars and helm from the Go module proxy once (cached
-# in ~/.cache/vsphere-csi-e2e), starts etcd, the control plane, containerd, kubelet, the
-# embedded vCenter and the driver with its sidecars as processes on 127.0.0.1, runs
-# test/e2e, and tears it all down (also when a test fails). E2E_RUN=regexp picks tests.
-E2E_K8S := v1.34.4
+# Kubernetes (the version test/e2e/tools/kube/go.mod requires), the CSI sidecars and helm
+# from the Go module proxy once (cached in ~/.cache/vsphere-csi-e2e), starts etcd, the
+# control plane, containerd, kubelet, the embedded vCenter and the driver with its sidecars
+# as processes on 127.0.0.1, runs test/e2e, and tears it all down (also when a test
+# fails). E2E_RUN=regexp picks tests.
 e2e: ## [~11 min warm, ~45 cold; root] the driver through real Kubernetes built here (E2E_RUN=regexp picks tests)
 	GO=$(GO) hack/e2e.sh
 

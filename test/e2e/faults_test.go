@@ -2,14 +2,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,7 +18,7 @@ import (
 // Issue 11 through Kubernetes: a StatefulSet scaled up to 8 while the
 // controller is killed twice, or while vCenter restarts: 8 bound claims,
 // exactly 8 CNS volumes, every pod running. The embedded vCenter's control
-// endpoint (hack/e2e.sh passes E2E_SIM_CONTROL) makes its tasks take real
+// endpoint (cluster.json: vcenter.control) makes its tasks take real
 // time, so that the failures land while tasks run.
 
 const faultLatency = "CnsCreateVolume=3s,CnsAttachVolume=2s,CnsDetachVolume=2s,CnsDeleteVolume=1s"
@@ -110,9 +105,9 @@ func waitFor(t *testing.T, cond func() bool, timeout time.Duration) {
 // its answer.
 func simControl(t *testing.T, method, path, body string) []byte {
 	t.Helper()
-	addr := os.Getenv("E2E_SIM_CONTROL")
+	addr := env.cluster.VCenter.Control
 	if addr == "" {
-		t.Fatal("E2E_SIM_CONTROL is not set: run through hack/e2e.sh")
+		t.Fatal("cluster.json names no control endpoint of the embedded vCenter")
 	}
 	req, err := http.NewRequestWithContext(context.Background(), method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
@@ -134,15 +129,15 @@ func simControl(t *testing.T, method, path, body string) []byte {
 // killer or a lost node does) and starts it again, as its pod would be: the
 // sidecars beside it exit when their connection to the driver is lost and
 // kubelet starts them again, so here all of them go and come back (each
-// with the command line hack/e2e.sh started it with), the driver first.
+// from the argument list hack/e2e.sh recorded for it), the driver first.
 func restartController(t *testing.T) {
 	t.Helper()
 	pod := []string{"csi-controller", "csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter"}
 	var killed []int
 	for _, name := range pod {
-		if pid, ok := hostProcess(name); ok {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
-				killed = append(killed, pid)
+		if p, err := env.cluster.Running(name); err == nil {
+			if err := syscall.Kill(p.PID, syscall.SIGKILL); err == nil {
+				killed = append(killed, p.PID)
 			}
 		}
 	}
@@ -152,63 +147,15 @@ func restartController(t *testing.T) {
 		}
 	}
 	for i, name := range pod {
-		pid := startHostProcess(t, name)
+		p, err := env.cluster.Restart(name, "after a SIGKILL")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if i == 0 {
-			t.Logf("controller pod killed (pids %v) and started again (driver pid %d)", killed, pid)
-			waitSocket(t, filepath.Join(env.dir, "controller", "csi.sock"))
+			t.Logf("controller pod killed (pids %v) and started again (driver pid %d)", killed, p.PID)
+			waitSocket(t, env.cluster.Driver.ControllerSocket)
 		}
 	}
-}
-
-// hostProcess is the PID of a process hack/e2e.sh started, if it runs.
-func hostProcess(name string) (int, bool) {
-	data, err := os.ReadFile(filepath.Join(env.dir, "pids", name))
-	if err != nil {
-		return 0, false
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) == 0 {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(fields[0])
-	if err != nil || syscall.Kill(pid, 0) != nil {
-		return 0, false
-	}
-	return pid, true
-}
-
-// startHostProcess starts a process again with the command line hack/e2e.sh
-// recorded for it, its output appended to its log, and records its PID so
-// that the teardown stops it.
-func startHostProcess(t *testing.T, name string) int {
-	t.Helper()
-	cmdFile := filepath.Join(env.dir, "logs", name+".cmd")
-	data, err := os.ReadFile(cmdFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, line, ok := strings.Cut(strings.TrimSpace(string(data)), ": ")
-	if !ok {
-		t.Fatalf("%s: %q", cmdFile, data)
-	}
-	args := strings.Fields(line)
-	log, err := os.OpenFile(filepath.Join(env.dir, "logs", name+".log"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	fmt.Fprintf(log, "\n==== e2e: started again after a SIGKILL ====\n")
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait() }()
-	if err := os.WriteFile(filepath.Join(env.dir, "pids", name), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, args[0])), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
 }
 
 // waitSocket waits for a unix socket to accept connections.

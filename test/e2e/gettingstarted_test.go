@@ -88,7 +88,7 @@ func TestGettingStarted(t *testing.T) {
 	}
 	files := dataFiles(t, id)
 	if len(files) == 0 {
-		t.Fatalf("no data file of volume %s under %s", id, filepath.Join(env.dir, "vcenter"))
+		t.Fatalf("no data file of volume %s under %s", id, env.cluster.VCenter.Dir)
 	}
 	t.Logf("CNS volume %s on %s (%s), data file %s", id, ds.name, vol.DatastoreUrl, files[0])
 

@@ -1,3 +1,5 @@
+//go:build e2e_chart
+
 package e2e
 
 import (
@@ -59,7 +61,7 @@ func helmNodes(t *testing.T) {
 		mustKubectl(t, "taint", "node", n, spareTaint+"-")
 	}
 	node1, node2 := spare[0], spare[1]
-	vm1, vm2 := vmOf(node1), vmOf(node2)
+	vm1, vm2 := vmOf(t, node1), vmOf(t, node2)
 	// The controller knows its three nodes from the Kubernetes API (the
 	// CSINode objects), not from the VMs of a vCenter that has hundreds.
 	controllerNodeVMs(t, 1+len(spare))
@@ -161,8 +163,15 @@ func spareNodes(t *testing.T) []string {
 	return out
 }
 
-// vmOf is the node VM a spare node plays: e2e-node-N plays k8s-node-N.
-func vmOf(node string) string { return strings.Replace(node, "e2e-node-", "k8s-node-", 1) }
+// vmOf is the node VM a node plays (cluster.json).
+func vmOf(t *testing.T, node string) string {
+	t.Helper()
+	n, ok := env.cluster.Node(node)
+	if !ok {
+		t.Fatalf("node %s is not in cluster.json", node)
+	}
+	return n.VM
+}
 
 func nodeLabel(t *testing.T, node, key string) string {
 	t.Helper()
@@ -276,15 +285,6 @@ func unique(pn []string) map[string]bool {
 	return out
 }
 
-func isReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
 // drain: a StatefulSet of 10 on node from (the other nodes cordoned), then
 // kubectl drain of that node under the realistic vCenter latency model: the
 // time until all 10 run on node to, each with its own data, is printed.
@@ -319,8 +319,8 @@ func drain(t *testing.T, from, to string, vc *vcenter) {
 	t.Logf("drain of %s with %d volumes under realistic vCenter latency: kubectl drain %.1fs, all %d pods Ready on %s with their data %.1fs after the drain began", from, n, drained.Seconds(), n, to, took.Seconds())
 	mustKubectl(t, "uncordon", from)
 	for _, id := range ids {
-		if got := attachedTo(t, vc, id); !slices.Equal(got, []string{vmOf(to)}) {
-			t.Errorf("volume %s on node VMs %v after the drain, want [%s]", id, got, vmOf(to))
+		if got := attachedTo(t, vc, id); !slices.Equal(got, []string{vmOf(t, to)}) {
+			t.Errorf("volume %s on node VMs %v after the drain, want [%s]", id, got, vmOf(t, to))
 		}
 	}
 	deleteStatefulSet(t, name, claims, pvs, 3*time.Minute)
@@ -348,8 +348,9 @@ func nodeLost(t *testing.T, lost, survivor, claim, pv, id string, vc *vcenter) {
 	})
 
 	// Without warning: kubelet dies, the VM powers off.
-	killPID(t, lost+"-kubelet")
-	simControl(t, "POST", "/vms/"+vmOf(lost)+"/power-off", "")
+	lostNode, _ := env.cluster.Node(lost)
+	killPID(t, lostNode.Kubelet)
+	simControl(t, "POST", "/vms/"+vmOf(t, lost)+"/power-off", "")
 	start := time.Now()
 	eventually(t, 3*time.Minute, "node "+lost+" NotReady", func(ctx context.Context) (bool, string, error) {
 		n, err := env.kube.CoreV1().Nodes().Get(ctx, lost, metav1.GetOptions{})
@@ -382,20 +383,15 @@ func nodeLost(t *testing.T, lost, survivor, claim, pv, id string, vc *vcenter) {
 	mustKubectl(t, "delete", "pods", "--all-namespaces", "--field-selector", "spec.nodeName="+lost, "--force", "--grace-period=0")
 }
 
-// killPID SIGKILLs a process hack/e2e.sh started (its PID file).
+// killPID SIGKILLs a process hack/e2e.sh started (its record).
 func killPID(t *testing.T, name string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(env.dir, "pids", name))
+	p, err := env.cluster.Running(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b))
-	pid, err := strconv.Atoi(f[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill %s (pid %d): %v", name, pid, err)
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s (pid %d): %v", name, p.PID, err)
 	}
 }
 
@@ -409,17 +405,22 @@ func mountTables(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	out[env.node] = string(b)
+	// The nodes the API server has: a node deleted after it was lost (nodeLost) keeps what its
+	// dead kubelet mounted, as a lost machine does.
 	nodes, err := env.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range nodes.Items {
-		pidFile, err := os.ReadFile(filepath.Join(env.dir, "pids", n.Name+"-ns"))
-		if err != nil {
+	for _, api := range nodes.Items {
+		n, ok := env.cluster.Node(api.Name)
+		if !ok || n.Namespace == "" {
 			continue
 		}
-		f := strings.Fields(string(pidFile))
-		if b, err := os.ReadFile("/proc/" + f[0] + "/mountinfo"); err == nil {
+		holder, err := env.cluster.Running(n.Namespace)
+		if err != nil {
+			continue // a node whose namespaces are gone has no mounts left
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", holder.PID)); err == nil {
 			out[n.Name] = string(b)
 		}
 	}

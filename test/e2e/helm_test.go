@@ -1,3 +1,5 @@
+//go:build e2e_chart
+
 package e2e
 
 import (
@@ -36,11 +38,11 @@ const (
 // upgrade, rollback, a killed node plugin, a volume in use throughout);
 // helm uninstall leaves no pod,
 // no object of the chart, no CSIDriver and no mount. It needs the driver
-// processes hack/e2e.sh started to be stopped first (E2E_HELM=1 says they
-// are).
+// processes hack/e2e.sh started to be stopped first: it is built only with
+// the tag e2e_chart, which makes it a test of the chart phase (doc.go).
 func TestHelm(t *testing.T) {
-	if os.Getenv("E2E_HELM") != "1" {
-		t.Skip("runs in its own phase of hack/e2e.sh (E2E_HELM=1), after the other driver processes stop")
+	if p, err := env.cluster.Running("csi-controller"); err == nil {
+		t.Fatalf("the driver's controller runs as a host process (pid %d): the chart phase of hack/e2e.sh test stops it first", p.PID)
 	}
 	// What kubectl applied for the other tests would collide with the chart's objects.
 	mustKubectl(t, "delete", "--ignore-not-found", "storageclass", "gold-sc")
@@ -48,15 +50,15 @@ func TestHelm(t *testing.T) {
 	mustKubectl(t, "create", "namespace", helmNamespace)
 	mustKubectl(t, "label", "namespace", helmNamespace, "pod-security.kubernetes.io/enforce=privileged")
 	mustKubectl(t, "-n", helmNamespace, "create", "secret", "generic", "vsphere-config-secret",
-		"--from-file=csi-vsphere.conf="+filepath.Join(env.dir, "csi-vsphere.conf"))
+		"--from-file=csi-vsphere.conf="+env.cluster.VCenter.Config)
 	t.Cleanup(func() { _, _ = kubectl(context.Background(), "delete", "namespace", helmNamespace, "--wait=false") })
 
 	// The node VM each node plays: its BIOS UUID (in DMI on a real node VM)
 	// and where the embedded vCenter puts its disks' links (/dev/disk/by-id
 	// on a real node), both under the kubelet directory, which the chart
 	// mounts into the node plugin: the same path on every node, each node's
-	// own content (hack/e2e.sh, node_identity).
-	identity := filepath.Join(env.dir, "kubelet", "e2e-node")
+	// own content (hack/e2e/nodes.sh, node_identity).
+	identity := env.cluster.Identity
 	repo, tag, _ := strings.Cut(driverImage, ":")
 	values := fmt.Sprintf(`image: {repository: %s, tag: %s, pullPolicy: Never}
 node:
@@ -80,7 +82,7 @@ topology: {enabled: true}
 # With zones, a claim's volume goes where its pod can run.
 storageClasses:
   - {name: gold-sc, storagePolicyName: Gold, reclaimPolicy: Delete, volumeBindingMode: WaitForFirstConsumer}
-`, repo, tag, filepath.Join(env.dir, "kubelet"), filepath.Join(identity, "dmi"), filepath.Join(identity, "by-id"),
+`, repo, tag, env.cluster.KubeletDir, filepath.Join(identity, "dmi"), filepath.Join(identity, "by-id"),
 		sidecarTag(t, "csi-provisioner"), sidecarTag(t, "csi-attacher"), sidecarTag(t, "csi-resizer"), sidecarTag(t, "csi-snapshotter"))
 	valuesFile := filepath.Join(env.dir, "helm-values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o644); err != nil {
@@ -304,16 +306,6 @@ func sidecarTag(t *testing.T, name string) string {
 		t.Fatalf("image %s has no tag", img.Name)
 	}
 	return tag
-}
-
-// readState reads a file hack/e2e.sh wrote into E2E_DIR.
-func readState(t *testing.T, name string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(env.dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(data))
 }
 
 // describeNamespace is what a person would look at when a release does not

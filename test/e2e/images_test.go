@@ -222,7 +222,7 @@ func runForOutput(t *testing.T, name, image string, command ...string) string {
 	// The container's log as kubelet wrote it on this node (the API
 	// server's log proxy needs node addresses our loopback node lacks):
 	// CRI lines "<time> <stream> <F|P> <text>".
-	data, err := os.ReadFile(filepath.Join(env.dir, "pod-logs", fmt.Sprintf("%s_%s_%s", ns, name, p.UID), "main", "0.log"))
+	data, err := os.ReadFile(filepath.Join(env.cluster.PodLogs, fmt.Sprintf("%s_%s_%s", ns, name, p.UID), "main", "0.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

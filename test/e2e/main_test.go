@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,15 +18,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/vsphere-cns/vsphere-csi/test/e2e/internal/harness"
 )
 
-// env is what hack/e2e.sh tells the tests about the cluster it started.
+// env is the cluster hack/e2e.sh started, as its cluster.json (E2E_CLUSTER)
+// says (harness.Cluster), and a client of its API server.
 var env struct {
-	dir        string // E2E_DIR: state, logs, kubeconfig
-	bin        string // E2E_BIN: kubectl, helm, ...
-	root       string // E2E_ROOT: the repository
-	images     string // E2E_IMAGES: the OCI archives hack/e2e.sh built and imported
-	node       string // NODE_NAME
+	cluster    *harness.Cluster
+	dir        string // state, logs, kubeconfig
+	bin        string // kubectl, helm, ...
+	root       string // the repository
+	images     string // the OCI archives hack/e2e.sh built and imported
+	node       string // node 0, which plays the zone-b node VM
 	kubeconfig string
 	kube       kubernetes.Interface
 }
@@ -37,13 +42,24 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	env.dir, env.bin, env.root, env.node = os.Getenv("E2E_DIR"), os.Getenv("E2E_BIN"), os.Getenv("E2E_ROOT"), os.Getenv("NODE_NAME")
-	env.kubeconfig = os.Getenv("KUBECONFIG")
-	env.images = os.Getenv("E2E_IMAGES")
-	if env.dir == "" || env.kubeconfig == "" {
+	flag.Parse()
+	// go test -list (hack/e2e.sh asks each phase's build which tests it has) needs no cluster.
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	path := os.Getenv("E2E_CLUSTER")
+	if path == "" {
 		fmt.Println("test/e2e needs a cluster: run `make e2e` (or hack/e2e.sh up, then hack/e2e.sh test)")
 		os.Exit(0)
 	}
+	c, err := harness.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "E2E_CLUSTER:", err)
+		os.Exit(1)
+	}
+	env.cluster = c
+	env.dir, env.bin, env.root, env.images, env.kubeconfig = c.Dir, c.Bin, c.Root, c.Images, c.Kubeconfig
+	env.node = c.Nodes[0].Name
 	cfg, err := clientcmd.BuildConfigFromFlags("", env.kubeconfig)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
@@ -333,4 +349,23 @@ func cleanupPod(t *testing.T, name string) {
 	t.Cleanup(func() {
 		_ = env.kube.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+}
+
+// logOf is the log of a process hack/e2e.sh started (its record).
+func logOf(t *testing.T, name string) string {
+	t.Helper()
+	p, err := env.cluster.Process(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Log
+}
+
+func isReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }

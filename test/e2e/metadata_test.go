@@ -113,7 +113,7 @@ func TestMetadataInCNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCNS(t, vc, 30*time.Second, "the deleted PV gone from CNS", id)
-	logPath := filepath.Join(env.dir, "logs", "csi-controller.log")
+	logPath := logOf(t, "csi-controller")
 	eventually(t, 4*time.Minute, "the controller reporting the orphan", func(ctx context.Context) (bool, string, error) {
 		b, err := os.ReadFile(logPath)
 		if err != nil {
@@ -172,7 +172,7 @@ func statefulSetInCNS(t *testing.T, vc *vcenter) {
 func orphansCommand(t *testing.T) (string, int) {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), filepath.Join(env.root, "bin", "vsphere-csi"), "orphans",
-		"--config", filepath.Join(env.dir, "csi-vsphere.conf"), "--kubeconfig", env.kubeconfig)
+		"--config", env.cluster.VCenter.Config, "--kubeconfig", env.kubeconfig)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {

@@ -51,7 +51,7 @@ while :; do echo "size-kib $(df -kP /data | awk 'NR==2{print $2}')"; sleep 1; do
 		t.Fatalf("create pod %s: %v", podName, err)
 	}
 	waitRunning(t, podName)
-	mount := filepath.Join(env.dir, "kubelet/pods", string(created.UID), "volumes/kubernetes.io~csi", pv.Name, "mount")
+	mount := filepath.Join(env.cluster.KubeletDir, "pods", string(created.UID), "volumes/kubernetes.io~csi", pv.Name, "mount")
 	before, err := fsSize(mount)
 	if err != nil {
 		t.Fatalf("statfs of the pod's volume mount on the node: %v", err)
@@ -276,7 +276,7 @@ func fsSize(path string) (int64, error) {
 // podReportedKiB reads the last "size-kib N" line the pod wrote to its log
 // (kubelet's podLogsDir, $E2E_DIR/pod-logs/<ns>_<pod>_<uid>/<container>/).
 func podReportedKiB(p *corev1.Pod) (int64, string, error) {
-	files, err := filepath.Glob(filepath.Join(env.dir, "pod-logs", fmt.Sprintf("%s_%s_%s", p.Namespace, p.Name, p.UID), "main", "*.log"))
+	files, err := filepath.Glob(filepath.Join(env.cluster.PodLogs, fmt.Sprintf("%s_%s_%s", p.Namespace, p.Name, p.UID), "main", "*.log"))
 	if err != nil || len(files) == 0 {
 		return 0, "no log file yet", err
 	}

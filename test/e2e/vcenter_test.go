@@ -31,7 +31,7 @@ type vcenter struct {
 
 func connectVCenter(t *testing.T) *vcenter {
 	t.Helper()
-	cfg, err := config.Load(filepath.Join(env.dir, "csi-vsphere.conf"))
+	cfg, err := config.Load(env.cluster.VCenter.Config)
 	if err != nil {
 		t.Fatalf("the embedded vCenter's config: %v", err)
 	}
@@ -126,7 +126,7 @@ type simDatastore struct {
 
 func simDatastores(t *testing.T) map[string]simDatastore {
 	t.Helper()
-	f, err := os.Open(filepath.Join(env.dir, "logs/vsphere-sim.log"))
+	f, err := os.Open(logOf(t, "vsphere-sim"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func simDatastores(t *testing.T) map[string]simDatastore {
 func dataFiles(t *testing.T, id string) []string {
 	t.Helper()
 	var files []string
-	err := filepath.WalkDir(filepath.Join(env.dir, "vcenter"), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(env.cluster.VCenter.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
