@@ -441,3 +441,21 @@ func TestInTreeDiskRegisteredByTheUpstreamDriver(t *testing.T) {
 		t.Fatalf("volumes %+v; want only %s, attached to %s", vols, upstreamID, vm.Name)
 	}
 }
+
+// TestCreateAfterInTreeRegistration: a datastore whose first CNS volume
+// came from an in-tree disk registered in place still takes new volumes
+// (the embedded vCenter made the datastore's disk catalog without its fcd
+// directory, and every later create there was FileNotFound: found by make
+// e2e, TestHelm after TestInTreePV).
+func TestCreateAfterInTreeRegistration(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	silver := e.datastoreNamed(t, "silver-ds")
+	if _, err := e.d.CreateVolume(ctx, createReq("pvc-intree-first", 64<<20, map[string]string{
+		"csimigration": "true", "datastore-migrationparam": "silver-ds", "csi.storage.k8s.io/pv/name": "pvc-intree-first"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.CreateVolume(ctx, createReq("pvc-after-intree", 64<<20, map[string]string{"datastoreurl": silver.URL})); err != nil {
+		t.Fatalf("a volume on the same datastore after the in-tree one: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"k8s.io/klog/v2"
 
@@ -291,6 +292,12 @@ func (m *volumeManager) catalogPut(vctx *simulator.Context, d *dsModel, obj type
 		c.WithLock(vsom, func() {
 			cat := vsom.Catalog()
 			if cat[d.ref] == nil {
+				// govmomi's simulator makes a datastore's fcd directory when
+				// it makes its catalog: a catalog made here needs it too,
+				// or the next first-class disk there is FileNotFound.
+				if err := os.MkdirAll(filepath.Join(d.dir, "fcd"), 0o755); err != nil {
+					klog.ErrorS(err, "Making the datastore's fcd directory", "datastore", d.name)
+				}
 				cat[d.ref] = map[types.ID]*simulator.VStorageObject{}
 			}
 			cat[d.ref][obj.Config.Id] = &simulator.VStorageObject{VStorageObject: obj}

@@ -175,7 +175,7 @@ storageClasses:
 
 	// helm test: the doctor checks vCenter, the privileges, the classes and
 	// the node VMs from a pod of the chart, and finds nothing wrong here.
-	if out, err := helm(t, "test", helmRelease, "--namespace", helmNamespace, "--timeout", "3m", "--logs"); err != nil {
+	if out, err := helm(t, "test", helmRelease, "--namespace", helmNamespace, "--timeout", "3m"); err != nil {
 		t.Errorf("helm test (vsphere-csi doctor): %v\n%s", err, out)
 	} else {
 		t.Logf("helm test (vsphere-csi doctor):\n%s", out)

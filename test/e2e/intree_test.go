@@ -76,6 +76,11 @@ func TestInTreePV(t *testing.T) {
 	if flat == "" {
 		t.Fatalf("no data file of %s under %s", path, filepath.Join(env.dir, "vcenter"))
 	}
+	// govmomi's simulator leaves a new thin disk's data file empty where a
+	// datastore shows its full size (sparse): give it its size first.
+	if err := os.Truncate(flat, 1<<30); err != nil {
+		t.Fatal(err)
+	}
 	writeExt4(t, flat, "old", "written by the in-tree plugin's pod")
 
 	pvName, claim := "intree-pv", "intree-claim"
