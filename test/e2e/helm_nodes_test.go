@@ -115,6 +115,10 @@ func helmNodes(t *testing.T) {
 		t.Errorf("volume %s still on node VMs %v with no pod using it", id, got)
 	}
 
+	// An in-tree vSphere PV moves from node 1 to node 2 (zone-a, where
+	// vsanDatastore is).
+	inTreeAcrossNodes(t, node1, node2, "vsanDatastore")
+
 	// A StatefulSet of 3 spread over the 3 nodes; every pod replaced.
 	spreadStatefulSet(t)
 
@@ -489,4 +493,27 @@ func controllerMetric(ctx context.Context, name string) ([]string, error) {
 		}
 	}
 	return out, last
+}
+
+// inTreeAcrossNodes (the chart phase, on its zone-a nodes): an in-tree PV
+// written by a pod on node1 is read by a pod on node2 after node1's pod
+// is gone; the disk moved from one node VM to the other through this
+// driver.
+func inTreeAcrossNodes(t *testing.T, node1, node2, datastore string) {
+	t.Helper()
+	const name = "legacy-intree-nodes"
+	inTreeDiskWithData(t, datastore, name)
+	pvName, claim := "intree-nodes-pv", "intree-nodes-claim"
+	inTreeClaim(t, pvName, claim, fmt.Sprintf("[%s] kubevols/%s.vmdk", datastore, name))
+	cleanupPod(t, "intree-on-1")
+	runPod(t, podOn(node1, "intree-on-1", claim, `set -e
+grep -q "written by the in-tree plugin's pod" /data/old
+echo "written on $(hostname)" > /data/new; sync`))
+	deletePod(t, "intree-on-1", pvName)
+	cleanupPod(t, "intree-on-2")
+	runPod(t, podOn(node2, "intree-on-2", claim, `set -e
+grep -q "written by the in-tree plugin's pod" /data/old
+grep -q "written on" /data/new`))
+	deletePod(t, "intree-on-2", pvName)
+	deletePVC(t, claim, "")
 }

@@ -48,17 +48,44 @@ func inTreeDataFile(t *testing.T, name string) string {
 // gone and the disk detached, another pod finds both files.
 func TestInTreePV(t *testing.T) {
 	t.Parallel()
+	const name = "legacy-intree"
+	flat := inTreeDiskWithData(t, zoneDatastore, name)
+	pvName, claim := "intree-pv", "intree-claim"
+	inTreeClaim(t, pvName, claim, fmt.Sprintf("[%s] kubevols/%s.vmdk", zoneDatastore, name))
+
+	runPod(t, podObject("intree-a", claim, `set -e
+grep -q "written by the in-tree plugin's pod" /data/old
+echo "written through csi.vsphere.vmware.com" > /data/new
+sync`, false))
+	cleanupPod(t, "intree-a")
+	deletePod(t, "intree-a", pvName)
+
+	// Registered in place: the disk's data file is the one made above.
+	if files := inTreeDataFile(t, name); files != flat {
+		t.Errorf("the disk's data file is now %q, was %q: moved or copied", files, flat)
+	}
+	runPod(t, podObject("intree-b", claim, `set -e
+grep -q "written by the in-tree plugin's pod" /data/old
+grep -q "written through csi.vsphere.vmware.com" /data/new`, false))
+	cleanupPod(t, "intree-b")
+	deletePod(t, "intree-b", pvName)
+	deletePVC(t, claim, "")
+	_ = env.kube.CoreV1().PersistentVolumes().Delete(t.Context(), pvName, metav1.DeleteOptions{})
+}
+
+// inTreeDiskWithData makes a disk as the in-tree plugin did ("[ds]
+// kubevols/<name>.vmdk", VirtualDiskManager, not a CNS volume, 1 GiB thin)
+// with an ext4 filesystem holding /old, and returns its data file.
+func inTreeDiskWithData(t *testing.T, datastore, name string) string {
+	t.Helper()
 	vc := connectVCenter(t)
 	ctx := t.Context()
-	const name = "legacy-intree"
-	path := fmt.Sprintf("[%s] kubevols/%s.vmdk", zoneDatastore, name)
-	finder := find.NewFinder(vc.vim)
-	dc, err := finder.DefaultDatacenter(ctx)
+	path := fmt.Sprintf("[%s] kubevols/%s.vmdk", datastore, name)
+	dc, err := find.NewFinder(vc.vim).DefaultDatacenter(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	finder.SetDatacenter(dc)
-	if err := object.NewFileManager(vc.vim).MakeDirectory(ctx, fmt.Sprintf("[%s] kubevols", zoneDatastore), dc, true); err != nil {
+	if err := object.NewFileManager(vc.vim).MakeDirectory(ctx, fmt.Sprintf("[%s] kubevols", datastore), dc, true); err != nil {
 		t.Fatalf("make kubevols: %v", err)
 	}
 	task, err := object.NewVirtualDiskManager(vc.vim).CreateVirtualDisk(ctx, path, dc, &types.FileBackedVirtualDiskSpec{
@@ -82,9 +109,13 @@ func TestInTreePV(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeExt4(t, flat, "old", "written by the in-tree plugin's pod")
+	return flat
+}
 
-	pvName, claim := "intree-pv", "intree-claim"
-	fsType := "ext4"
+// inTreeClaim makes the in-tree plugin's PV of the disk at path (Retain)
+// and a claim bound to it, both gone when the test ends.
+func inTreeClaim(t *testing.T, pvName, claim, path string) {
+	t.Helper()
 	empty := ""
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: pvName},
@@ -95,11 +126,11 @@ func TestInTreePV(t *testing.T) {
 			StorageClassName:              empty,
 			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				VsphereVolume: &corev1.VsphereVirtualDiskVolumeSource{VolumePath: path, FSType: fsType},
+				VsphereVolume: &corev1.VsphereVirtualDiskVolumeSource{VolumePath: path, FSType: "ext4"},
 			},
 		},
 	}
-	if _, err := env.kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+	if _, err := env.kube.CoreV1().PersistentVolumes().Create(t.Context(), pv, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create the in-tree PV: %v", err)
 	}
 	t.Cleanup(func() {
@@ -111,26 +142,6 @@ func TestInTreePV(t *testing.T) {
 	createPVC(t, pvc)
 	cleanupPVC(t, claim)
 	waitBound(t, claim)
-
-	runPod(t, podObject("intree-a", claim, `set -e
-grep -q "written by the in-tree plugin's pod" /data/old
-echo "written through csi.vsphere.vmware.com" > /data/new
-sync`, false))
-	cleanupPod(t, "intree-a")
-	deletePod(t, "intree-a", pvName)
-
-	// Registered once, in place: one CNS volume of this cluster names the
-	// disk (intree-<digest>), and the data file is the one made above.
-	if files := inTreeDataFile(t, name); files != flat {
-		t.Errorf("the disk's data file is now %q, was %q: moved or copied", files, flat)
-	}
-	runPod(t, podObject("intree-b", claim, `set -e
-grep -q "written by the in-tree plugin's pod" /data/old
-grep -q "written through csi.vsphere.vmware.com" /data/new`, false))
-	cleanupPod(t, "intree-b")
-	deletePod(t, "intree-b", pvName)
-	deletePVC(t, claim, "")
-	_ = env.kube.CoreV1().PersistentVolumes().Delete(ctx, pvName, metav1.DeleteOptions{})
 }
 
 // writeExt4 makes an ext4 filesystem on the disk's data file and writes
