@@ -23,42 +23,13 @@ import (
 // loop device: stage (mkfs.ext4), publish, write, unpublish, unstage, stage
 // again, and the data is there. Needs root (CI runs as root).
 func TestNodeRealLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loop devices and mounts")
-	}
-	if testing.Short() {
-		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
-	}
-	dir := t.TempDir()
-	byID := filepath.Join(dir, "by-id")
-	os.Mkdir(byID, 0o755)
-	img := filepath.Join(dir, "disk.img")
-	os.WriteFile(img, nil, 0o600)
-	os.Truncate(img, 5*gi)
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	b := make([]byte, 16)
-	rand.Read(b)
-	uuid := hex.EncodeToString(b)
-	os.Symlink(dev, filepath.Join(byID, "wwn-0x"+uuid))
-
+	r := newRealDisk(t, 5*gi)
+	dir, uuid, d := r.dir, r.uuid, r.d
 	staging, target, other := filepath.Join(dir, "staging"), filepath.Join(dir, "pods", "a"), filepath.Join(dir, "pods", "b")
 	os.Mkdir(staging, 0o750)
-	for _, p := range []string{other, target, staging} {
-		t.Cleanup(func() {
-			for unix.Unmount(p, 0) == nil {
-			}
-		})
-	}
-	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	unmountAtEnd(t, other, target, staging)
 	ctx := context.Background()
+	var err error
 	rwop := mountCap("")
 	rwop.AccessMode.Mode = csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
 	stage := &csi.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: staging, VolumeCapability: rwop,
@@ -135,43 +106,11 @@ func TestNodeRealLoopDevice(t *testing.T) {
 // is no attached disk's, unmounts it and stages the new device, not
 // formatting it; the data is there. Before, it answered AlreadyExists.
 func TestNodeRealDeviceComesBack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loop devices and mounts")
-	}
-	if testing.Short() {
-		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
-	}
-	dir := t.TempDir()
-	byID := filepath.Join(dir, "by-id")
-	os.Mkdir(byID, 0o755)
-	img := filepath.Join(dir, "disk.img")
-	os.WriteFile(img, nil, 0o600)
-	os.Truncate(img, 1*gi)
-	loop := func() string {
-		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-		if err != nil {
-			t.Fatalf("losetup: %v: %s", err, out)
-		}
-		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-		return dev
-	}
-	b := make([]byte, 16)
-	rand.Read(b)
-	uuid := hex.EncodeToString(b)
-	link := filepath.Join(byID, "wwn-0x"+uuid)
-	first := loop()
-	os.Symlink(first, link)
-	staging := filepath.Join(dir, "staging")
+	r := newRealDisk(t, 1*gi)
+	uuid, d := r.uuid, r.d
+	staging := filepath.Join(r.dir, "staging")
 	os.Mkdir(staging, 0o750)
-	t.Cleanup(func() {
-		for unix.Unmount(staging, 0) == nil {
-		}
-	})
-	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	unmountAtEnd(t, staging)
 	ctx := context.Background()
 	stage := &csi.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: staging, VolumeCapability: mountCap("ext4"),
 		PublishContext: map[string]string{PublishContextDiskUUID: uuid}}
@@ -184,9 +123,7 @@ func TestNodeRealDeviceComesBack(t *testing.T) {
 	unix.Sync()
 
 	// The disk comes back as another device; the old one stays mounted.
-	second := loop()
-	os.Remove(link)
-	os.Symlink(second, link)
+	second := r.attach(t)
 	if _, err := d.NodeStageVolume(ctx, stage); err != nil {
 		t.Fatalf("stage after the device changed: %v", err)
 	}
@@ -209,38 +146,11 @@ func TestNodeRealDeviceComesBack(t *testing.T) {
 // loop device: its unstage is refused while the device is bound at the
 // pod's target, and goes once unpublished.
 func TestNodeRealBlockUnstageWhilePublished(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loop devices and mounts")
-	}
-	if testing.Short() {
-		t.Skip("real loop devices: not in -short (make unit); make test runs it")
-	}
-	dir := t.TempDir()
-	byID := filepath.Join(dir, "by-id")
-	os.Mkdir(byID, 0o755)
-	img := filepath.Join(dir, "disk.img")
-	os.WriteFile(img, nil, 0o600)
-	os.Truncate(img, 64<<20)
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	b := make([]byte, 16)
-	rand.Read(b)
-	uuid := hex.EncodeToString(b)
-	os.Symlink(dev, filepath.Join(byID, "wwn-0x"+uuid))
-	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "pods", "dev")
+	r := newRealDisk(t, 64<<20)
+	uuid, d := r.uuid, r.d
+	staging, target := filepath.Join(r.dir, "staging"), filepath.Join(r.dir, "pods", "dev")
 	os.Mkdir(staging, 0o750)
-	t.Cleanup(func() {
-		for unix.Unmount(target, 0) == nil {
-		}
-	})
-	d, err := NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	unmountAtEnd(t, target)
 	ctx := context.Background()
 	pc := map[string]string{PublishContextDiskUUID: uuid}
 	if _, err := d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "v", StagingTargetPath: staging, VolumeCapability: blockCap(), PublishContext: pc}); err != nil {
@@ -250,12 +160,73 @@ func TestNodeRealBlockUnstageWhilePublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	unstage := &csi.NodeUnstageVolumeRequest{VolumeId: "v", StagingTargetPath: staging}
-	_, err = d.NodeUnstageVolume(ctx, unstage)
+	_, err := d.NodeUnstageVolume(ctx, unstage)
 	wantCode(t, err, codes.FailedPrecondition, "still published at "+target)
 	if _, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "v", TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.NodeUnstageVolume(ctx, unstage); err != nil {
 		t.Fatalf("unstage once unpublished: %v", err)
+	}
+}
+
+// realDisk is a disk image on real loop devices with its wwn-0x link in a
+// by-id directory, as the hypervisor presents an attached disk, and a
+// node service on the real mounter (root only; not in -short).
+type realDisk struct {
+	dir, byID, img, uuid, link string
+	d                          *Driver
+}
+
+func newRealDisk(t *testing.T, size int64) *realDisk {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop devices and mounts")
+	}
+	if testing.Short() {
+		t.Skip("real loop devices and mkfs: not in -short (make unit); make test runs it")
+	}
+	r := &realDisk{dir: t.TempDir()}
+	r.byID, r.img = filepath.Join(r.dir, "by-id"), filepath.Join(r.dir, "disk.img")
+	os.Mkdir(r.byID, 0o755)
+	os.WriteFile(r.img, nil, 0o600)
+	os.Truncate(r.img, size)
+	b := make([]byte, 16)
+	rand.Read(b)
+	r.uuid = hex.EncodeToString(b)
+	r.link = filepath.Join(r.byID, "wwn-0x"+r.uuid)
+	r.attach(t)
+	var err error
+	if r.d, err = NewDriver(Options{Mode: ModeNode, NodeID: "n", ByIDDir: r.byID}, nil, node.New(node.Options{DeviceWait: 2 * time.Second})); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// attach puts the image on a new loop device and points the disk's link
+// at it (the disk appears, or comes back under another name); it returns
+// the device.
+func (r *realDisk) attach(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("losetup", "-f", "--show", r.img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	os.Remove(r.link)
+	if err := os.Symlink(dev, r.link); err != nil {
+		t.Fatal(err)
+	}
+	return dev
+}
+
+// unmountAtEnd unmounts whatever the test left mounted at paths.
+func unmountAtEnd(t *testing.T, paths ...string) {
+	for _, p := range paths {
+		t.Cleanup(func() {
+			for unix.Unmount(p, 0) == nil {
+			}
+		})
 	}
 }
