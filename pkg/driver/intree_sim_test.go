@@ -12,7 +12,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/vmware/govmomi/cns"
 	cnstypes "github.com/vmware/govmomi/cns/types"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
 	"github.com/vsphere-cns/vsphere-csi/pkg/driver"
@@ -349,7 +348,6 @@ func TestInTreeStorageClassRefusals(t *testing.T) {
 // published; the pod reads the file the in-tree plugin's pod wrote.
 func TestInTreeDiskDataThroughNodeStage(t *testing.T) {
 	e := newRealEnv(t)
-	ctx := context.Background()
 	path, err := e.sim.AddInTreeDisk("vsanDatastore", "kubernetes-dynamic-pvc-0002", 64)
 	if err != nil {
 		t.Fatal(err)
@@ -365,43 +363,12 @@ func TestInTreeDiskDataThroughNodeStage(t *testing.T) {
 	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", src, file).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 -d on the in-tree disk: %v: %s", err, out)
 	}
-	capability := mountRWO()[0]
-	pub, err := e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: path, NodeId: e.vm.UUID, VolumeCapability: capability})
-	if err != nil {
-		t.Fatalf("ControllerPublishVolume(%q): %v", path, err)
-	}
-	dir := t.TempDir()
-	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "target")
-	if err := os.Mkdir(staging, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range []string{target, staging} {
-			for unix.Unmount(p, 0) == nil {
-			}
+	e.usePublished(t, path, func(target string) {
+		got, err := os.ReadFile(filepath.Join(target, "index.html"))
+		if err != nil || string(got) != "kept across the switch" {
+			t.Fatalf("the in-tree disk's file through the node plugin: %q, %v", got, err)
 		}
 	})
-	if _, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: path, StagingTargetPath: staging,
-		VolumeCapability: capability, PublishContext: pub.GetPublishContext()}); err != nil {
-		t.Fatalf("NodeStageVolume: %v", err)
-	}
-	if _, err := e.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: path, StagingTargetPath: staging,
-		TargetPath: target, VolumeCapability: capability, PublishContext: pub.GetPublishContext()}); err != nil {
-		t.Fatalf("NodePublishVolume: %v", err)
-	}
-	got, err := os.ReadFile(filepath.Join(target, "index.html"))
-	if err != nil || string(got) != "kept across the switch" {
-		t.Fatalf("the in-tree disk's file through the node plugin: %q, %v", got, err)
-	}
-	if _, err := e.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: path, TargetPath: target}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: path, StagingTargetPath: staging}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.d.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: path, NodeId: e.vm.UUID}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestInTreeDiskRegisteredByTheUpstreamDriver: a disk the upstream driver

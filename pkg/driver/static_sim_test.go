@@ -56,11 +56,23 @@ func newRealEnv(t *testing.T) *realEnv {
 // not create, writes a file, and takes it all down again.
 func (e *realEnv) useStatic(t *testing.T, id string) {
 	t.Helper()
+	e.usePublished(t, id, func(target string) {
+		if err := os.WriteFile(filepath.Join(target, "hello"), []byte("static"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// usePublished attaches the volume to the node VM, stages it and publishes
+// it at a pod's target as kubelet would, hands the target to use, then
+// unpublishes, unstages and detaches it.
+func (e *realEnv) usePublished(t *testing.T, id string, use func(target string)) {
+	t.Helper()
 	ctx := context.Background()
 	capability := mountRWO()[0]
 	pub, err := e.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: e.vm.UUID, VolumeCapability: capability})
 	if err != nil {
-		t.Fatalf("ControllerPublishVolume of static volume %s: %v", id, err)
+		t.Fatalf("ControllerPublishVolume of %s: %v", id, err)
 	}
 	dir := t.TempDir()
 	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "target")
@@ -81,9 +93,7 @@ func (e *realEnv) useStatic(t *testing.T, id string) {
 		TargetPath: target, VolumeCapability: capability, PublishContext: pub.GetPublishContext()}); err != nil {
 		t.Fatalf("NodePublishVolume: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(target, "hello"), []byte("static"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	use(target)
 	if _, err := e.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
 		t.Fatal(err)
 	}
