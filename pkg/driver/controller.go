@@ -68,6 +68,11 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	if !file {
+		if size, err = fsMinimum(size, params.FSType, req.GetVolumeCapabilities(), req.GetCapacityRange()); err != nil {
+			return nil, err
+		}
+	}
 	// A snapshot to restore or a volume to clone (snapshots.go).
 	if params.source, err = d.volumeSource(ctx, req.GetVolumeContentSource()); err != nil {
 		return nil, err

@@ -129,6 +129,37 @@ func capacityBytes(r *csi.CapacityRange) (int64, error) {
 	return size, nil
 }
 
+// minFSBytes is the smallest disk each filesystem the node plugin makes can
+// be made on: mkfs.xfs (xfsprogs 5.19 and later; the image's Debian has 6.1)
+// refuses "Filesystem must be larger than 300MB". mkfs.ext4 makes any size.
+var minFSBytes = map[string]int64{"xfs": 300 * mib}
+
+// fsMinimum raises a block volume's size to its filesystem's smallest
+// (minFSBytes), as a cloud disk's size is rounded up to what the cloud
+// makes: a 1 MiB xfs claim gets a 300 MiB volume that stages, rather than
+// one mkfs refuses on every NodeStage. The filesystem is the capabilities'
+// fs_type (the StorageClass's csi.storage.k8s.io/fstype, or the
+// provisioner's default), else the fstype parameter. Past limit_bytes, the
+// refusal names the filesystem's minimum.
+func fsMinimum(size int64, fsParam string, caps []*csi.VolumeCapability, r *csi.CapacityRange) (int64, error) {
+	fs := strings.ToLower(fsParam)
+	for _, c := range caps {
+		if t := strings.ToLower(c.GetMount().GetFsType()); t != "" {
+			fs = t
+			break
+		}
+	}
+	least, ok := minFSBytes[fs]
+	if !ok || size >= least {
+		return size, nil
+	}
+	if limit := r.GetLimitBytes(); limit > 0 && limit < least {
+		return 0, status.Errorf(codes.OutOfRange,
+			"an %s volume must be at least %d MiB (mkfs.%s makes none smaller); limit_bytes is %d", fs, least/mib, fs, limit)
+	}
+	return least, nil
+}
+
 // Access modes: a block volume (a VMDK) attaches to one node VM at a
 // time, so it takes the single-node modes, as a filesystem or raw block;
 // a file volume (a vSAN file share, file_volumes.go) is mounted by any number of

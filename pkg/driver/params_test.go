@@ -2,6 +2,9 @@ package driver
 
 import (
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -163,4 +166,34 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestMinFSBytesIsMkfsMinimum: the minimum fsMinimum applies is the one
+// this machine's mkfs.xfs has (the image's Debian release's xfsprogs is the
+// machine's): a sparse file of exactly minFSBytes formats, one MiB less
+// does not.
+func TestMinFSBytesIsMkfsMinimum(t *testing.T) {
+	mkfs, err := exec.LookPath("mkfs.xfs")
+	if err != nil {
+		t.Skip("no mkfs.xfs on this machine (make test installs xfsprogs): the minimum is not checked against it")
+	}
+	least := minFSBytes["xfs"]
+	for _, tc := range []struct {
+		size int64
+		ok   bool
+	}{{least, true}, {least - mib, false}} {
+		img := filepath.Join(t.TempDir(), "disk.img")
+		f, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(tc.size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		out, err := exec.Command(mkfs, "-q", img).CombinedOutput()
+		if (err == nil) != tc.ok {
+			t.Errorf("mkfs.xfs of %d MiB: %v (%s), want success %v", tc.size/mib, err, strings.TrimSpace(string(out)), tc.ok)
+		}
+	}
 }

@@ -38,9 +38,12 @@ func toCSI(seg map[string]string) *csi.Topology {
 }
 
 // volumeTopology is where a volume is accessible: the segments in which its
-// datastore is reachable. Answered from the caches (no vCenter call).
+// datastore is reachable. Answered from the caches (no vCenter call). A file
+// volume is accessible everywhere (no segment): its share is on a datastore
+// of one zone, but every node mounts it over NFS, in any zone (as upstream
+// answers; Kubernetes' storage suite runs two pods of one share in two zones).
 func (d *Driver) volumeTopology(ctx context.Context, v vcenter.Volume) ([]*csi.Topology, string, error) {
-	if len(d.opts.TopologyCategories) == 0 || v.DatastoreURL == "" {
+	if len(d.opts.TopologyCategories) == 0 || v.DatastoreURL == "" || v.File {
 		return nil, "", nil
 	}
 	all, err := d.vc.Datastores(ctx, "")
