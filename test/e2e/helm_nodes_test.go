@@ -24,11 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// spareTaint keeps the test pods off the nodes hack/e2e.sh starts for the
-// helm phase (e2e-node-N, playing node VM k8s-node-N in zone-a) until
-// helmNodes takes them in; the node plugin's DaemonSet tolerates it.
-const spareTaint = "e2e.vsphere-csi/spare"
-
 // ownData is the script of helmNodes' StatefulSet pods: the first pod of a
 // name writes its name into its volume, every later one must find it there.
 const ownData = `set -e
@@ -146,25 +141,6 @@ func rwxAcrossNodes(t *testing.T, class, node1, node2 string) {
 	deletePod(t, "rwx-reader", pv.Name)
 	deletePVC(t, claim, pv.Name)
 	waitShareGone(t, sh)
-}
-
-// spareNodes are the nodes that came with the spare taint, by name.
-func spareNodes(t *testing.T) []string {
-	t.Helper()
-	nodes, err := env.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, n := range nodes.Items {
-		for _, taint := range n.Spec.Taints {
-			if taint.Key == spareTaint {
-				out = append(out, n.Name)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // vmOf is the node VM a node plays (cluster.json).
