@@ -13,7 +13,7 @@ RUN_DIR ?= /tmp/vsphere-csi
 TEST_TIMEOUT ?= 12m
 
 .DEFAULT_GOAL := all
-.PHONY: help all deps build run demo unit test verify chart-test manifests image bench clean e2e fuzz
+.PHONY: help all deps build run demo unit test verify chart-test manifests image bench clean e2e conformance fuzz
 
 # Each target's line ends with "## [cost; root?] what it does": make help lists them.
 help: ## [instant] this list: each target, what it costs, whether it needs root
@@ -59,7 +59,7 @@ verify: ## [<1 min warm; root if shellcheck is missing] vet, gofmt, manifests in
 	$(GO) vet ./...
 	$(GO) vet -tags simulator ./cmd/vsphere-csi ./pkg/app
 	cd test/chart && $(GO) vet ./...
-	cd test/e2e && $(GO) vet ./... && $(GO) vet -tags e2e_chart .
+	cd test/e2e && $(GO) vet ./... && $(GO) vet -tags e2e_chart . && $(GO) vet -tags e2e_conformance .
 	@out=$$(gofmt -l cmd pkg test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	cd test/chart && $(GO) run ./cmd/render-manifests --check
 	@command -v shellcheck >/dev/null || { \
@@ -97,6 +97,19 @@ manifests: ## [seconds] regenerate deploy/kubernetes from the chart (make verify
 # fails). E2E_RUN=regexp picks tests.
 e2e: ## [~11 min warm, ~45 cold; root] the driver through real Kubernetes built here (E2E_RUN=regexp picks tests)
 	GO=$(GO) hack/e2e.sh
+
+# conformance: Kubernetes' own external storage e2e suite (k8s.io/kubernetes test/e2e/storage,
+# the version of test/e2e/tools/kube) against the chart on the e2e cluster's three nodes, with
+# the test-driver manifests of test/e2e/conformance (hack/e2e/conformance.sh). It builds the
+# suite, ginkgo and agnhost once (cached beside the other e2e tools), brings the cluster up,
+# runs, tears down. CONFORMANCE_SET=full (default) runs every selected test and writes
+# docs/conformance.md; CONFORMANCE_SET=ci is the subset .ci/run runs. CONFORMANCE_FOCUS=regexp
+# runs only the tests it matches (a ginkgo focus; docs/conformance.md is then left alone).
+CONFORMANCE_SET ?= full
+CONFORMANCE_FOCUS ?=
+conformance: ## [~29 min warm (full), ~4 (ci); root] Kubernetes' storage e2e suite against the driver; writes docs/conformance.md
+	GO=$(GO) CONFORMANCE_SET=$(CONFORMANCE_SET) CONFORMANCE_FOCUS='$(CONFORMANCE_FOCUS)' \
+	  CONFORMANCE_REPORT=$(if $(CONFORMANCE_FOCUS),,$(if $(filter full,$(CONFORMANCE_SET)),$(CURDIR)/docs/conformance.md)) hack/e2e.sh conformance
 
 # image needs a Docker engine (none on our machines).
 image: ## [needs a Docker engine] the driver's image

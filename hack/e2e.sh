@@ -7,20 +7,24 @@
 #   hack/e2e.sh up         start everything, leave it running; writes $E2E_DIR/cluster.json
 #   hack/e2e.sh test       run the Go tests in test/e2e against a running cluster (E2E_RUN)
 #   hack/e2e.sh down       stop what `up` started (by its records), unmount, free loop devices
+#   hack/e2e.sh conformance  Kubernetes' storage e2e suite: tools (with the suite), up, the
+#                          suite (CONFORMANCE_SET=full|ci), down (make conformance)
+#   hack/e2e.sh conformance-run  the suite against a running cluster (E2E_CONFORMANCE=1 tools, up)
 #
 # Each phase is a file of hack/e2e/: config (settings, helpers), procs (the process records),
 # tools, images, cluster (certificates, control plane, up, cluster.json), node-config, nodes,
-# driver, test, teardown. What the tests read is data: cluster.json and procs/NAME.json
+# driver, test, conformance, teardown. What the tests read is data: cluster.json and procs/NAME.json
 # (test/e2e/internal/harness).
 set -euo pipefail
 
-for f in config procs tools images cluster node-config nodes driver test teardown; do
+for f in config procs tools images cluster node-config nodes driver test conformance teardown; do
 	# shellcheck source=/dev/null
 	source "$(dirname "${BASH_SOURCE[0]}")/e2e/$f.sh"
 done
 
-# all runs each phase as its own process so that `set -e` holds inside it.
-all() {
+# cycle NAME STEP FAILED: tools, up, `$0 STEP`, down (also when a step fails), each phase its
+# own process so that `set -e` holds inside it; FAILED says where a failed step's output is.
+cycle() {
 	export T0
 	"$0" tools
 	local rc=0
@@ -28,15 +32,17 @@ all() {
 	if ! "$0" up; then
 		rc=1
 		echo "e2e: the cluster did not come up; logs in $LOGS" >&2
-	elif ! "$0" test; then
+	elif ! "$0" "$2"; then
 		rc=1
-		echo "e2e: tests failed; the output is in $LOGS/go-test*.log, every process's log is in $LOGS" >&2
+		echo "e2e: $3" >&2
 	fi
 	trap - EXIT
 	"$0" down || rc=1
-	echo "==> [e2e] $([ $rc = 0 ] && echo PASS || echo FAIL) in $(since "$T0")s"
+	echo "==> [e2e] $1$([ $rc = 0 ] && echo PASS || echo FAIL) in $(since "$T0")s"
 	return $rc
 }
+
+all() { cycle "" test "tests failed; the output is in $LOGS/go-test*.log, every process's log is in $LOGS"; }
 
 case "${1:-all}" in
 tools) tools ;;
@@ -44,5 +50,7 @@ up) up ;;
 test) run_tests ;;
 down) down ;;
 all) all ;;
-*) die "usage: $0 [tools|up|test|down|all]" ;;
+conformance) conformance_all ;;
+conformance-run) run_conformance ;;
+*) die "usage: $0 [tools|up|test|down|all|conformance|conformance-run]" ;;
 esac

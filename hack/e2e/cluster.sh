@@ -63,6 +63,7 @@ control_plane() {
 		--service-cluster-ip-range 10.96.0.0/24 \
 		--client-ca-file "$PKI/ca.crt" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
 		--kubelet-client-certificate "$PKI/admin.crt" --kubelet-client-key "$PKI/admin.key" \
+		--kubelet-preferred-address-types InternalIP,Hostname \
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 		--service-account-issuer https://kubernetes.default.svc --authorization-mode Node,RBAC \
 		--allow-privileged=true --profiling=false --v 1

@@ -21,6 +21,7 @@ images() {
 	cached_image busybox "$(inputs_key "$img/mkimage" /bin/busybox -- $links)" \
 		"$img/mkimage" -name docker.io/library/busybox:e2e -o "$img/busybox.tar" -entrypoint /bin/sh \
 		/bin/busybox=/bin/busybox $links
+	[ -z "${E2E_CONFORMANCE:-}" ] || conformance_images
 	rm -f "$img/pause" "$img/mkimage" "$img/driverimage"
 	took
 }

@@ -106,5 +106,6 @@ tools() {
 	deps
 	build_tools
 	build_driver
+	[ -z "${E2E_CONFORMANCE:-}" ] || build_conformance
 	images
 }

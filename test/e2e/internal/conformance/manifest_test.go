@@ -1,8 +1,9 @@
-// Package conformance checks the test-driver manifests of Kubernetes'
-// external storage e2e suite (test/e2e/conformance) without building the
-// suite: they decode strictly, name capabilities the suite knows, and the
-// files they point at exist and are what they say.
 package conformance
+
+// The test-driver manifests of Kubernetes' external storage e2e suite
+// (test/e2e/conformance), checked without building the suite: they decode
+// strictly, name capabilities the suite knows, and the files they point at
+// exist and are what they say.
 
 import (
 	"os"
@@ -45,6 +46,11 @@ type manifest struct {
 		TopologyKeys        []string
 		RequiredAccessModes []string
 		Capabilities        map[string]bool
+		StressTestOptions   *struct{ NumPods, NumRestarts int }
+		// The other stress suites' options (k8s.io/kubernetes
+		// test/e2e/storage/framework/testdriver.go).
+		VolumeSnapshotStressTestOptions *struct{ NumPods, NumSnapshots int }
+		VolumeModifyStressTestOptions   *struct{ NumPods int }
 	}
 }
 
