@@ -95,7 +95,7 @@ manifests: ## [seconds] regenerate deploy/kubernetes from the chart (make verify
 # control plane, containerd, kubelet, the embedded vCenter and the driver with its sidecars
 # as processes on 127.0.0.1, runs test/e2e, and tears it all down (also when a test
 # fails). E2E_RUN=regexp picks tests.
-e2e: ## [~11 min warm, ~45 cold; root] the driver through real Kubernetes built here (E2E_RUN=regexp picks tests)
+e2e: ## [~11 min warm, 21-36 cold; root] the driver through real Kubernetes built here (E2E_RUN=regexp picks tests)
 	GO=$(GO) hack/e2e.sh
 
 # conformance: Kubernetes' own external storage e2e suite (k8s.io/kubernetes test/e2e/storage,
@@ -107,7 +107,7 @@ e2e: ## [~11 min warm, ~45 cold; root] the driver through real Kubernetes built 
 # runs only the tests it matches (a ginkgo focus; docs/conformance.md is then left alone).
 CONFORMANCE_SET ?= full
 CONFORMANCE_FOCUS ?=
-conformance: ## [~29 min warm (full), ~4 (ci); root] Kubernetes' storage e2e suite against the driver; writes docs/conformance.md
+conformance: ## [~29 min warm (full), ~4 (ci), +3 to build the suite; root] Kubernetes' storage e2e suite against the driver; writes docs/conformance.md
 	GO=$(GO) CONFORMANCE_SET=$(CONFORMANCE_SET) CONFORMANCE_FOCUS='$(CONFORMANCE_FOCUS)' \
 	  CONFORMANCE_REPORT=$(if $(CONFORMANCE_FOCUS),,$(if $(filter full,$(CONFORMANCE_SET)),$(CURDIR)/docs/conformance.md)) hack/e2e.sh conformance
 
