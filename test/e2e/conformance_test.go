@@ -18,12 +18,11 @@ import (
 	"github.com/vsphere-cns/vsphere-csi/test/e2e/internal/conformance"
 )
 
-// suiteRun is one run of Kubernetes' external storage suite: a test-driver
-// manifest of test/e2e/conformance and the tests picked from it.
+// suiteRun is one run of Kubernetes' external storage suite with a
+// test-driver manifest of test/e2e/conformance.
 type suiteRun struct {
 	name     string // block, file
 	manifest string // in test/e2e/conformance
-	focus    string // ginkgo --focus
 }
 
 // conformanceRuns: the block volumes' manifest and the file volumes'.
